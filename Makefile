@@ -1,0 +1,38 @@
+# Two commands a newcomer needs:  make demo  |  make test
+# Each creates .venv if missing and installs ringred (and what it needs) into it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+NP     ?= 2
+STAMP  := $(VENV)/.ringred-installed
+
+.PHONY: demo test install bench lint sanitize clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Runtime + test dependencies first (they provide mpicc for the build), then ringred itself.
+$(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.c csrc/*.h)
+	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
+		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0"
+	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mpiexec -n $(NP) $(PY) examples/linear_regression.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/mpiexec -n 2 $(PY) -m ringred.bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py
+
+clean:
+	rm -rf build *.egg-info ringred/_ringred*.so ringred/_ringred.c .pytest_cache

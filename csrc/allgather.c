@@ -1,0 +1,49 @@
+/* Allgather with per-rank counts: agree on dtype and row size, exchange counts, then the
+ * segmented ring allgather moves the blocks in place. */
+#include <string.h>
+
+#include "internal.h"
+
+rr_status rr_allgather(rr_comm *c, const void *sendbuf, size_t count, void *recvbuf, int dtype,
+                       size_t row_elems, size_t *counts)
+{
+    RR_CHECK(rr_check_call(c, dtype, RR_SUM, 1.0, 1.0, 1));
+    int n = c->size;
+    if (counts == NULL)
+        return RR_FAIL(c, RR_ERR_INVALID, "allgather: NULL counts");
+    size_t es = rr_dtype_size(dtype);
+    if (recvbuf == NULL) {
+        /* Phase 1: agreement and counts. */
+        if (row_elems && count % row_elems)
+            return RR_FAIL(c, RR_ERR_INVALID, "allgather: count %zu is not a multiple of the row "
+                           "size %zu", count, row_elems);
+        rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 0, (uint64_t)row_elems, 1.0, 1.0};
+        if (n > 1)
+            RR_CHECK(rr_agree(c, &h, NULL, 0));
+        uint64_t mine = count, *all = NULL;
+        RR_CHECK(rr_scratch(c, 0, sizeof(uint64_t) * (size_t)n, (void **)&all));
+        MPI_Request r;
+        RR_MPI(c, MPI_Iallgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, c->comm, &r));
+        RR_CHECK(rr_wait(c, &r));
+        for (int i = 0; i < n; i++)
+            counts[i] = (size_t)all[i];
+        return RR_OK;
+    }
+    /* Phase 2: data, with the counts of phase 1. */
+    if (counts[c->rank] != count)
+        return RR_FAIL(c, RR_ERR_INVALID, "allgather: counts[%d] = %zu but count = %zu", c->rank,
+                       counts[c->rank], count);
+    size_t *off = NULL;
+    RR_CHECK(rr_scratch(c, 1, sizeof(size_t) * (size_t)n, (void **)&off));
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        off[i] = o;
+        o += counts[i];
+    }
+    if (count)
+        memmove((uint8_t *)recvbuf + off[c->rank] * es, sendbuf, count * es);
+    if (n == 1)
+        return RR_OK;
+    rr_chunks ch = {off, counts};
+    return rr_ring_allgather(c, recvbuf, &ch, es);
+}

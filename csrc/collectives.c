@@ -1,0 +1,41 @@
+/* Validation shared by the collectives. */
+#include <math.h>
+
+#include "internal.h"
+
+int rr_dtype_is_float(int dtype)
+{
+    return dtype == RR_FLOAT16 || dtype == RR_BFLOAT16 || dtype == RR_FLOAT32 ||
+           dtype == RR_FLOAT64;
+}
+
+rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div)
+{
+    if (c == NULL)
+        return RR_ERR_STATE;
+    c->errmsg[0] = '\0';
+    if (dtype < 0 || dtype >= RR_NUM_DTYPES)
+        return RR_FAIL(c, RR_ERR_UNSUPPORTED, "unsupported data type code %d", dtype);
+    if (op < 0 || op >= RR_NUM_OPS)
+        return RR_FAIL(c, RR_ERR_UNSUPPORTED, "unsupported reduce op code %d", op);
+    if (div < 1)
+        return RR_FAIL(c, RR_ERR_INVALID, "average divisor must be >= 1, got %lld", (long long)div);
+    if (!isfinite(pre) || !isfinite(post))
+        return RR_FAIL(c, RR_ERR_INVALID, "scale factors must be finite");
+    if (!rr_dtype_is_float(dtype) && (pre != 1.0 || post != 1.0))
+        return RR_FAIL(c, RR_ERR_INVALID,
+                       "prescale/postscale factors other than 1 need a floating-point data type");
+    return RR_OK;
+}
+
+rr_status rr_poison(rr_comm *c, int kind)
+{
+    if (c == NULL)
+        return RR_ERR_STATE;
+    c->errmsg[0] = '\0';
+    if (c->size == 1)
+        return RR_OK;
+    rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0};
+    rr_status st = rr_agree(c, &h, NULL, 0);
+    return st == RR_ERR_MISMATCH ? RR_OK : st;
+}

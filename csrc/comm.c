@@ -1,0 +1,119 @@
+/* Communicator lifetime: duplicate the user's MPI communicator, learn the node-local
+ * layout, own the scratch memory the algorithms need. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static rr_status comm_setup(rr_comm *c, MPI_Comm user)
+{
+    RR_MPI(c, MPI_Comm_dup(user, &c->comm));
+    RR_MPI(c, MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN));
+    RR_MPI(c, MPI_Comm_rank(c->comm, &c->rank));
+    RR_MPI(c, MPI_Comm_size(c->comm, &c->size));
+    MPI_Comm local;
+    RR_MPI(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local));
+    int e1 = MPI_Comm_rank(local, &c->local_rank);
+    int e2 = MPI_Comm_size(local, &c->local_size);
+    MPI_Comm_free(&local);
+    if (e1 != MPI_SUCCESS)
+        return rr_fail_mpi(c, e1, __FILE__, __LINE__, "MPI_Comm_rank(local)");
+    if (e2 != MPI_SUCCESS)
+        return rr_fail_mpi(c, e2, __FILE__, __LINE__, "MPI_Comm_size(local)");
+    return RR_OK;
+}
+
+rr_status rr_comm_create(int fcomm, rr_comm **out)
+{
+    if (out == NULL)
+        return RR_ERR_INVALID;
+    *out = NULL;
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (!inited || finalized)
+        return RR_ERR_STATE;
+    rr_comm *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return RR_ERR_NOMEM;
+    c->comm = MPI_COMM_NULL;
+    rr_settings_load(&c->cfg);
+    MPI_Comm user = MPI_Comm_f2c((MPI_Fint)fcomm);
+    if (user == MPI_COMM_NULL) {
+        free(c);
+        return RR_ERR_INVALID;
+    }
+    rr_status st = comm_setup(c, user);
+    if (st != RR_OK) {
+        /* Leave the message where the caller can read it: hand back the half-built comm. */
+        *out = c;
+        return st;
+    }
+    *out = c;
+    return RR_OK;
+}
+
+rr_status rr_comm_destroy(rr_comm *c)
+{
+    if (c == NULL)
+        return RR_OK;
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (c->comm != MPI_COMM_NULL && !finalized)
+        MPI_Comm_free(&c->comm);
+    free(c->scratch[0]);
+    free(c->scratch[1]);
+    free(c->reqs);
+    free(c);
+    return RR_OK;
+}
+
+int rr_comm_rank(const rr_comm *c) { return c->rank; }
+int rr_comm_size(const rr_comm *c) { return c->size; }
+int rr_comm_local_rank(const rr_comm *c) { return c->local_rank; }
+int rr_comm_local_size(const rr_comm *c) { return c->local_size; }
+
+rr_status rr_barrier(rr_comm *c)
+{
+    MPI_Request r;
+    RR_MPI(c, MPI_Ibarrier(c->comm, &r));
+    return rr_wait(c, &r);
+}
+
+rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out)
+{
+    if (bytes > c->scratch_cap[which]) {
+        size_t cap = bytes < 4096 ? 4096 : bytes;
+        void *p = NULL;
+        if (posix_memalign(&p, 64, cap) != 0)
+            return RR_FAIL(c, RR_ERR_NOMEM, "cannot allocate %zu bytes of scratch", cap);
+        free(c->scratch[which]);
+        c->scratch[which] = p;
+        c->scratch_cap[which] = cap;
+    }
+    *out = c->scratch[which];
+    return RR_OK;
+}
+
+rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out)
+{
+    if (n > c->reqs_cap) {
+        MPI_Request *p = realloc(c->reqs, n * sizeof *p);
+        if (p == NULL)
+            return RR_FAIL(c, RR_ERR_NOMEM, "cannot allocate %zu requests", n);
+        c->reqs = p;
+        c->reqs_cap = n;
+    }
+    *out = c->reqs;
+    return RR_OK;
+}
+
+void rr_split_even(size_t count, int parts, size_t *off, size_t *len)
+{
+    size_t base = count / (size_t)parts, extra = count % (size_t)parts, o = 0;
+    for (int i = 0; i < parts; i++) {
+        len[i] = base + ((size_t)i < extra ? 1 : 0);
+        off[i] = o;
+        o += len[i];
+    }
+}

@@ -1,0 +1,113 @@
+/* Internal definitions shared by the C core.  Not installed, not part of the API. */
+#ifndef RR_INTERNAL_H
+#define RR_INTERNAL_H
+
+#include <mpi.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringred.h"
+
+#define RR_ERRMSG_LEN 2048
+
+/* Collective kinds carried in the agreement header. */
+enum { RR_KIND_ALLREDUCE = 1, RR_KIND_BROADCAST = 2, RR_KIND_ALLGATHER = 3,
+       RR_KIND_REDUCESCATTER = 4, RR_KIND_BARRIER = 5 };
+
+/* Settings read once from RINGRED_* environment variables (see settings.c). */
+typedef struct rr_settings {
+    size_t small_bytes;   /* messages up to this go through the latency path */
+    size_t segment_bytes; /* pipeline segment of the ring */
+    int window;           /* segments in flight per direction */
+    int spin_count;       /* polls before sched_yield */
+} rr_settings;
+
+/* The agreement header: what every rank must agree on before data moves. */
+typedef struct rr_header {
+    uint8_t kind, dtype, op, flags;
+    int32_t root;
+    uint64_t count;
+    double prescale, postscale;
+} rr_header;
+#define RR_HDR_MISMATCH 0x1
+#define RR_DTYPE_INVALID 0xFF /* header of a rank that refused its arguments */
+
+struct rr_comm {
+    MPI_Comm comm;        /* our own duplicate */
+    int rank, size;
+    int local_rank, local_size;
+    rr_settings cfg;
+    /* scratch owned by the communicator, grown on demand */
+    void *scratch[2];     /* [0]: message slots, [1]: work / accumulation */
+    size_t scratch_cap[2];
+    MPI_Request *reqs;
+    size_t reqs_cap;
+    char errmsg[RR_ERRMSG_LEN];
+};
+
+/* ---- errors (status.c) ---- */
+rr_status rr_fail(rr_comm *c, rr_status code, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+rr_status rr_fail_mpi(rr_comm *c, int mpierr, const char *file, int line, const char *what);
+#define RR_FAIL(c, code, ...) rr_fail((c), (code), __FILE__, __LINE__, __VA_ARGS__)
+#define RR_CHECK(call) do { rr_status rr_s_ = (call); if (rr_s_ != RR_OK) return rr_s_; } while (0)
+#define RR_CHECK_GOTO(call, st, label) do { st = (call); if (st != RR_OK) goto label; } while (0)
+#define RR_MPI(c, call) do { int rr_e_ = (call); \
+    if (rr_e_ != MPI_SUCCESS) return rr_fail_mpi((c), rr_e_, __FILE__, __LINE__, #call); } while (0)
+
+/* ---- settings.c ---- */
+void rr_settings_load(rr_settings *s);
+
+/* ---- comm.c ---- */
+rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);
+rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out);
+
+/* ---- p2p.c: MPI point-to-point helpers (byte counts may exceed INT_MAX) ---- */
+/* Post a wait-free test loop: spin, then sched_yield. */
+rr_status rr_waitall(rr_comm *c, int n, MPI_Request *reqs);
+rr_status rr_wait(rr_comm *c, MPI_Request *req);
+rr_status rr_sendrecv(rr_comm *c, const void *sbuf, size_t sbytes, int dst, void *rbuf,
+                      size_t rbytes, int src, int tag, size_t *got);
+
+/* Tags (each collective uses its own so a mismatch cannot mix payloads). */
+enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
+       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106 };
+
+/* ---- agree.c ---- */
+/* Small-message recursive doubling that carries the header: checks that every rank's
+ * header equals ours and, when payload != NULL, allreduces payload (count elements)
+ * in place at the same time.  On disagreement returns RR_ERR_MISMATCH on every rank
+ * with a message naming the values and the ranks. */
+rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count);
+/* Gather every rank's header and describe the disagreement (slow path). */
+rr_status rr_diagnose(rr_comm *c, const rr_header *h);
+int rr_header_equal(const rr_header *a, const rr_header *b);
+
+/* ---- ring.c: segmented ring phases over a chunked buffer ---- */
+/* Chunk layout: chunk i of the buffer starts at off[i] elements and holds len[i] elements. */
+typedef struct rr_chunks {
+    const size_t *off, *len; /* size entries each */
+} rr_chunks;
+/* Reduce-scatter: after it, rank r holds the reduction of chunk r in dst (at off[r]).
+ * src: this rank's input (whole buffer); dst: whole-buffer work/output area (may equal src);
+ * partial sums of other chunks are written into dst as they pass through. */
+rr_status rr_ring_reduce_scatter(rr_comm *c, const void *src, void *dst, const rr_chunks *ch,
+                                 rr_dtype dt, rr_op op);
+/* Same, with the final chunk r written to own_out (NULL: dst + off[r]) and scaled by
+ * post_f (floating) or divided by div (integers) as it is produced. */
+rr_status rr_ring_reduce_scatter_ex(rr_comm *c, const void *src, void *dst, void *own_out,
+                                    const rr_chunks *ch, rr_dtype dt, rr_op op, double post_f,
+                                    int64_t div);
+/* Allgather: rank r's chunk r of buf is sent around so that every rank has every chunk. */
+rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t elem_size);
+
+/* ---- validation shared by the collectives (collectives.c) ---- */
+rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
+int rr_dtype_is_float(int dtype);
+
+/* ---- helpers ---- */
+void rr_split_even(size_t count, int parts, size_t *off, size_t *len);
+void rr_wait_pause(int *spins, int spin_limit);
+
+#endif

@@ -1,0 +1,100 @@
+/* ringred public C API.  Every exported function returns an rr_status (RR_OK == 0);
+ * results come back through out-parameters; a detailed message for the last failure
+ * on a communicator is kept on it (rr_comm_last_error).  Nothing here prints, aborts
+ * or allocates user-visible outputs. */
+#ifndef RINGRED_H
+#define RINGRED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RR_VERSION_MAJOR 0
+#define RR_VERSION_MINOR 1
+
+typedef int rr_status;
+enum {
+    RR_OK = 0,
+    RR_ERR_INVALID = 1,     /* bad argument (caller bug) */
+    RR_ERR_UNSUPPORTED = 2, /* dtype / op / feature not supported */
+    RR_ERR_NOMEM = 3,
+    RR_ERR_MPI = 4,         /* MPI returned an error; message has MPI's string */
+    RR_ERR_MISMATCH = 5,    /* ranks disagree on count / dtype / op / root / scale */
+    RR_ERR_PEER = 6,        /* a peer died or vanished */
+    RR_ERR_TIMEOUT = 7,     /* waited longer than the configured limit */
+    RR_ERR_STATE = 8,       /* wrong state: not initialized, shut down, ... */
+    RR_ERR_SYSTEM = 9,      /* an OS call failed; message has strerror */
+    RR_ERR_DUPLICATE = 10,  /* a tensor of this name is already in flight */
+    RR_ERR_STALL = 11       /* stall inspector gave up waiting */
+};
+
+typedef enum {
+    RR_UINT8 = 0,
+    RR_INT8 = 1,
+    RR_INT16 = 2,
+    RR_INT32 = 3,
+    RR_INT64 = 4,
+    RR_FLOAT16 = 5,
+    RR_BFLOAT16 = 6,
+    RR_FLOAT32 = 7,
+    RR_FLOAT64 = 8,
+    RR_NUM_DTYPES = 9
+} rr_dtype;
+
+typedef enum {
+    RR_SUM = 0,
+    RR_MIN = 1,
+    RR_MAX = 2,
+    RR_PROD = 3,
+    RR_NUM_OPS = 4
+} rr_op;
+
+typedef struct rr_comm rr_comm;
+
+/* ---- status / info ---- */
+const char *rr_strerror(rr_status code);
+size_t rr_dtype_size(int dtype);
+const char *rr_kernel_path(void);            /* CPU kernel path in force: "avx512", "avx2", "scalar" */
+rr_status rr_set_kernel_path(const char *name); /* "auto", "scalar", "avx2", "avx512"; RR_ERR_UNSUPPORTED if the CPU lacks it */
+const char *rr_build_info(void);
+
+/* ---- communicators ---- */
+/* fcomm: the Fortran handle of an MPI communicator (mpi4py: comm.py2f()). It is duplicated. */
+rr_status rr_comm_create(int fcomm, rr_comm **out);
+rr_status rr_comm_destroy(rr_comm *comm);
+const char *rr_comm_last_error(const rr_comm *comm);
+int rr_comm_rank(const rr_comm *comm);
+int rr_comm_size(const rr_comm *comm);
+int rr_comm_local_rank(const rr_comm *comm);
+int rr_comm_local_size(const rr_comm *comm);
+rr_status rr_barrier(rr_comm *comm);
+
+/* ---- collectives (blocking; release the GIL around them) ----
+ * Average is RR_SUM with postscale 1/size (integers: exact truncating division,
+ * requested with avg_div = size; pass 1 otherwise). */
+rr_status rr_allreduce(rr_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
+                       int dtype, int op, double prescale, double postscale, int64_t avg_div);
+rr_status rr_broadcast(rr_comm *comm, void *buf, size_t count, int dtype, int root);
+/* Every rank passes its own count; counts_out (size entries) receives all counts.
+ * Call with recvbuf == NULL to learn the counts first (agreement + count exchange only);
+ * then call again with recvbuf of sum(counts) elements. */
+rr_status rr_allgather(rr_comm *comm, const void *sendbuf, size_t count, void *recvbuf,
+                       int dtype, size_t row_elems, size_t *counts_out);
+/* recvcounts[size]: elements each rank receives (sum == count). */
+rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, void *recvbuf,
+                           const size_t *recvcounts, int dtype, int op, double prescale,
+                           double postscale, int64_t avg_div);
+
+/* Take part in the agreement of a collective of `kind` (1 allreduce, 2 broadcast,
+ * 3 allgather, 4 reducescatter) with a header no peer can match, so that every rank
+ * fails the call with RR_ERR_MISMATCH instead of waiting for a rank that refused its
+ * arguments locally.  Returns RR_OK on the poisoning rank once the others are told. */
+rr_status rr_poison(rr_comm *comm, int kind);
+
+/* ---- test hooks for the kernels ---- */
+/* dst = srcs[0] op srcs[1] op ... op srcs[k-1] with the named kernel path. */
+rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,
+                         int dtype, int op);
+rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
+                        double factor, int64_t divisor);
+
+#endif

@@ -1,0 +1,32 @@
+/* RINGRED_* environment settings of the collective layer. */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return dflt;
+    char *end = NULL;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v)
+        return dflt;
+    if (*end == 'k' || *end == 'K')
+        x <<= 10;
+    else if (*end == 'm' || *end == 'M')
+        x <<= 20;
+    if (x < lo)
+        x = lo;
+    if (x > hi)
+        x = hi;
+    return (size_t)x;
+}
+
+void rr_settings_load(rr_settings *s)
+{
+    s->small_bytes = env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);
+    s->segment_bytes = env_size("RINGRED_SEGMENT_BYTES", 256u << 10, 4u << 10, 64u << 20);
+    s->window = (int)env_size("RINGRED_WINDOW", 3, 2, 16);
+    s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
+}

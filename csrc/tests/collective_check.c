@@ -1,0 +1,145 @@
+/* Standalone multi-rank check of the C core, used by the sanitizer build in CI and for
+ * C-level latency numbers:  mpiexec -n N ./collective_check [--time] */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ringred.h"
+
+static int fails = 0;
+#define EXPECT(cond, ...) do { if (!(cond)) { fails++; fprintf(stderr, __VA_ARGS__); } } while (0)
+
+static void check_allreduce(rr_comm *c, size_t count)
+{
+    int r = rr_comm_rank(c), n = rr_comm_size(c);
+    double *x = malloc((count + 1) * sizeof *x), *y = malloc((count + 1) * sizeof *y);
+    for (size_t i = 0; i < count; i++)
+        x[i] = (double)(i % 1000) + r;
+    rr_status st = rr_allreduce(c, x, y, count, RR_FLOAT64, RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_OK, "allreduce(%zu) failed: %s\n", count, rr_comm_last_error(c));
+    for (size_t i = 0; i < count && st == RR_OK; i++) {
+        double want = n * (double)(i % 1000) + n * (n - 1) / 2.0;
+        if (y[i] != want) {
+            EXPECT(0, "allreduce(%zu)[%zu] = %g, want %g\n", count, i, y[i], want);
+            break;
+        }
+    }
+    int64_t *a = malloc((count + 1) * sizeof *a);
+    for (size_t i = 0; i < count; i++)
+        a[i] = (int64_t)i * (r + 1);
+    st = rr_allreduce(c, a, a, count, RR_INT64, RR_MAX, 1.0, 1.0, 1);
+    EXPECT(st == RR_OK, "allreduce max(%zu) failed: %s\n", count, rr_comm_last_error(c));
+    for (size_t i = 0; i < count && st == RR_OK; i++)
+        if (a[i] != (int64_t)i * n) {
+            EXPECT(0, "max(%zu)[%zu] wrong\n", count, i);
+            break;
+        }
+    /* broadcast + reducescatter + allgather on the same sizes */
+    for (size_t i = 0; i < count; i++)
+        x[i] = r == n - 1 ? (double)i : -1.0;
+    st = rr_broadcast(c, x, count, RR_FLOAT64, n - 1);
+    EXPECT(st == RR_OK, "broadcast failed: %s\n", rr_comm_last_error(c));
+    for (size_t i = 0; i < count && st == RR_OK; i++)
+        if (x[i] != (double)i) {
+            EXPECT(0, "broadcast(%zu)[%zu] wrong\n", count, i);
+            break;
+        }
+    size_t *counts = calloc((size_t)n, sizeof *counts);
+    st = rr_allgather(c, x, count, NULL, RR_FLOAT64, 1, counts);
+    EXPECT(st == RR_OK, "allgather counts failed: %s\n", rr_comm_last_error(c));
+    double *g = malloc((count * n + 1) * sizeof *g);
+    st = rr_allgather(c, x, count, g, RR_FLOAT64, 1, counts);
+    EXPECT(st == RR_OK, "allgather failed: %s\n", rr_comm_last_error(c));
+    for (size_t i = 0; i < count * n && st == RR_OK; i++)
+        if (g[i] != (double)(i % count)) {
+            EXPECT(0, "allgather(%zu)[%zu] wrong\n", count, i);
+            break;
+        }
+    for (int i = 0; i < n; i++)
+        counts[i] = count / n + ((size_t)i < count % n);
+    st = rr_reducescatter(c, x, count, y, counts, RR_FLOAT64, RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_OK, "reducescatter failed: %s\n", rr_comm_last_error(c));
+    size_t off = 0;
+    for (int i = 0; i < r; i++)
+        off += counts[i];
+    for (size_t i = 0; i < counts[r] && st == RR_OK; i++)
+        if (y[i] != n * (double)(off + i)) {
+            EXPECT(0, "reducescatter(%zu)[%zu] wrong\n", count, i);
+            break;
+        }
+    free(counts);
+    free(g);
+    free(a);
+    free(x);
+    free(y);
+}
+
+static void check_mismatch(rr_comm *c)
+{
+    int r = rr_comm_rank(c);
+    float x[8] = {0};
+    rr_status st = rr_allreduce(c, x, x, 4 + (r == 0), RR_FLOAT32, RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_ERR_MISMATCH, "count mismatch not reported: %d\n", st);
+    st = rr_allreduce(c, x, x, 4, RR_FLOAT32, r == 0 ? RR_MAX : RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_ERR_MISMATCH, "op mismatch not reported: %d\n", st);
+    st = rr_allreduce(c, x, x, 4, RR_FLOAT32, RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_OK, "not usable after a mismatch: %s\n", rr_comm_last_error(c));
+}
+
+static double now(void) { return MPI_Wtime(); }
+
+static void timing(rr_comm *c)
+{
+    static char buf[1 << 16];
+    int sizes[] = {8, 4096, 65536};
+    for (int s = 0; s < 3; s++) {
+        int iters = 20000;
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            rr_barrier(c);
+            double t = now();
+            for (int i = 0; i < iters / 5; i++)
+                rr_allreduce(c, buf, buf, (size_t)sizes[s] / 4, RR_FLOAT32, RR_SUM, 1.0, 1.0, 1);
+            double dt = (now() - t) / (iters / 5);
+            best = dt < best ? dt : best;
+            MPI_Barrier(MPI_COMM_WORLD);
+            t = now();
+            for (int i = 0; i < iters / 5; i++)
+                MPI_Allreduce(MPI_IN_PLACE, buf, sizes[s] / 4, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            double dm = (now() - t) / (iters / 5);
+            if (rr_comm_rank(c) == 0 && rep == 4)
+                printf("%6d B: ringred %.2f us (best of 5), MPI_Allreduce %.2f us\n", sizes[s],
+                       best * 1e6, dm * 1e6);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    rr_comm *c = NULL;
+    rr_status st = rr_comm_create((int)MPI_Comm_c2f(MPI_COMM_WORLD), &c);
+    if (st != RR_OK) {
+        fprintf(stderr, "rr_comm_create: %s\n", rr_strerror(st));
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+    if (argc > 1 && strcmp(argv[1], "--time") == 0) {
+        timing(c);
+    } else {
+        size_t sizes[] = {0, 1, 2, 3, 5, 1000, 8193, 70001, 300007};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            check_allreduce(c, sizes[i]);
+        if (rr_comm_size(c) > 1)
+            check_mismatch(c);
+    }
+    int rank = rr_comm_rank(c);
+    rr_comm_destroy(c);
+    int all = 0;
+    MPI_Allreduce(&fails, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0 && argc == 1)
+        printf("collective_check: %s (%d failures)\n", all ? "FAILED" : "OK", all);
+    MPI_Finalize();
+    return all ? 1 : 0;
+}

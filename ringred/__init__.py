@@ -1,0 +1,38 @@
+"""ringred: Horovod-style gradient averaging over MPI with a C ring-allreduce core.
+
+Typical use::
+
+    import ringred
+    ringred.init()
+    avg = ringred.allreduce(grad)            # average across ranks
+    opt = ringred.DistributedOptimizer(opt)  # or wrap an optimizer
+
+Launch with ``mpirun -np N python train.py``.
+"""
+
+from __future__ import annotations
+
+from ._state import init, is_initialized, shutdown
+from .collectives import allgather, allreduce, barrier, broadcast, reducescatter
+from .errors import (
+    MismatchError,
+    NotInitializedError,
+    PeerError,
+    RingredError,
+    StallError,
+    UnsupportedError,
+)
+from .objects import allgather_object, broadcast_object
+from .ops import Average, Max, Min, Product, ReduceOp, Sum
+from .topology import local_rank, local_size, rank, size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size",
+    "barrier", "allreduce", "broadcast", "allgather", "reducescatter",
+    "broadcast_object", "allgather_object",
+    "ReduceOp", "Average", "Sum", "Min", "Max", "Product",
+    "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
+    "UnsupportedError", "__version__",
+]

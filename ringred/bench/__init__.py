@@ -1,0 +1,1 @@
+"""Benchmarks: ``mpiexec -n 2 python -m ringred.bench [--help]``."""

@@ -1,0 +1,41 @@
+"""``mpiexec -n 2 python -m ringred.bench``: allreduce table from 8 B to 64 MiB."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import ringred
+
+from .sweep import DEFAULT_SIZES, format_table, run_sweep
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(prog="python -m ringred.bench", description=__doc__)
+    p.add_argument("--min-bytes", type=int, default=8)
+    p.add_argument("--max-bytes", type=int, default=64 << 20)
+    p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--json", help="also write the rows as JSON to this file (rank 0)")
+    p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
+    args = p.parse_args(argv)
+
+    ringred.init()
+    sizes = [s for s in DEFAULT_SIZES if args.min_bytes <= s <= args.max_bytes]
+    rows = run_sweep(sizes, args.rounds, args.dtype)
+    if ringred.rank() == 0:
+        print(format_table(rows, ringred.size()), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"ranks": ringred.size(), "rows": rows}, f, indent=1)
+        if args.plot:
+            from .plot import plot_rows
+
+            plot_rows(rows, ringred.size(), args.plot)
+            print(f"wrote {args.plot}")
+    ringred.shutdown()
+
+
+if __name__ == "__main__":
+    main()

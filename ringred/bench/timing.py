@@ -1,0 +1,55 @@
+"""Timing helpers shared by the benchmarks: interleaved rounds, medians, bandwidths."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+from mpi4py import MPI
+
+
+def iterations_for(nbytes: int, budget_s: float = 0.05) -> int:
+    """Iterations per round so a round lasts roughly ``budget_s`` at ~2 GB/s + 5 µs."""
+    est = 5e-6 + nbytes / 2e9
+    return max(1, min(2000, int(budget_s / est)))
+
+
+def time_round(fn: Callable[[], object], iters: int, comm: MPI.Comm) -> float:
+    """Seconds per call of ``fn``, the slowest rank's view."""
+    comm.Barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    dt = (time.perf_counter() - t0) / iters
+    return comm.allreduce(dt, op=MPI.MAX)
+
+
+def compare(fns: dict[str, Callable[[], object]], nbytes: int, rounds: int,
+            comm: MPI.Comm) -> dict[str, float]:
+    """Median seconds per call of each function; rounds interleave them to share noise."""
+    iters = iterations_for(nbytes)
+    for fn in fns.values():  # warm-up
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(time_round(fn, iters, comm))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def algbw(nbytes: int, seconds: float) -> float:
+    """Algorithm bandwidth in GB/s."""
+    return nbytes / seconds / 1e9 if seconds > 0 else float("inf")
+
+
+def busbw(nbytes: int, seconds: float, n: int) -> float:
+    """Bus bandwidth in GB/s: algbw * 2(n-1)/n (nccl-tests convention for allreduce)."""
+    return algbw(nbytes, seconds) * (2 * (n - 1) / n if n > 1 else 1.0)
+
+
+def human(nbytes: int) -> str:
+    for unit, div in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= div and nbytes % div == 0:
+            return f"{nbytes // div} {unit}"
+    return f"{nbytes} B"

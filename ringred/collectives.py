@@ -1,0 +1,229 @@
+"""Synchronous collectives on NumPy arrays, buffer-protocol objects and torch CPU tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _state
+from ._arrays import _CODES, FLOAT_CODES, Wrapped, as_array, cbuf, check_writable, contiguous
+from ._lib import ffi, lib, make_error
+from .errors import MismatchError, NotInitializedError
+from .ops import ReduceOp, c_op
+
+KIND_ALLREDUCE, KIND_BROADCAST, KIND_ALLGATHER, KIND_REDUCESCATTER = 1, 2, 3, 4
+_C_OP = {ReduceOp.Average: 0, ReduceOp.Sum: 0, ReduceOp.Min: 1, ReduceOp.Max: 2,
+         ReduceOp.Product: 3}
+
+
+def _ptr(a: np.ndarray) -> Any:
+    return cbuf(a, ffi)
+
+
+def _prepare(ctx: _state.Context, kind: int, fn):
+    """Run local argument checks; if they fail, tell the other ranks before raising."""
+    try:
+        return fn()
+    except Exception:
+        lib.rr_poison(ctx.handle, kind)
+        raise
+
+
+def _raise(ctx: _state.Context, st: int, what: str, shape: tuple | None = None) -> None:
+    err = make_error(st, ctx.handle, what)
+    if isinstance(err, MismatchError) and shape is not None and "rejected locally" not in str(err):
+        # Every rank got the mismatch: agree on a readable account of the shapes.
+        from .objects import allgather_object
+
+        shapes = allgather_object(tuple(int(d) for d in shape))
+        if len(set(shapes)) > 1:
+            listing = ", ".join(f"rank {r}: {list(s)}" for r, s in enumerate(shapes))
+            err = MismatchError(f"{err} (shapes: {listing})")
+    raise err
+
+
+def _output(w: Wrapped, out: Any, shape: tuple, what: str) -> tuple[np.ndarray, Any]:
+    """The array to write into, and what to return to the caller."""
+    if out is None:
+        res = np.empty(shape, w.arr.dtype)
+        return res, None
+    wo = as_array(out)
+    if wo.arr.shape != tuple(shape) or wo.arr.dtype != w.arr.dtype:
+        raise ValueError(
+            f"{what}: out has shape {wo.arr.shape} and dtype {wo.arr.dtype}, expected "
+            f"{tuple(shape)} and {w.arr.dtype}"
+        )
+    check_writable(wo.arr, f"{what}: out")
+    return (wo.arr if wo.contiguous else np.empty(shape, w.arr.dtype)), wo
+
+
+def _finish(w: Wrapped, res: np.ndarray, wo: Any, out: Any) -> Any:
+    if wo is None:
+        return w.back(res)
+    if res is not wo.arr:
+        wo.arr[...] = res
+    return out
+
+
+def _scales(code: int, op: ReduceOp, size: int, pre: float, post: float) -> tuple[float, int]:
+    """(postscale, integer divisor) for ``op``."""
+    if op is ReduceOp.Average:
+        if code in FLOAT_CODES:
+            return post / size, 1
+        return post, size
+    return post, 1
+
+
+def allreduce(
+    x: Any,
+    op: ReduceOp = ReduceOp.Average,
+    name: str | None = None,
+    prescale_factor: float = 1.0,
+    postscale_factor: float = 1.0,
+    out: Any = None,
+) -> Any:
+    """Reduce ``x`` across all ranks and return the result (same type and shape as ``x``).
+
+    ``op`` is Average (default), Sum, Min, Max or Product.  Average of integers divides
+    with truncation toward zero.  ``prescale_factor`` multiplies the input and
+    ``postscale_factor`` the result (floating types only).  ``out`` receives the result
+    (``out=x`` reduces in place).  Raises MismatchError on every rank when ranks disagree
+    on the element count, dtype, op or scale factors.
+    """
+    ctx = _state._ctx
+    if ctx is None:
+        raise NotInitializedError("ringred is not initialized: call ringred.init() first")
+    # Fast path: a C-contiguous NumPy array, a new result, no scale factors.
+    if (
+        out is None
+        and type(x) is np.ndarray
+        and prescale_factor == 1.0
+        and postscale_factor == 1.0
+        and x.flags.c_contiguous
+    ):
+        code = _CODES.get(x.dtype)
+        cop = _C_OP.get(op)
+        if code is not None and cop is not None and (op != ReduceOp.Average or code >= 5):
+            res = np.empty(x.shape, x.dtype)
+            post = 1.0 / ctx.size if op == ReduceOp.Average else 1.0
+            st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
+                                  code, cop, 1.0, post, 1) if code != 6 else None
+            if st == 0:
+                return res
+            if st is not None:
+                _raise(ctx, st, f"allreduce '{name}'" if name else "allreduce", x.shape)
+    what = f"allreduce '{name}'" if name else "allreduce"
+
+    def prep():
+        op_ = ReduceOp(op)
+        w = as_array(x)
+        src = contiguous(w.arr)
+        dst, wo = _output(w, out, src.shape, what)
+        post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
+        if w.code not in FLOAT_CODES and (prescale_factor != 1.0 or postscale_factor != 1.0):
+            raise ValueError(f"{what}: scale factors need a floating-point dtype, not {src.dtype}")
+        return op_, w, src, dst, wo, post, div
+
+    op_, w, src, dst, wo, post, div = _prepare(ctx, KIND_ALLREDUCE, prep)
+    st = lib.rr_allreduce(
+        ctx.handle, _ptr(src), _ptr(dst), src.size, w.code, c_op(op_),
+        float(prescale_factor), float(post), div,
+    )
+    if st:
+        _raise(ctx, st, what, src.shape)
+    return _finish(w, dst, wo, out)
+
+
+def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None) -> Any:
+    """Return ``root_rank``'s ``x`` on every rank (``out=x`` broadcasts in place)."""
+    ctx = _state.current()
+    what = f"broadcast '{name}'" if name else "broadcast"
+
+    def prep():
+        w = as_array(x)
+        dst, wo = _output(w, out, w.arr.shape, what)
+        if dst is not w.arr:
+            dst[...] = w.arr
+        return w, dst, wo
+
+    w, dst, wo = _prepare(ctx, KIND_BROADCAST, prep)
+    st = lib.rr_broadcast(ctx.handle, _ptr(dst), dst.size, w.code, int(root_rank))
+    if st:
+        _raise(ctx, st, what, dst.shape)
+    return _finish(w, dst, wo, out)
+
+
+def allgather(x: Any, name: str | None = None) -> Any:
+    """Concatenate every rank's ``x`` along the first dimension (which may differ by rank)."""
+    ctx = _state.current()
+    what = f"allgather '{name}'" if name else "allgather"
+
+    def prep():
+        w = as_array(x)
+        if w.arr.ndim == 0:
+            raise ValueError(f"{what}: 0-d arrays cannot be gathered; reshape to (1,)")
+        src = contiguous(w.arr)
+        return w, src
+
+    w, src = _prepare(ctx, KIND_ALLGATHER, prep)
+    row = int(np.prod(src.shape[1:], dtype=np.int64))
+    counts = ffi.new("size_t[]", ctx.size)
+    st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, ffi.NULL, w.code, row, counts)
+    if st:
+        _raise(ctx, st, what, src.shape[1:])
+    if row:
+        rows = sum(counts) // row
+    else:
+        # Zero-width rows: gather the row counts as objects to learn the first dimension.
+        from .objects import allgather_object
+
+        rows = sum(allgather_object(src.shape[0]))
+    res = np.empty((rows,) + src.shape[1:], src.dtype)
+    st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, _ptr(res), w.code, row, counts)
+    if st:
+        _raise(ctx, st, what)
+    return w.back(res)
+
+
+def split_rows(rows: int, size: int) -> list[int]:
+    """Rows each rank receives in reducescatter: as even as possible, extras first."""
+    base, extra = divmod(rows, size)
+    return [base + (1 if r < extra else 0) for r in range(size)]
+
+
+def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = None) -> Any:
+    """Reduce ``x`` across ranks and return this rank's share of the first dimension.
+
+    Rows are split as evenly as possible, lower ranks taking one extra row each.
+    """
+    ctx = _state.current()
+    what = f"reducescatter '{name}'" if name else "reducescatter"
+
+    def prep():
+        op_ = ReduceOp(op)
+        w = as_array(x)
+        if w.arr.ndim == 0:
+            raise ValueError(f"{what}: 0-d arrays cannot be scattered; reshape to (1,)")
+        return op_, w, contiguous(w.arr)
+
+    op_, w, src = _prepare(ctx, KIND_REDUCESCATTER, prep)
+    row = int(np.prod(src.shape[1:], dtype=np.int64))
+    rows = split_rows(src.shape[0], ctx.size)
+    counts = ffi.new("size_t[]", [r * row for r in rows])
+    res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
+    post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
+    st = lib.rr_reducescatter(
+        ctx.handle, _ptr(src), src.size, _ptr(res), counts, w.code, c_op(op_), 1.0, post, div
+    )
+    if st:
+        _raise(ctx, st, what, src.shape)
+    return w.back(res)
+
+
+def barrier() -> None:
+    """Block until every rank has called barrier()."""
+    ctx = _state.current()
+    st = lib.rr_barrier(ctx.handle)
+    if st:
+        _raise(ctx, st, "barrier")

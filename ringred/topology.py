@@ -1,0 +1,25 @@
+"""Where this process sits: rank and size, globally and on its host."""
+
+from __future__ import annotations
+
+from . import _state
+
+
+def rank() -> int:
+    """This process's rank in the ringred communicator."""
+    return _state.current().rank
+
+
+def size() -> int:
+    """Number of ranks in the ringred communicator."""
+    return _state.current().size
+
+
+def local_rank() -> int:
+    """This process's rank among the ranks on its host."""
+    return _state.current().local_rank
+
+
+def local_size() -> int:
+    """Number of ranks on this host."""
+    return _state.current().local_size

@@ -1,0 +1,180 @@
+"""cffi build script: compiles csrc/*.c into the extension module ``ringred._ringred``.
+
+Out-of-line API mode.  MPI compile and link flags come from ``$MPICC`` or the ``mpicc`` on
+PATH (the ``mpich`` wheel installs one next to the Python interpreter).  This file never
+imports ringred itself.
+
+Environment:
+  MPICC               MPI compiler wrapper to ask for flags
+                      (default: mpicc next to the Python interpreter, then PATH)
+  RINGRED_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
+  RINGRED_DEBUG=1     -O0 -g
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+CSRC = HERE / "csrc"
+
+# Keep in step with csrc/ringred.h (tests/test_cdef.py checks that they agree).
+CDEF = """
+typedef int rr_status;
+#define RR_VERSION_MAJOR ...
+#define RR_VERSION_MINOR ...
+#define RR_OK ...
+#define RR_ERR_INVALID ...
+#define RR_ERR_UNSUPPORTED ...
+#define RR_ERR_NOMEM ...
+#define RR_ERR_MPI ...
+#define RR_ERR_MISMATCH ...
+#define RR_ERR_PEER ...
+#define RR_ERR_TIMEOUT ...
+#define RR_ERR_STATE ...
+#define RR_ERR_SYSTEM ...
+#define RR_ERR_DUPLICATE ...
+#define RR_ERR_STALL ...
+#define RR_UINT8 ...
+#define RR_INT8 ...
+#define RR_INT16 ...
+#define RR_INT32 ...
+#define RR_INT64 ...
+#define RR_FLOAT16 ...
+#define RR_BFLOAT16 ...
+#define RR_FLOAT32 ...
+#define RR_FLOAT64 ...
+#define RR_NUM_DTYPES ...
+#define RR_SUM ...
+#define RR_MIN ...
+#define RR_MAX ...
+#define RR_PROD ...
+#define RR_NUM_OPS ...
+
+typedef struct rr_comm rr_comm;
+
+const char *rr_strerror(rr_status code);
+size_t rr_dtype_size(int dtype);
+const char *rr_kernel_path(void);
+rr_status rr_set_kernel_path(const char *name);
+const char *rr_build_info(void);
+
+rr_status rr_comm_create(int fcomm, rr_comm **out);
+rr_status rr_comm_destroy(rr_comm *comm);
+const char *rr_comm_last_error(const rr_comm *comm);
+int rr_comm_rank(const rr_comm *comm);
+int rr_comm_size(const rr_comm *comm);
+int rr_comm_local_rank(const rr_comm *comm);
+int rr_comm_local_size(const rr_comm *comm);
+rr_status rr_barrier(rr_comm *comm);
+
+rr_status rr_allreduce(rr_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
+                       int dtype, int op, double prescale, double postscale, int64_t avg_div);
+rr_status rr_broadcast(rr_comm *comm, void *buf, size_t count, int dtype, int root);
+rr_status rr_allgather(rr_comm *comm, const void *sendbuf, size_t count, void *recvbuf,
+                       int dtype, size_t row_elems, size_t *counts_out);
+rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, void *recvbuf,
+                           const size_t *recvcounts, int dtype, int op, double prescale,
+                           double postscale, int64_t avg_div);
+rr_status rr_poison(rr_comm *comm, int kind);
+
+rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,
+                         int dtype, int op);
+rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
+                        double factor, int64_t divisor);
+"""
+
+
+def _mpicc() -> str:
+    env = os.environ.get("MPICC")
+    if env:
+        return env
+    beside = Path(sys.executable).parent / "mpicc"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpicc")
+    if found:
+        return found
+    raise RuntimeError(
+        "ringred needs MPI: install the 'mpich' wheel (pip install mpich) or point MPICC at "
+        "your MPI's compiler wrapper (MPICC=/path/to/mpicc pip install .)"
+    )
+
+
+def mpi_flags() -> tuple[list[str], list[str], list[str], list[str], list[str]]:
+    """Return (include_dirs, library_dirs, libraries, runtime_dirs, extra_link) for MPI."""
+    cc = _mpicc()
+    out = ""
+    for flag in ("-show", "--showme", "-showme"):
+        try:
+            res = subprocess.run([cc, flag], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        out = res.stdout.strip()
+        if out:
+            break
+    if not out:
+        raise RuntimeError(f"cannot ask {cc} for its flags (-show / --showme)")
+    incs, libdirs, libs, rpaths, extra = [], [], [], [], []
+    for tok in shlex.split(out)[1:]:
+        if tok.startswith("-I"):
+            incs.append(tok[2:])
+        elif tok.startswith("-L"):
+            libdirs.append(tok[2:])
+        elif tok.startswith("-l"):
+            libs.append(tok[2:])
+        elif tok.startswith("-Wl,-rpath,"):
+            rpaths.append(tok[len("-Wl,-rpath,"):])
+        elif tok.startswith("-Wl,") or tok.startswith("-pthread"):
+            extra.append(tok)
+    # "-Wl,-rpath -Wl,DIR" (MPICH) arrives as two -Wl tokens: fold them.
+    folded, it = [], iter(extra)
+    for tok in it:
+        if tok == "-Wl,-rpath":
+            nxt = next(it, "")
+            rpaths.append(nxt[len("-Wl,"):])
+        else:
+            folded.append(tok)
+    return incs, libdirs, libs, rpaths, folded
+
+
+def c_sources() -> list[str]:
+    return sorted(str(p.relative_to(HERE)) for p in CSRC.glob("*.c"))
+
+
+def compile_flags() -> list[str]:
+    flags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+    if os.environ.get("RINGRED_DEBUG") == "1":
+        flags += ["-O0", "-g"]
+    else:
+        flags += ["-O3"]
+    if os.environ.get("RINGRED_SANITIZE") == "1":
+        flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    return flags
+
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+_incs, _libdirs, _libs, _rpaths, _extra = mpi_flags()
+ffibuilder.set_source(
+    "ringred._ringred",
+    '#include "ringred.h"\n',
+    sources=c_sources(),
+    include_dirs=[str(CSRC)] + _incs,
+    library_dirs=_libdirs,
+    libraries=_libs + ["m", "dl", "pthread"],
+    runtime_library_dirs=_rpaths,
+    extra_compile_args=compile_flags(),
+    extra_link_args=_extra
+    + (["-fsanitize=address,undefined"] if os.environ.get("RINGRED_SANITIZE") == "1" else []),
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,40 @@
+"""The C core built with AddressSanitizer + UndefinedBehaviorSanitizer, run on 2 and 3 ranks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .mpi import mpiexec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sanitized_binary(tmp_path_factory):
+    mpicc = Path(sys.executable).parent / "mpicc"
+    if not mpicc.exists():
+        pytest.skip("mpicc not found")
+    out = tmp_path_factory.mktemp("asan") / "collective_check"
+    srcs = sorted(str(p) for p in (ROOT / "csrc").glob("*.c"))
+    cmd = [str(mpicc), "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+           "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+           "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", *srcs,
+           str(ROOT / "csrc" / "tests" / "collective_check.c"), "-o", str(out), "-lm",
+           "-lpthread", "-ldl"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-4000:]
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("env", [{}, {"RINGRED_SMALL_BYTES": "0", "RINGRED_SEGMENT_BYTES": "4096"}])
+def test_collectives_under_sanitizers(sanitized_binary, n, env):
+    e = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+             UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1", **env)
+    res = subprocess.run([mpiexec(), "-n", str(n), str(sanitized_binary)], env=e,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "collective_check: OK" in res.stdout, (
+        res.stdout[-3000:] + res.stderr[-5000:])

@@ -1,0 +1,66 @@
+"""Helpers shared by the worker scripts (run under mpiexec)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import traceback
+
+import numpy as np
+
+import ringred
+
+try:
+    import ml_dtypes
+
+    BF16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover
+    BF16 = None
+
+DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64]
+DTYPES = [np.dtype(d) for d in DTYPES] + ([BF16] if BF16 is not None else [])
+FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)} | (
+    {BF16} if BF16 is not None else set()
+)
+# relative tolerance of one rounding, times a margin for the number of ranks
+EPS = {np.dtype(np.float16): 2.0**-10, np.dtype(np.float32): 2.0**-23,
+       np.dtype(np.float64): 2.0**-52}
+if BF16 is not None:
+    EPS[BF16] = 2.0**-7
+
+
+def data(rank: int, dtype: np.dtype, count: int, seed: int, op: str = "sum") -> np.ndarray:
+    """Rank-specific input every rank can regenerate."""
+    rng = np.random.default_rng([seed, rank, count, DTYPES.index(dtype) if dtype in DTYPES else 0])
+    if dtype in FLOATS:
+        lo, hi = (0.5, 1.5) if op == "prod" else (-4.0, 4.0)
+        return rng.uniform(lo, hi, count).astype(dtype)
+    info = np.iinfo(dtype)
+    if op == "prod":
+        return rng.integers(-3 if info.min < 0 else 0, 4, count, dtype=np.int64).astype(dtype)
+    return rng.integers(info.min, info.max, count, dtype=np.int64, endpoint=True).astype(dtype)
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(a).view(np.uint8).tobytes()).hexdigest()
+
+
+def same_on_all_ranks(a: np.ndarray) -> bool:
+    return len(set(ringred.allgather_object(digest(a)))) == 1
+
+
+def main(body) -> None:
+    """Run body(); print RANK r OK, or the traceback and exit 1 (mpiexec kills the rest)."""
+    ringred.init()
+    r = ringred.rank()
+    try:
+        body()
+    except BaseException:
+        traceback.print_exc()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(1)  # take every rank down: a failure must not become a hang
+    print(f"RANK {r} OK", flush=True)
+    ringred.shutdown()

@@ -1,0 +1,98 @@
+"""Bad input: a clear error on every rank, nothing corrupted, the library still usable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import ringred
+
+from .common import main
+
+
+def expect(exc_type, fn, *words):
+    try:
+        fn()
+    except exc_type as e:
+        for w in words:
+            assert w in str(e), (w, str(e))
+        return e
+    raise AssertionError(f"{fn} did not raise {exc_type.__name__}")
+
+
+def still_works():
+    n = ringred.size()
+    got = ringred.allreduce(np.arange(5, dtype=np.float64), op=ringred.Sum)
+    assert np.array_equal(got, np.arange(5) * n)
+
+
+def body() -> None:
+    n, r = ringred.size(), ringred.rank()
+    odd = r == n - 1 and n > 1
+
+    # mismatched element count, with shapes named
+    x = np.ones(10 + (1 if odd else 0), np.float32)
+    before = x.copy()
+    if n > 1:
+        expect(ringred.MismatchError, lambda: ringred.allreduce(x, name="grad.w", out=x),
+               "grad.w", "element count", "10", "11", "rank")
+        assert np.array_equal(x, before), "input corrupted by a failed call"
+        # large message (ring path) mismatch leaves buffers intact too
+        big = np.ones(100_000 + (1 if odd else 0))
+        expect(ringred.MismatchError, lambda: ringred.allreduce(big, out=big), "element count")
+        assert (big == 1).all()
+        still_works()
+        # dtype
+        y = np.ones(4, np.float64 if odd else np.float32)
+        expect(ringred.MismatchError, lambda: ringred.allreduce(y), "data type", "float32")
+        # op
+        expect(ringred.MismatchError,
+               lambda: ringred.allreduce(np.ones(4), op=ringred.Max if odd else ringred.Sum),
+               "reduce op", "max", "sum")
+        # scale factors
+        expect(ringred.MismatchError,
+               lambda: ringred.allreduce(np.ones(4), prescale_factor=2.0 if odd else 1.0),
+               "prescale")
+        # broadcast root
+        expect(ringred.MismatchError,
+               lambda: ringred.broadcast(np.ones(3), root_rank=1 if odd else 0), "root rank")
+        # allgather trailing dimension
+        expect(ringred.MismatchError,
+               lambda: ringred.allgather(np.ones((2, 3 if odd else 4))), "")
+        # one rank refuses its input locally: it gets the precise error, the others a
+        # mismatch naming it, and nobody hangs
+        bad = np.ones(4, dtype=bool) if odd else np.ones(4)
+        if odd:
+            expect(ringred.UnsupportedError, lambda: ringred.allreduce(bad), "bool")
+        else:
+            expect(ringred.MismatchError, lambda: ringred.allreduce(bad), "rejected locally",
+                   str(n - 1))
+        ro = np.ones(4)
+        ro.flags.writeable = False
+        if odd:
+            expect(ValueError, lambda: ringred.allreduce(np.ones(4), out=ro), "read-only")
+        else:
+            expect(ringred.MismatchError,
+                   lambda: ringred.allreduce(np.ones(4), out=np.empty(4)), "rejected locally")
+        still_works()
+    # the same bad input everywhere: the same error everywhere
+    expect(ringred.UnsupportedError, lambda: ringred.allreduce(np.ones(3, dtype=bool)), "bool")
+    expect(ringred.UnsupportedError, lambda: ringred.allreduce(np.ones(3, dtype=np.complex64)))
+    expect(ValueError, lambda: ringred.broadcast(np.ones(3), root_rank=n), "root rank")
+    expect(ValueError, lambda: ringred.allgather(np.float64(3.0)), "0-d")
+    expect(ValueError, lambda: ringred.allreduce(np.ones(3, np.int32), prescale_factor=2.0),
+           "floating")
+    ro = np.ones(4)
+    ro.flags.writeable = False
+    expect(ValueError, lambda: ringred.allreduce(np.ones(4), out=ro), "read-only")
+    expect(ValueError, lambda: ringred.allreduce(np.ones(4), out=np.ones(5)), "shape")
+    expect(TypeError, lambda: ringred.allreduce(object()), "cannot use")
+    still_works()
+    # read-only *input* is fine for an out-of-place call
+    ro_in = np.arange(3.0)
+    ro_in.flags.writeable = False
+    assert np.array_equal(ringred.allreduce(ro_in, op=ringred.Sum), np.arange(3.0) * n)
+    ringred.barrier()
+
+
+if __name__ == "__main__":
+    main(body)
