@@ -94,25 +94,28 @@ def allreduce(
     ctx = _state._ctx
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
-    # Fast path: a C-contiguous NumPy array, a new result, no scale factors.
+    # Fast path: C-contiguous NumPy arrays in and out, no scale factors.
     if (
-        out is None
-        and type(x) is np.ndarray
+        type(x) is np.ndarray
         and prescale_factor == 1.0
         and postscale_factor == 1.0
         and x.flags.c_contiguous
+        and (out is None or (type(out) is np.ndarray and out.flags.c_contiguous
+                             and out.flags.writeable and out.shape == x.shape
+                             and out.dtype == x.dtype))
     ):
         code = _CODES.get(x.dtype)
         cop = _C_OP.get(op)
-        if code is not None and cop is not None and (op != ReduceOp.Average or code >= 5):
-            res = np.empty(x.shape, x.dtype)
+        if code is not None and code != 6 and cop is not None and (
+            op != ReduceOp.Average or code >= 5
+        ):
+            res = np.empty(x.shape, x.dtype) if out is None else out
             post = 1.0 / ctx.size if op == ReduceOp.Average else 1.0
             st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
-                                  code, cop, 1.0, post, 1) if code != 6 else None
-            if st == 0:
-                return res
-            if st is not None:
+                                  code, cop, 1.0, post, 1)
+            if st:
                 _raise(ctx, st, f"allreduce '{name}'" if name else "allreduce", x.shape)
+            return res
     what = f"allreduce '{name}'" if name else "allreduce"
 
     def prep():

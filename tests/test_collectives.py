@@ -22,3 +22,7 @@ def test_collectives(n, config):
 @pytest.mark.parametrize("n", [2, 3])
 def test_collectives_ten_million(n):
     run_mpi(n, "collectives", "full", timeout=400)
+
+
+def test_more_than_2_31_elements():
+    run_mpi(2, "huge", env={"RINGRED_SEGMENT_BYTES": "67108864"}, timeout=400)
