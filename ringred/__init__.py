@@ -24,6 +24,7 @@ from .errors import (
 )
 from .objects import allgather_object, broadcast_object
 from .ops import Average, Max, Min, Product, ReduceOp, Sum
+from .process_sets import ProcessSet, add_process_set, global_process_set, remove_process_set
 from .topology import local_rank, local_size, rank, size
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size",
     "barrier", "allreduce", "broadcast", "allgather", "reducescatter",
     "broadcast_object", "allgather_object",
+    "ProcessSet", "add_process_set", "remove_process_set", "global_process_set",
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",
     "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
     "UnsupportedError", "__version__",

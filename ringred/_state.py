@@ -76,6 +76,10 @@ def init(comm: Any = None) -> None:
 def shutdown() -> None:
     """Release ringred's communicator.  Safe to call more than once."""
     global _ctx
+    if _ctx is not None:
+        from .process_sets import reset
+
+        reset()
     ctx, _ctx = _ctx, None
     if ctx is not None:
         ctx.close()

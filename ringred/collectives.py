@@ -11,6 +11,7 @@ from ._arrays import _CODES, FLOAT_CODES, Wrapped, as_array, cbuf, check_writabl
 from ._lib import ffi, lib, make_error
 from .errors import MismatchError, NotInitializedError
 from .ops import ReduceOp, c_op
+from .process_sets import ProcessSet, context_of
 
 KIND_ALLREDUCE, KIND_BROADCAST, KIND_ALLGATHER, KIND_REDUCESCATTER = 1, 2, 3, 4
 _C_OP = {ReduceOp.Average: 0, ReduceOp.Sum: 0, ReduceOp.Min: 1, ReduceOp.Max: 2,
@@ -30,13 +31,14 @@ def _prepare(ctx: _state.Context, kind: int, fn):
         raise
 
 
-def _raise(ctx: _state.Context, st: int, what: str, shape: tuple | None = None) -> None:
+def _raise(ctx: _state.Context, st: int, what: str, shape: tuple | None = None,
+           process_set: ProcessSet | None = None) -> None:
     err = make_error(st, ctx.handle, what)
     if isinstance(err, MismatchError) and shape is not None and "rejected locally" not in str(err):
         # Every rank got the mismatch: agree on a readable account of the shapes.
         from .objects import allgather_object
 
-        shapes = allgather_object(tuple(int(d) for d in shape))
+        shapes = allgather_object(tuple(int(d) for d in shape), process_set=process_set)
         if len(set(shapes)) > 1:
             listing = ", ".join(f"rank {r}: {list(s)}" for r, s in enumerate(shapes))
             err = MismatchError(f"{err} (shapes: {listing})")
@@ -82,6 +84,7 @@ def allreduce(
     prescale_factor: float = 1.0,
     postscale_factor: float = 1.0,
     out: Any = None,
+    process_set: ProcessSet | None = None,
 ) -> Any:
     """Reduce ``x`` across all ranks and return the result (same type and shape as ``x``).
 
@@ -91,7 +94,7 @@ def allreduce(
     (``out=x`` reduces in place).  Raises MismatchError on every rank when ranks disagree
     on the element count, dtype, op or scale factors.
     """
-    ctx = _state._ctx
+    ctx = _state._ctx if process_set is None else context_of(process_set)
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
     # Fast path: C-contiguous NumPy arrays in and out, no scale factors.
@@ -114,7 +117,8 @@ def allreduce(
             st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
                                   code, cop, 1.0, post, 1)
             if st:
-                _raise(ctx, st, f"allreduce '{name}'" if name else "allreduce", x.shape)
+                what = f"allreduce '{name}'" if name else "allreduce"
+                _raise(ctx, st, what, x.shape, process_set)
             return res
     what = f"allreduce '{name}'" if name else "allreduce"
 
@@ -134,13 +138,14 @@ def allreduce(
         float(prescale_factor), float(post), div,
     )
     if st:
-        _raise(ctx, st, what, src.shape)
+        _raise(ctx, st, what, src.shape, process_set)
     return _finish(w, dst, wo, out)
 
 
-def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None) -> Any:
+def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None,
+              process_set: ProcessSet | None = None) -> Any:
     """Return ``root_rank``'s ``x`` on every rank (``out=x`` broadcasts in place)."""
-    ctx = _state.current()
+    ctx = context_of(process_set)
     what = f"broadcast '{name}'" if name else "broadcast"
 
     def prep():
@@ -153,13 +158,13 @@ def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None) 
     w, dst, wo = _prepare(ctx, KIND_BROADCAST, prep)
     st = lib.rr_broadcast(ctx.handle, _ptr(dst), dst.size, w.code, int(root_rank))
     if st:
-        _raise(ctx, st, what, dst.shape)
+        _raise(ctx, st, what, dst.shape, process_set)
     return _finish(w, dst, wo, out)
 
 
-def allgather(x: Any, name: str | None = None) -> Any:
+def allgather(x: Any, name: str | None = None, process_set: ProcessSet | None = None) -> Any:
     """Concatenate every rank's ``x`` along the first dimension (which may differ by rank)."""
-    ctx = _state.current()
+    ctx = context_of(process_set)
     what = f"allgather '{name}'" if name else "allgather"
 
     def prep():
@@ -174,14 +179,14 @@ def allgather(x: Any, name: str | None = None) -> Any:
     counts = ffi.new("size_t[]", ctx.size)
     st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, ffi.NULL, w.code, row, counts)
     if st:
-        _raise(ctx, st, what, src.shape[1:])
+        _raise(ctx, st, what, src.shape[1:], process_set)
     if row:
         rows = sum(counts) // row
     else:
         # Zero-width rows: gather the row counts as objects to learn the first dimension.
         from .objects import allgather_object
 
-        rows = sum(allgather_object(src.shape[0]))
+        rows = sum(allgather_object(src.shape[0], process_set=process_set))
     res = np.empty((rows,) + src.shape[1:], src.dtype)
     st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, _ptr(res), w.code, row, counts)
     if st:
@@ -195,12 +200,13 @@ def split_rows(rows: int, size: int) -> list[int]:
     return [base + (1 if r < extra else 0) for r in range(size)]
 
 
-def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = None) -> Any:
+def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = None,
+                  process_set: ProcessSet | None = None) -> Any:
     """Reduce ``x`` across ranks and return this rank's share of the first dimension.
 
     Rows are split as evenly as possible, lower ranks taking one extra row each.
     """
-    ctx = _state.current()
+    ctx = context_of(process_set)
     what = f"reducescatter '{name}'" if name else "reducescatter"
 
     def prep():
@@ -220,13 +226,13 @@ def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = No
         ctx.handle, _ptr(src), src.size, _ptr(res), counts, w.code, c_op(op_), 1.0, post, div
     )
     if st:
-        _raise(ctx, st, what, src.shape)
+        _raise(ctx, st, what, src.shape, process_set)
     return w.back(res)
 
 
-def barrier() -> None:
-    """Block until every rank has called barrier()."""
-    ctx = _state.current()
+def barrier(process_set: ProcessSet | None = None) -> None:
+    """Block until every rank (of the process set) has called barrier()."""
+    ctx = context_of(process_set)
     st = lib.rr_barrier(ctx.handle)
     if st:
         _raise(ctx, st, "barrier")
