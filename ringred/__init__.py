@@ -13,6 +13,7 @@ Launch with ``mpirun -np N python train.py``.
 from __future__ import annotations
 
 from ._state import init, is_initialized, shutdown
+from .alltoall import alltoall
 from .collectives import allgather, allreduce, barrier, broadcast, reducescatter
 from .errors import (
     MismatchError,
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size",
-    "barrier", "allreduce", "broadcast", "allgather", "reducescatter",
+    "barrier", "alltoall", "allreduce", "broadcast", "allgather", "reducescatter",
     "broadcast_object", "allgather_object",
     "ProcessSet", "add_process_set", "remove_process_set", "global_process_set",
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",

@@ -28,6 +28,11 @@ class Context:
         self.local_size: int = lib.rr_comm_local_size(self.handle)
         self._counter = 0
         self._lock = threading.Lock()
+        self._closers: list[Any] = []
+
+    def on_close(self, fn: Any) -> None:
+        """Run ``fn()`` when this context closes (before the communicator is freed)."""
+        self._closers.append(fn)
 
     def auto_name(self, kind: str) -> str:
         """Deterministic name for an unnamed tensor (requires the same call order everywhere)."""
@@ -36,6 +41,11 @@ class Context:
             return f"{kind}.noname.{self._counter}"
 
     def close(self) -> None:
+        while self._closers:
+            try:
+                self._closers.pop()()
+            except Exception:  # closing must not raise at exit
+                pass
         if self.handle is not None:
             lib.rr_comm_destroy(self.handle)
             self.handle = None

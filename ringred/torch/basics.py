@@ -1,0 +1,131 @@
+"""init/shutdown, topology and capability queries with Horovod's names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ringred
+from ringred import _state
+from ringred.process_sets import ProcessSet, add_process_set
+
+_cross: dict[str, int] = {}
+
+
+def init(comm: Any = None, process_sets: Sequence[ProcessSet] | None = None) -> None:
+    """Initialize over ``comm`` (mpi4py communicator, or a list of global ranks)."""
+    if isinstance(comm, list | tuple):
+        from mpi4py import MPI
+
+        world = MPI.COMM_WORLD
+        group = world.Get_group().Incl(sorted(comm))
+        comm = world.Create(group)
+        group.Free()
+        if comm == MPI.COMM_NULL:
+            raise ValueError(f"this rank is not in init's rank list {sorted(comm)}")
+    ringred.init(comm)
+    _cross.clear()
+    for ps in process_sets or ():
+        add_process_set(ps)
+
+
+def shutdown() -> None:
+    """Shut ringred down."""
+    _cross.clear()
+    ringred.shutdown()
+
+
+def is_initialized() -> bool:
+    """Whether init() has been called."""
+    return ringred.is_initialized()
+
+
+def size() -> int:
+    """Number of ranks."""
+    return ringred.size()
+
+
+def rank() -> int:
+    """This process's rank."""
+    return ringred.rank()
+
+
+def local_size() -> int:
+    """Ranks on this host."""
+    return ringred.local_size()
+
+
+def local_rank() -> int:
+    """Rank on this host."""
+    return ringred.local_rank()
+
+
+def _cross_info() -> dict[str, int]:
+    if not _cross:
+        ctx = _state.current()
+        sub = ctx.mpi_comm.Split(color=ctx.local_rank, key=ctx.rank)
+        _cross.update(rank=sub.Get_rank(), size=sub.Get_size())
+        sub.Free()
+    return _cross
+
+
+def cross_size() -> int:
+    """Number of hosts holding a rank with this local rank (the 'cross' communicator)."""
+    return _cross_info()["size"]
+
+
+def cross_rank() -> int:
+    """This host's index among the hosts (rank in the cross communicator)."""
+    return _cross_info()["rank"]
+
+
+def mpi_threads_supported() -> bool:
+    """Whether MPI runs with MPI_THREAD_MULTIPLE."""
+    from mpi4py import MPI
+
+    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+
+
+def mpi_built() -> bool:
+    """ringred always runs over MPI."""
+    return True
+
+
+def mpi_enabled() -> bool:
+    """ringred always runs over MPI."""
+    return True
+
+
+def gloo_built() -> bool:
+    """No Gloo controller in ringred."""
+    return False
+
+
+def gloo_enabled() -> bool:
+    """No Gloo controller in ringred."""
+    return False
+
+
+def nccl_built() -> bool:
+    """ringred does not link NCCL (GPU buffers are staged through host memory)."""
+    return False
+
+
+def ccl_built() -> bool:
+    """No oneCCL in ringred."""
+    return False
+
+
+def ddl_built() -> bool:
+    """No IBM DDL in ringred."""
+    return False
+
+
+def cuda_built() -> bool:
+    """GPU buffers are supported when a CUDA driver is present at run time (dlopen)."""
+    return True
+
+
+def rocm_built() -> bool:
+    """No ROCm support."""
+    return False
