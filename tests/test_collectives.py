@@ -26,3 +26,8 @@ def test_collectives_ten_million(n):
 
 def test_more_than_2_31_elements():
     run_mpi(2, "huge", env={"RINGRED_SEGMENT_BYTES": "67108864"}, timeout=400)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_array_types(n):
+    run_mpi(n, "array_types", timeout=120)
