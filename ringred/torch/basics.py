@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,9 +12,31 @@ from ringred.process_sets import ProcessSet, add_process_set
 
 _cross: dict[str, int] = {}
 
+# Horovod's environment variables and their ringred equivalents: a job script written for
+# Horovod keeps working (an explicitly set RINGRED_* variable wins).
+HOROVOD_ENV = {
+    "HOROVOD_FUSION_THRESHOLD": "RINGRED_FUSION_THRESHOLD",
+    "HOROVOD_CACHE_CAPACITY": "RINGRED_CACHE_CAPACITY",
+    "HOROVOD_STALL_CHECK_TIME_SECONDS": "RINGRED_STALL_CHECK_SECONDS",
+    "HOROVOD_STALL_SHUTDOWN_TIME_SECONDS": "RINGRED_STALL_SHUTDOWN_SECONDS",
+    "HOROVOD_TIMELINE": "RINGRED_TIMELINE",
+}
+
+
+def _map_horovod_env() -> None:
+    for hv, rr in HOROVOD_ENV.items():
+        if hv in os.environ and rr not in os.environ:
+            os.environ[rr] = os.environ[hv]
+    if os.environ.get("HOROVOD_STALL_CHECK_DISABLE") == "1":
+        os.environ.setdefault("RINGRED_STALL_CHECK_SECONDS", "0")
+
 
 def init(comm: Any = None, process_sets: Sequence[ProcessSet] | None = None) -> None:
-    """Initialize over ``comm`` (mpi4py communicator, or a list of global ranks)."""
+    """Initialize over ``comm`` (mpi4py communicator, or a list of global ranks).
+
+    HOROVOD_* tuning variables are honoured (see docs/migrating-from-horovod.md).
+    """
+    _map_horovod_env()
     if isinstance(comm, list | tuple):
         from mpi4py import MPI
 
