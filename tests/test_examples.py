@@ -1,4 +1,5 @@
-"""The examples run under mpiexec -n 2, train, and end with identical parameters (exit 0)."""
+"""The examples run under mpiexec -n 2, train, and end with identical parameters (exit 0);
+the training benchmark runs (tiny)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ def test_torch_classifier():
                       "--min-accuracy", "0.5",
                       timeout=240)
     assert "parameters identical on all 2 ranks: True" in out
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_train_benchmark_smoke():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "ringred.bench", "--workload", "train",
+           "--rounds", "1", "--steps", "2", "--width", "64"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "ratio ringred / mpi4py" in res.stdout
+    assert "weights identical between ringred and mpi4py runs: True" in res.stdout

@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workload", choices=["allreduce", "train"], default="allreduce")
     p.add_argument("--steps", type=int, default=5, help="train: steps per timed round")
     p.add_argument("--batch", type=int, default=32, help="train: mini-batch per rank")
+    p.add_argument("--width", type=int, default=1536, help="train: hidden width of the MLP")
     p.add_argument("--min-bytes", type=int, default=8)
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.workload == "train":
         from .train import format_train, run_train
 
-        res = run_train(rounds=args.rounds, steps=args.steps, batch=args.batch)
+        res = run_train(rounds=args.rounds, steps=args.steps, batch=args.batch,
+                        width=args.width)
         if ringred.rank() == 0:
             print(format_train(res), flush=True)
             if args.json:
