@@ -16,14 +16,14 @@ $(PY):
 # Runtime + test dependencies first (they provide mpicc for the build), then ringred itself.
 $(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.c csrc/*.h)
 	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
-		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0"
+		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn
 	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/mpiexec -n $(NP) $(PY) examples/linear_regression.py
+	$(VENV)/bin/mpiexec -n $(NP) $(PY) examples/torch_classifier.py
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -14,7 +14,22 @@ from __future__ import annotations
 
 from ._state import init, is_initialized, shutdown
 from .alltoall import alltoall
+from .asyncapi import (
+    Handle,
+    allreduce_async,
+    broadcast_async,
+    grouped_allreduce_async,
+    join,
+    poll,
+    synchronize,
+)
 from .collectives import allgather, allreduce, barrier, broadcast, reducescatter
+from .distributed import (
+    Compression,
+    DistributedOptimizer,
+    broadcast_optimizer_state,
+    broadcast_parameters,
+)
 from .errors import (
     MismatchError,
     NotInitializedError,
@@ -38,4 +53,7 @@ __all__ = [
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",
     "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
     "UnsupportedError", "__version__",
+    "Handle", "allreduce_async", "broadcast_async", "grouped_allreduce_async", "poll",
+    "synchronize", "join",
+    "DistributedOptimizer", "Compression", "broadcast_parameters", "broadcast_optimizer_state",
 ]

@@ -1,4 +1,5 @@
-"""``mpiexec -n 2 python -m ringred.bench``: allreduce table from 8 B to 64 MiB."""
+"""``mpiexec -n 2 python -m ringred.bench``: allreduce table from 8 B to 64 MiB;
+``--workload train``: a PyTorch training step with DistributedOptimizer against mpi4py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from .sweep import DEFAULT_SIZES, format_table, run_sweep
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m ringred.bench", description=__doc__)
+    p.add_argument("--workload", choices=["allreduce", "train"], default="allreduce")
+    p.add_argument("--steps", type=int, default=5, help="train: steps per timed round")
+    p.add_argument("--batch", type=int, default=32, help="train: mini-batch per rank")
+    p.add_argument("--width", type=int, default=1536, help="train: hidden width of the MLP")
     p.add_argument("--min-bytes", type=int, default=8)
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
@@ -22,6 +27,18 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
 
     ringred.init()
+    if args.workload == "train":
+        from .train import format_train, run_train
+
+        res = run_train(rounds=args.rounds, steps=args.steps, batch=args.batch,
+                        width=args.width)
+        if ringred.rank() == 0:
+            print(format_train(res), flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(res, f, indent=1)
+        ringred.shutdown()
+        return
     sizes = [s for s in DEFAULT_SIZES if args.min_bytes <= s <= args.max_bytes]
     rows = run_sweep(sizes, args.rounds, args.dtype)
     if ringred.rank() == 0:

@@ -4,6 +4,7 @@ Scripts written for ``horovod.torch`` run unchanged apart from the import line. 
 docs/migrating-from-horovod.md for what maps one to one and what differs.
 """
 
+from ringred.distributed.compression import Compression
 from ringred.process_sets import (
     ProcessSet,
     add_process_set,
@@ -32,7 +33,6 @@ from .basics import (
     shutdown,
     size,
 )
-from .compression import Compression
 from .mpi_ops import (
     Adasum,
     Average,
@@ -68,5 +68,6 @@ from .mpi_ops import (
     stop_timeline,
     synchronize,
 )
+from .optimizer import DistributedOptimizer, broadcast_optimizer_state, broadcast_parameters
 
 __all__ = [name for name in dir() if not name.startswith("_")]

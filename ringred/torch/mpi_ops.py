@@ -8,11 +8,10 @@ from typing import Any
 import torch
 
 import ringred
+from ringred.distributed.compression import Compression
 from ringred.errors import RingredError
 from ringred.ops import ReduceOp
 from ringred.process_sets import ProcessSet, global_process_set
-
-from .compression import Compression
 
 Average = ReduceOp.Average
 Sum = ReduceOp.Sum

@@ -1,0 +1,76 @@
+"""Argument checks and the parameter averaging shared by the NumPy and torch wrappers."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from typing import Any
+
+from ..asyncapi import allreduce_async
+from ..ops import ReduceOp
+from .compression import Compressor, NoneCompressor
+
+
+class Settings:
+    """Validated DistributedOptimizer options."""
+
+    __slots__ = ("compression", "backward_passes_per_step", "op", "prescale", "postscale",
+                 "average_every")
+
+    def __init__(
+        self,
+        compression: type[Compressor] | Compressor,
+        backward_passes_per_step: int,
+        op: ReduceOp,
+        gradient_predivide_factor: float,
+        average_every: int | None,
+    ) -> None:
+        if not (isinstance(compression, type) and issubclass(compression, Compressor)) and not (
+            isinstance(compression, Compressor)
+        ):
+            raise TypeError(
+                "compression must be ringred.Compression.none, .fp16 or .bf16 (or a Compressor), "
+                f"not {compression!r}"
+            )
+        bpps = operator.index(backward_passes_per_step)
+        if bpps < 1:
+            raise ValueError(f"backward_passes_per_step must be >= 1, got {bpps}")
+        op = ReduceOp(op)
+        if op not in (ReduceOp.Average, ReduceOp.Sum):
+            raise ValueError(
+                f"op must be ringred.Average or ringred.Sum for gradients, not {op.name}"
+            )
+        f = float(gradient_predivide_factor)
+        if not f > 0.0:
+            raise ValueError(f"gradient_predivide_factor must be > 0, got {f}")
+        if f != 1.0 and op is not ReduceOp.Average:
+            raise ValueError("gradient_predivide_factor needs op=ringred.Average")
+        if average_every is not None:
+            average_every = operator.index(average_every)
+            if average_every < 1:
+                raise ValueError(f"average_every must be >= 1, got {average_every}")
+            if bpps != 1:
+                raise ValueError(
+                    "average_every (periodic parameter averaging) does no gradient allreduce; "
+                    "accumulate locally instead of passing backward_passes_per_step"
+                )
+            if compression is not NoneCompressor:
+                raise ValueError("compression applies to gradients; average_every averages "
+                                 "parameters, which are sent uncompressed")
+        self.compression = compression
+        self.backward_passes_per_step = bpps
+        self.op = op
+        # Average: the collective itself multiplies by 1/size after postscale, so f/size overall.
+        self.prescale = 1.0 / f
+        self.postscale = f
+        self.average_every = average_every
+
+
+def average_parameters(named: Iterable[tuple[str, Any]], prefix: str) -> None:
+    """Replace every parameter by its average across ranks, in place (sorted by name)."""
+    handles = [
+        allreduce_async(t, op=ReduceOp.Average, name=f"{prefix}{name}", out=t)
+        for name, t in sorted(named, key=lambda kv: kv[0])
+    ]
+    for h in handles:
+        h.wait()

@@ -1,0 +1,54 @@
+"""Horovod's DistributedOptimizer and state-broadcast signatures over ringred's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import ringred
+from ringred.distributed.compression import Compression
+from ringred.ops import ReduceOp
+from ringred.process_sets import ProcessSet, global_process_set
+
+
+def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
+    optimizer: Any,
+    named_parameters: Iterable[tuple[str, Any]] | None = None,
+    compression: Any = Compression.none,
+    backward_passes_per_step: int = 1,
+    op: Any = ReduceOp.Average,
+    gradient_predivide_factor: float = 1.0,
+    num_groups: int = 0,
+    groups: Any = None,
+    sparse_as_dense: bool = False,
+    process_set: ProcessSet = global_process_set,
+) -> Any:
+    """Wrap a torch optimizer so gradients are averaged across ranks (Horovod's signature).
+
+    ``num_groups``/``groups`` are accepted for compatibility (ringred's engine fuses ready
+    gradients by itself) and so is ``sparse_as_dense`` (gradients are always dense here).
+    Only the global process set is supported.
+    """
+    if op == "Adasum":
+        raise NotImplementedError("Adasum is not implemented by ringred; use Average or Sum")
+    if process_set is not None and process_set.ranks is not None:
+        raise NotImplementedError("DistributedOptimizer over a process set is not supported")
+    return ringred.DistributedOptimizer(
+        optimizer, named_parameters=named_parameters, compression=compression,
+        backward_passes_per_step=backward_passes_per_step, op=ReduceOp(op),
+        gradient_predivide_factor=gradient_predivide_factor,
+    )
+
+
+def broadcast_parameters(params: Any, root_rank: int, prefix: str | None = None) -> None:
+    """Broadcast a ``state_dict`` or ``named_parameters()`` from ``root_rank``, in place."""
+    if prefix:
+        items = params.items() if hasattr(params, "items") else params
+        params = [(f"{prefix}{k}", v) for k, v in items]
+    ringred.broadcast_parameters(params, root_rank=root_rank)
+
+
+def broadcast_optimizer_state(optimizer: Any, root_rank: int, prefix: str | None = None,
+                              model: Any = None) -> None:
+    """Broadcast an optimizer's state from ``root_rank`` (Horovod's signature)."""
+    ringred.broadcast_optimizer_state(optimizer, root_rank=root_rank)
