@@ -279,6 +279,8 @@ def _cai_view(x: Any) -> DeviceView:
     stream = cai.get("stream")
     backend = BACKEND_FAKE if kind == "fake" or _fake_env() else BACKEND_CUDA
     if kind == "cupy":
+        # CuPy's current stream is the producer (also where CAI v2 exports no stream).
+        stream = int(sys.modules["cupy"].cuda.get_current_stream().ptr)
         device = int(x.device.id)
     elif kind == "fake":
         device = 0
