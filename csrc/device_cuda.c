@@ -78,8 +78,8 @@ static void cu_load(void)
     if (cu.lib == NULL) {
         const char *e = dlerror();
         snprintf(cu.why, sizeof cu.why,
-                 "cannot load the CUDA driver library libcuda.so.1 (%s): no NVIDIA driver here",
-                 e ? e : "not found");
+                 "cannot load the CUDA driver (%s): no NVIDIA driver here",
+                 e ? e : "libcuda.so.1 not found");
         cu.status = -1;
         return;
     }
