@@ -85,6 +85,23 @@ rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, voi
                            double postscale, int64_t avg_div);
 rr_status rr_poison(rr_comm *comm, int kind);
 
+#define RR_DEVICE_CUDA ...
+#define RR_DEVICE_FAKE ...
+rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
+rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, void *drecv, size_t count, int dtype, int op,
+                              double prescale, double postscale, int64_t avg_div);
+rr_status rr_device_broadcast(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, void *drecv, size_t count, int dtype, int root);
+rr_status rr_device_allgather(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, size_t count, void *drecv, int dtype,
+                              size_t row_elems, size_t *counts_out);
+rr_status rr_device_reducescatter(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                                  const void *dsend, size_t count, void *drecv,
+                                  const size_t *recvcounts, int dtype, int op, double prescale,
+                                  double postscale, int64_t avg_div);
+
 rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,
                          int dtype, int op);
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,

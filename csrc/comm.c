@@ -59,6 +59,7 @@ rr_status rr_comm_destroy(rr_comm *c)
         return RR_OK;
     int finalized = 0;
     MPI_Finalized(&finalized);
+    rr_device_free(c);
     if (c->comm != MPI_COMM_NULL && !finalized)
         MPI_Comm_free(&c->comm);
     free(c->scratch[0]);

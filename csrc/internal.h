@@ -13,7 +13,10 @@
 
 /* Collective kinds carried in the agreement header. */
 enum { RR_KIND_ALLREDUCE = 1, RR_KIND_BROADCAST = 2, RR_KIND_ALLGATHER = 3,
-       RR_KIND_REDUCESCATTER = 4, RR_KIND_BARRIER = 5 };
+       RR_KIND_REDUCESCATTER = 4, RR_KIND_BARRIER = 5,
+       /* device buffers (device.c): the whole-call agreement of the staged pipeline and of
+        * the direct (CUDA-aware MPI) path; a host and a device call do not match */
+       RR_KIND_DEV_ALLREDUCE = 6, RR_KIND_DEV_ALLREDUCE_DIRECT = 7, RR_KIND_DEV_BROADCAST = 8 };
 
 /* Settings read once from RINGRED_* environment variables (see settings.c). */
 typedef struct rr_settings {
@@ -21,6 +24,9 @@ typedef struct rr_settings {
     size_t segment_bytes; /* pipeline segment of the ring */
     int window;           /* segments in flight per direction */
     int spin_count;       /* polls before sched_yield */
+    size_t device_segment_bytes; /* device staging: bytes per pipeline segment (slot) */
+    int device_slots;     /* device staging: pinned slots in the ring */
+    int cuda_aware;       /* RINGRED_CUDA_AWARE: -1 auto, 0 never, 1 always */
 } rr_settings;
 
 /* The agreement header: what every rank must agree on before data moves. */
@@ -43,6 +49,7 @@ struct rr_comm {
     size_t scratch_cap[2];
     MPI_Request *reqs;
     size_t reqs_cap;
+    struct rr_device *device; /* device staging state (device.c), NULL until first used */
     char errmsg[RR_ERRMSG_LEN];
 };
 
@@ -105,6 +112,9 @@ rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t e
 /* ---- validation shared by the collectives (collectives.c) ---- */
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
 int rr_dtype_is_float(int dtype);
+
+/* ---- device.c ---- */
+void rr_device_free(rr_comm *c);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

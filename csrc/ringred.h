@@ -90,6 +90,34 @@ rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, voi
  * arguments locally.  Returns RR_OK on the poisoning rank once the others are told. */
 rr_status rr_poison(rr_comm *comm, int kind);
 
+/* ---- device (GPU) buffers ----
+ * Device pointers of `backend` on device `device_id`; `stream` is the producer stream of
+ * the caller's array library (a CUstream; 0, 1 = legacy default, 2 = per-thread default).
+ * The copies wait for the work queued on that stream (an event, not a device-wide
+ * synchronize); later work on it is ordered after the result; the call returns when the
+ * result is in place.  Outputs are allocated by the caller.  Without a CUDA-aware MPI the
+ * data is staged through pinned host memory in pipelined segments; with one (and
+ * RINGRED_CUDA_AWARE auto or 1) allreduce of MPI-reducible data goes to MPI directly. */
+enum { RR_DEVICE_CUDA = 1, RR_DEVICE_FAKE = 2 };
+/* RR_OK if the backend can run here; else why (why_len bytes) tells the reason. */
+rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+/* *out = 1 if device allreduce goes to a CUDA-aware MPI (RINGRED_CUDA_AWARE). */
+rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
+rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, void *drecv, size_t count, int dtype, int op,
+                              double prescale, double postscale, int64_t avg_div);
+/* dsend is read on the root only; every rank's result lands in drecv (may equal dsend). */
+rr_status rr_device_broadcast(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, void *drecv, size_t count, int dtype, int root);
+/* Two phases like rr_allgather: drecv == NULL learns the counts. */
+rr_status rr_device_allgather(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                              const void *dsend, size_t count, void *drecv, int dtype,
+                              size_t row_elems, size_t *counts_out);
+rr_status rr_device_reducescatter(rr_comm *comm, int backend, int device_id, uintptr_t stream,
+                                  const void *dsend, size_t count, void *drecv,
+                                  const size_t *recvcounts, int dtype, int op, double prescale,
+                                  double postscale, int64_t avg_div);
+
 /* ---- test hooks for the kernels ---- */
 /* dst = srcs[0] op srcs[1] op ... op srcs[k-1] with the named kernel path. */
 rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,

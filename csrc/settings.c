@@ -1,5 +1,6 @@
 /* RINGRED_* environment settings of the collective layer. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -29,4 +30,12 @@ void rr_settings_load(rr_settings *s)
     s->segment_bytes = env_size("RINGRED_SEGMENT_BYTES", 256u << 10, 4u << 10, 64u << 20);
     s->window = (int)env_size("RINGRED_WINDOW", 3, 2, 16);
     s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
+    s->device_segment_bytes = env_size("RINGRED_DEVICE_SEGMENT_BYTES", 2u << 20, 64, 256u << 20);
+    s->device_slots = (int)env_size("RINGRED_DEVICE_SLOTS", 4, 2, 16);
+    const char *aware = getenv("RINGRED_CUDA_AWARE");
+    s->cuda_aware = -1;
+    if (aware && (strcmp(aware, "0") == 0 || strcmp(aware, "no") == 0))
+        s->cuda_aware = 0;
+    else if (aware && (strcmp(aware, "1") == 0 || strcmp(aware, "yes") == 0))
+        s->cuda_aware = 1;
 }

@@ -108,9 +108,10 @@ def as_array(x: Any) -> Wrapped:
     if isinstance(x, np.generic):
         a = np.asarray(x)
         return Wrapped(a, dtype_code(a.dtype), lambda r: r[()], x)
-    if hasattr(x, "__cuda_array_interface__"):
+    if is_device_array(x):
         raise UnsupportedError(
-            "GPU arrays are not supported by this build path; pass a host array"
+            f"{type(x).__name__} is a GPU array: this operation needs a host array "
+            "(the collectives take GPU arrays through ringred.device)"
         )
     if hasattr(x, "__array_interface__") or hasattr(x, "__array__"):
         a = np.asarray(x)
@@ -150,3 +151,251 @@ def check_writable(a: np.ndarray, what: str = "output") -> None:
     """Raise ValueError for a read-only output."""
     if not a.flags.writeable:
         raise ValueError(f"{what} is read-only")
+
+
+# ---------------------------------------------------------------- device (GPU) arrays
+# Recognized: torch.cuda tensors, __cuda_array_interface__ (CuPy, Numba, ...), DLPack
+# (__dlpack__ / __dlpack_device__ on a CUDA device), and ringred.testing.FakeDeviceArray.
+# Nothing here imports a GPU library: the array's own module is found in sys.modules.
+
+BACKEND_CUDA, BACKEND_FAKE = 1, 2  # csrc/ringred.h RR_DEVICE_CUDA / RR_DEVICE_FAKE
+_DL_CUDA, _DL_CUDA_MANAGED = 2, 13  # DLPack device types
+# DLPack (type code, bits) -> NumPy dtype
+_DL_DTYPES: dict[tuple[int, int], np.dtype] = {
+    (0, 8): np.dtype(np.int8), (0, 16): np.dtype(np.int16), (0, 32): np.dtype(np.int32),
+    (0, 64): np.dtype(np.int64), (1, 8): np.dtype(np.uint8), (2, 16): np.dtype(np.float16),
+    (2, 32): np.dtype(np.float32), (2, 64): np.dtype(np.float64),
+}
+if BFLOAT16 is not None:
+    _DL_DTYPES[(4, 16)] = BFLOAT16
+
+
+class DeviceView:
+    """A device array as the C core sees it: address, shape, dtype code, device, stream.
+
+    ``obj`` is the C-contiguous array the address belongs to (the input itself, or a
+    contiguous copy made by its library); ``kind`` says which library made it ("torch",
+    "cupy", "numba", "fake", "cai" for another ``__cuda_array_interface__`` producer,
+    "dlpack"); ``keep`` holds what must stay alive while C uses the address.
+    """
+
+    __slots__ = ("obj", "ptr", "shape", "dtype", "code", "device", "stream", "backend", "kind",
+                 "keep")
+
+    def __init__(self, obj: Any, ptr: int, shape: tuple, dtype: Any, code: int, device: int,
+                 stream: int, backend: int, kind: str, keep: Any = None):
+        self.obj, self.ptr, self.shape, self.dtype, self.code = obj, ptr, shape, dtype, code
+        self.device, self.stream, self.backend, self.kind, self.keep = (
+            device, stream, backend, kind, keep)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        n = 1
+        for d in self.shape:
+            n *= int(d)
+        return n
+
+
+def _fake_env() -> bool:
+    import os
+
+    return os.environ.get("RINGRED_DEVICE_BACKEND", "").lower() == "fake"
+
+
+def is_device_array(x: Any) -> bool:
+    """True for a GPU array (or a fake one); never imports a GPU library."""
+    if is_torch(x):
+        return x.device.type == "cuda"
+    t = type(x)
+    if hasattr(t, "__cuda_array_interface__"):
+        return True
+    if hasattr(t, "__dlpack_device__") and not isinstance(x, np.ndarray | np.generic):
+        try:
+            dev_type = int(x.__dlpack_device__()[0])
+        except Exception:
+            return False
+        return dev_type in (_DL_CUDA, _DL_CUDA_MANAGED)
+    return False
+
+
+def _library(x: Any) -> str:
+    if getattr(type(x), "__ringred_fake_device__", False):
+        return "fake"
+    root = type(x).__module__.split(".")[0]
+    return root if root in ("cupy", "numba") else "cai"
+
+
+_TORCH_CODES: dict[Any, int] = {}
+
+
+def _torch_code(dt: Any) -> int:
+    if not _TORCH_CODES:
+        t = _torch_module()
+        _TORCH_CODES.update({t.uint8: 0, t.int8: 1, t.int16: 2, t.int32: 3, t.int64: 4,
+                             t.float16: 5, t.bfloat16: 6, t.float32: 7, t.float64: 8})
+    code = _TORCH_CODES.get(dt)
+    if code is None:
+        raise UnsupportedError(f"unsupported data type {dt}; supported: {SUPPORTED}")
+    return code
+
+
+def _torch_view(x: Any) -> DeviceView:
+    t = _torch_module()
+    x = x.detach()
+    if not x.is_contiguous():
+        x = x.contiguous()
+    stream = int(t.cuda.current_stream(x.device).cuda_stream)
+    return DeviceView(x, int(x.data_ptr()), tuple(x.shape), x.dtype, _torch_code(x.dtype),
+                      int(x.device.index or 0), stream, BACKEND_CUDA, "torch")
+
+
+def _c_contiguous(shape: tuple, strides: tuple | None, itemsize: int) -> bool:
+    if strides is None:
+        return True
+    expect = itemsize
+    for dim, st in zip(reversed(shape), reversed(strides), strict=True):
+        if dim != 1 and st != expect:
+            return False
+        expect *= dim
+    return True
+
+
+def _cai_view(x: Any) -> DeviceView:
+    kind = _library(x)
+    cai = x.__cuda_array_interface__
+    shape = tuple(int(d) for d in cai["shape"])
+    # CuPy and the fake array know their dtype (bfloat16 has no standard typestr).
+    dt = np.dtype(x.dtype) if kind in ("cupy", "fake") else np.dtype(cai["typestr"])
+    if cai.get("mask") is not None:
+        raise UnsupportedError("masked __cuda_array_interface__ arrays are not supported")
+    if not _c_contiguous(shape, cai.get("strides"), dt.itemsize):
+        if kind == "cupy":
+            return _cai_view(sys.modules["cupy"].ascontiguousarray(x))
+        if kind == "fake":
+            return _cai_view(x.copy())
+        raise UnsupportedError(
+            f"non-contiguous {type(x).__name__} array: make it contiguous first")
+    stream = cai.get("stream")
+    backend = BACKEND_FAKE if kind == "fake" or _fake_env() else BACKEND_CUDA
+    if kind == "cupy":
+        # CuPy's current stream is the producer (also where CAI v2 exports no stream).
+        stream = int(sys.modules["cupy"].cuda.get_current_stream().ptr)
+        device = int(x.device.id)
+    elif kind == "fake":
+        device = 0
+    else:
+        device = _pointer_device(int(cai["data"][0]), backend)
+    return DeviceView(x, int(cai["data"][0]), shape, dt, dtype_code(dt), device,
+                      int(stream) if stream is not None else 0, backend, kind)
+
+
+def _pointer_device(ptr: int, backend: int) -> int:
+    """Device holding ptr: asked through CuPy where it is loaded, else the current one."""
+    cupy = sys.modules.get("cupy")
+    if backend == BACKEND_CUDA and cupy is not None and ptr:
+        try:
+            return int(cupy.cuda.runtime.pointerGetAttributes(ptr).device)
+        except Exception:
+            pass
+    numba_cuda = sys.modules.get("numba.cuda")
+    if backend == BACKEND_CUDA and numba_cuda is not None:
+        try:
+            return int(numba_cuda.get_current_device().id)
+        except Exception:
+            pass
+    return 0
+
+
+def _dlpack_view(x: Any) -> DeviceView:
+    import ctypes
+
+    class DLDevice(ctypes.Structure):
+        _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+    class DLDataType(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                    ("lanes", ctypes.c_uint16)]
+
+    class DLTensor(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice), ("ndim", ctypes.c_int32),
+                    ("dtype", DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                    ("strides", ctypes.POINTER(ctypes.c_int64)),
+                    ("byte_offset", ctypes.c_uint64)]
+
+    dev_type, dev_id = x.__dlpack_device__()
+    try:  # data ready with respect to the legacy default stream (stream 1)
+        cap = x.__dlpack__(stream=1)
+    except (TypeError, BufferError, ValueError):
+        cap = x.__dlpack__()
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype = ctypes.c_void_p
+    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    t = DLTensor.from_address(get(cap, b"dltensor"))  # DLManagedTensor begins with it
+    if t.dtype.lanes != 1 or (t.dtype.code, t.dtype.bits) not in _DL_DTYPES:
+        raise UnsupportedError(f"unsupported DLPack data type (code {t.dtype.code}, "
+                               f"{t.dtype.bits} bits, {t.dtype.lanes} lanes)")
+    dt = _DL_DTYPES[(t.dtype.code, t.dtype.bits)]
+    shape = tuple(int(t.shape[i]) for i in range(t.ndim))
+    strides = (None if not t.strides else
+               tuple(int(t.strides[i]) * dt.itemsize for i in range(t.ndim)))
+    if not _c_contiguous(shape, strides, dt.itemsize):
+        raise UnsupportedError(f"non-contiguous {type(x).__name__} array: make it contiguous "
+                               "first")
+    backend = BACKEND_FAKE if _fake_env() else BACKEND_CUDA
+    ptr = int(t.data or 0) + int(t.byte_offset)
+    return DeviceView(x, ptr, shape, dt, dtype_code(dt), int(dev_id), 1, backend, "dlpack",
+                      keep=cap)
+
+
+def device_view(x: Any) -> DeviceView:
+    """The C view of a device array (a contiguous copy through its library if needed)."""
+    if is_torch(x):
+        return _torch_view(x)
+    if hasattr(type(x), "__cuda_array_interface__"):
+        return _cai_view(x)
+    return _dlpack_view(x)
+
+
+def device_empty(like: DeviceView, shape: tuple) -> DeviceView:
+    """A new array of ``like``'s dtype and device, allocated by ``like``'s library."""
+    if like.kind == "torch":
+        t = _torch_module()
+        return _torch_view(t.empty(shape, dtype=like.dtype, device=like.obj.device))
+    if like.kind == "fake" or (like.backend == BACKEND_FAKE and like.kind in ("cai", "dlpack")):
+        from .testing import FakeDeviceArray
+
+        return _cai_view(FakeDeviceArray.empty(shape, like.dtype))
+    if like.kind == "numba":
+        nc = sys.modules["numba.cuda"]
+        return _cai_view(nc.device_array(shape, like.dtype))
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        try:
+            import cupy
+        except ImportError:
+            raise UnsupportedError(
+                f"results for {type(like.obj).__name__} arrays are made with CuPy: install "
+                "cupy-cuda12x or cupy-cuda13x (ringred[cuda12] / ringred[cuda13])") from None
+    with cupy.cuda.Device(like.device):
+        return _cai_view(cupy.empty(shape, like.dtype))
+
+
+def device_back(like: DeviceView, res: DeviceView) -> Any:
+    """``res`` in the type of the input ``like``."""
+    if like.kind == "dlpack" and res.kind != "fake":
+        mod = sys.modules.get(type(like.obj).__module__.split(".")[0])
+        convert = getattr(mod, "from_dlpack", None)
+        if convert is not None:
+            return convert(res.obj)
+    return res.obj
+
+
+def device_assign(dst: Any, src: DeviceView) -> None:
+    """dst[...] = src through the arrays' library (for non-contiguous outputs)."""
+    if is_torch(dst):
+        dst.copy_(src.obj)
+    elif _library(dst) in ("cupy", "fake"):
+        dst[...] = src.obj
+    else:
+        raise UnsupportedError(f"non-contiguous output of type {type(dst).__name__}")

@@ -1,4 +1,7 @@
-"""Synchronous collectives on NumPy arrays, buffer-protocol objects and torch CPU tensors."""
+"""Synchronous collectives on NumPy arrays, buffer-protocol objects and torch tensors.
+
+GPU arrays (CuPy, torch.cuda, ``__cuda_array_interface__`` / DLPack producers) are routed
+from the slow paths to ``ringred.device``."""
 
 from __future__ import annotations
 
@@ -7,7 +10,17 @@ from typing import Any
 import numpy as np
 
 from . import _state
-from ._arrays import _CODES, FLOAT_CODES, Wrapped, as_array, cbuf, check_writable, contiguous
+from . import device as _device
+from ._arrays import (
+    _CODES,
+    FLOAT_CODES,
+    Wrapped,
+    as_array,
+    cbuf,
+    check_writable,
+    contiguous,
+    is_device_array,
+)
 from ._lib import ffi, lib, make_error
 from .errors import MismatchError, NotInitializedError
 from .ops import ReduceOp, c_op
@@ -121,6 +134,8 @@ def allreduce(
                 _raise(ctx, st, what, x.shape, process_set)
             return res
     what = f"allreduce '{name}'" if name else "allreduce"
+    if is_device_array(x):
+        return _device.allreduce(ctx, x, op, what, prescale_factor, postscale_factor, out)
 
     def prep():
         op_ = ReduceOp(op)
@@ -147,6 +162,8 @@ def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None,
     """Return ``root_rank``'s ``x`` on every rank (``out=x`` broadcasts in place)."""
     ctx = context_of(process_set)
     what = f"broadcast '{name}'" if name else "broadcast"
+    if is_device_array(x):
+        return _device.broadcast(ctx, x, root_rank, what, out)
 
     def prep():
         w = as_array(x)
@@ -166,6 +183,8 @@ def allgather(x: Any, name: str | None = None, process_set: ProcessSet | None = 
     """Concatenate every rank's ``x`` along the first dimension (which may differ by rank)."""
     ctx = context_of(process_set)
     what = f"allgather '{name}'" if name else "allgather"
+    if is_device_array(x):
+        return _device.allgather(ctx, x, what)
 
     def prep():
         w = as_array(x)
@@ -208,6 +227,8 @@ def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = No
     """
     ctx = context_of(process_set)
     what = f"reducescatter '{name}'" if name else "reducescatter"
+    if is_device_array(x):
+        return _device.reducescatter(ctx, x, op, what)
 
     def prep():
         op_ = ReduceOp(op)

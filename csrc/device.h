@@ -1,0 +1,85 @@
+/* Device (GPU) buffers: the backend interface and the per-communicator staging state.
+ * Internal header.
+ *
+ * A backend is a table of functions with CUDA driver semantics: streams and events are
+ * opaque handles carried as uintptr_t, device memory is addressed by uintptr_t, every
+ * function returns 0 on success or a backend error code that errstr() turns into text.
+ * Two backends exist: CUDA (device_cuda.c: the driver API loaded with dlopen, no link-time
+ * or header dependency) and FAKE (device_fake.c: host memory posing as device memory,
+ * worker threads posing as streams) so that the staging schedule is tested without a GPU. */
+#ifndef RR_DEVICE_H
+#define RR_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringred.h"
+
+/* Producer streams 0, 1 (CU_STREAM_LEGACY) and 2 (CU_STREAM_PER_THREAD) are the default
+ * streams; any other value is a stream handle of the caller's library. */
+#define RR_DEV_NOT_READY 600 /* event_query: recorded work not finished (CUDA_ERROR_NOT_READY) */
+#define RR_DEV_MAX_SLOTS 16
+
+typedef struct rr_dev_backend {
+    const char *name;
+    /* Load the backend once per process; on failure write a reason into why. */
+    int (*load)(char *why, size_t len);
+    /* Make device `dev`'s context current on this thread; *ctx receives the context to keep
+     * (retained), *prev the one that was current so that leave() can restore it. */
+    int (*ctx_retain)(int dev, void **ctx);
+    int (*ctx_release)(int dev, void *ctx);
+    int (*ctx_enter)(void *ctx, void **prev);
+    int (*ctx_leave)(void *prev);
+    int (*host_alloc)(void **p, size_t bytes); /* pinned host memory */
+    int (*host_free)(void *p);
+    int (*stream_create)(uintptr_t *s);
+    int (*stream_destroy)(uintptr_t s);
+    int (*stream_sync)(uintptr_t s);
+    int (*event_create)(void **e);
+    int (*event_destroy)(void *e);
+    int (*event_record)(void *e, uintptr_t s);
+    int (*stream_wait_event)(uintptr_t s, void *e);
+    int (*event_query)(void *e); /* 0: done, RR_DEV_NOT_READY: pending, else an error */
+    int (*d2h)(void *dst, uintptr_t src, size_t bytes, uintptr_t s);
+    int (*h2d)(uintptr_t dst, const void *src, size_t bytes, uintptr_t s);
+    const char *(*errstr)(int code);
+    /* Does the MPI library take this backend's device pointers (CUDA-aware MPI)? */
+    int (*mpi_aware)(void);
+    /* The address to hand to MPI for device address p (the fake backend untags it). */
+    void *(*mpi_ptr)(uintptr_t p);
+} rr_dev_backend;
+
+const rr_dev_backend *rr_dev_cuda_backend(void);
+const rr_dev_backend *rr_dev_fake_backend(void);
+
+/* Per-communicator device state (rr_comm.device), created on the first device call and
+ * re-created when the backend or the device changes. */
+typedef struct rr_device {
+    const rr_dev_backend *be;
+    int dev;
+    void *ctx;
+    int retained;                  /* ctx was retained (ctx_release on free) */
+    uintptr_t dl, ul;              /* copy streams: downloads (D2H) and uploads (H2D) */
+    void *ev_in, *ev_out;          /* producer stream -> copy streams, uploads -> producer */
+    void *ev_dl[RR_DEV_MAX_SLOTS]; /* download of the segment in slot i finished */
+    void *ev_ul[RR_DEV_MAX_SLOTS]; /* upload from slot i finished */
+    int nslots;
+    size_t slot_bytes;
+    uint8_t *slots;                /* pinned, nslots * slot_bytes */
+    uint8_t *whole[2];             /* pinned whole-buffer staging (allgather, reducescatter) */
+    size_t whole_cap[2];
+} rr_device;
+
+/* Direct path (device_direct.c): does allreduce hand device pointers to MPI? 0 no, 1 yes;
+ * RR_ERR_UNSUPPORTED when RINGRED_CUDA_AWARE=1 but the MPI library is not CUDA-aware. */
+rr_status rr_device_use_direct(rr_comm *c, const rr_dev_backend *be, int *out);
+/* Can MPI reduce this call by itself (an MPI type and op, no scale factors)? */
+int rr_device_mpi_supports(int dtype, int op, double pre, double post, int64_t div);
+/* MPI_Iallreduce on device memory, count elements (split above INT_MAX); in place when
+ * dsend == drecv.  Needs rr_device_mpi_supports(). */
+rr_status rr_device_mpi_allreduce(rr_comm *c, const rr_dev_backend *be, uintptr_t dsend,
+                                  uintptr_t drecv, size_t count, int dtype, int op);
+/* Does the MPI library report CUDA support (MPIX_Query_cuda_support and kin)? */
+int rr_mpi_cuda_aware(void);
+
+#endif
