@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "shm.h"
 
 int rr_dtype_is_float(int dtype)
 {
@@ -36,6 +37,6 @@ rr_status rr_poison(rr_comm *c, int kind)
     if (c->size == 1)
         return RR_OK;
     rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0};
-    rr_status st = rr_agree(c, &h, NULL, 0);
+    rr_status st = c->shm ? rr_shm_poison(c, kind) : rr_agree(c, &h, NULL, 0);
     return st == RR_ERR_MISMATCH ? RR_OK : st;
 }

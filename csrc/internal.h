@@ -21,6 +21,11 @@ typedef struct rr_settings {
     size_t segment_bytes; /* pipeline segment of the ring */
     int window;           /* segments in flight per direction */
     int spin_count;       /* polls before sched_yield */
+    /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
+    size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
+    size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
+    double shm_timeout_s;   /* give up waiting for a peer after this long */
+    int shm_spin;           /* polls before a shm wait yields (when not oversubscribed) */
 } rr_settings;
 
 /* The agreement header: what every rank must agree on before data moves. */
@@ -33,8 +38,14 @@ typedef struct rr_header {
 #define RR_HDR_MISMATCH 0x1
 #define RR_DTYPE_INVALID 0xFF /* header of a rank that refused its arguments */
 
+/* Transports (rr_comm.transport). */
+enum { RR_TRANSPORT_MPI = 0, RR_TRANSPORT_SHM = 1 };
+typedef struct rr_shm rr_shm; /* shm.h */
+
 struct rr_comm {
     MPI_Comm comm;        /* our own duplicate */
+    int transport;        /* RR_TRANSPORT_* in force */
+    rr_shm *shm;          /* same-host segment when transport == RR_TRANSPORT_SHM */
     int rank, size;
     int local_rank, local_size;
     rr_settings cfg;
@@ -82,6 +93,9 @@ enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
 rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count);
 /* Gather every rank's header and describe the disagreement (slow path). */
 rr_status rr_diagnose(rr_comm *c, const rr_header *h);
+/* Describe the disagreement among all[0..size) (every rank's header, flags ignored) as seen
+ * by the rank whose own header is h; returns RR_ERR_MISMATCH with the message. */
+rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *h);
 int rr_header_equal(const rr_header *a, const rr_header *b);
 
 /* ---- ring.c: segmented ring phases over a chunked buffer ---- */

@@ -1,4 +1,5 @@
 /* RINGRED_* environment settings of the collective layer. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -23,10 +24,26 @@ static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
     return (size_t)x;
 }
 
+static double env_seconds(const char *name, double dflt)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return dflt;
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (end == v || !isfinite(x) || x <= 0)
+        return dflt;
+    return x;
+}
+
 void rr_settings_load(rr_settings *s)
 {
     s->small_bytes = env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);
     s->segment_bytes = env_size("RINGRED_SEGMENT_BYTES", 256u << 10, 4u << 10, 64u << 20);
     s->window = (int)env_size("RINGRED_WINDOW", 3, 2, 16);
     s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
+    s->shm_small_bytes = env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
+    s->shm_slot_bytes = env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
+    s->shm_timeout_s = env_seconds("RINGRED_SHM_TIMEOUT_SECONDS", 300.0);
+    s->shm_spin = (int)env_size("RINGRED_SHM_SPIN_COUNT", 2000, 0, 1u << 30);
 }

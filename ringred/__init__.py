@@ -24,12 +24,12 @@ from .errors import (
 )
 from .objects import allgather_object, broadcast_object
 from .ops import Average, Max, Min, Product, ReduceOp, Sum
-from .topology import local_rank, local_size, rank, size
+from .topology import local_rank, local_size, rank, size, transport
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size",
+    "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size", "transport",
     "barrier", "allreduce", "broadcast", "allgather", "reducescatter",
     "broadcast_object", "allgather_object",
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",

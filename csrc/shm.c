@@ -1,0 +1,481 @@
+/* The same-host shared segment (see shm.h for its layout and protocol): creation by the
+ * leader, mapping by the peers, the arrival that starts every collective, and waiting that
+ * spins briefly, then yields, and notices a dead or vanished peer. */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RR_SHM_MAGIC UINT64_C(0x72696e6772656431) /* "ringred1" */
+#define RR_SHM_PREFIX "/ringred-"
+#define CHECK_EVERY 256       /* polls between clock reads */
+#define LIVENESS_S 0.02       /* seconds between peer liveness checks */
+#define NAP_AFTER_S 0.1       /* after waiting this long, nap between polls */
+
+typedef struct shm_control {
+    uint64_t magic;
+    uint64_t n, small_bytes, slot_bytes, bytes;
+} shm_control;
+
+typedef struct shm_info {
+    _Atomic uint64_t pid, start;
+    char pad[RR_SHM_LINE - 2 * sizeof(uint64_t)];
+} shm_info;
+
+/* What rank 0 tells the others. */
+typedef struct shm_announce {
+    char name[64];
+    uint64_t small_bytes, slot_bytes, bytes;
+    int32_t err; /* errno of the leader's failure, 0 if the segment exists */
+    int32_t pad;
+} shm_announce;
+
+typedef struct shm_layout {
+    size_t info, ctr, small, stride, big, res, bytes;
+} shm_layout;
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static shm_layout layout(int n, size_t small, size_t slot)
+{
+    shm_layout l;
+    size_t off = RR_SHM_LINE; /* control line */
+    l.info = off;
+    off += (size_t)n * RR_SHM_LINE;
+    l.ctr = off;
+    off += (size_t)n * RR_NCTR * RR_SHM_LINE;
+    l.small = off;
+    l.stride = RR_SHM_HDR_BYTES + small;
+    off = round_up(off + (size_t)n * 2 * l.stride, 4096);
+    l.big = off;
+    off += (size_t)n * 2 * slot;
+    l.res = off;
+    off += 2 * slot;
+    l.bytes = off;
+    return l;
+}
+
+/* Field 3 (state) and 22 (start time, clock ticks since boot) of /proc/<pid>/stat.
+ * Returns 0, or -1 with errno set. */
+static int proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    int e = errno;
+    close(fd);
+    if (got <= 0) {
+        errno = got < 0 ? e : EIO;
+        return -1;
+    }
+    buf[got] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %c", state) != 1) {
+        errno = EIO;
+        return -1;
+    }
+    p += 2; /* field 3 starts here; field 22 is 19 spaces further */
+    for (int f = 3; f < 22 && p; f++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    if (p == NULL || sscanf(p, "%llu", start) != 1) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* A name nobody can guess: the prefix, our pid, 128 random bits. */
+static int make_name(char *name, size_t cap)
+{
+    unsigned char rnd[16];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    if (got < sizeof rnd) {
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        ssize_t r = read(fd, rnd, sizeof rnd);
+        close(fd);
+        if (r != (ssize_t)sizeof rnd) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    int pos = snprintf(name, cap, RR_SHM_PREFIX "%d-", (int)getpid());
+    for (size_t i = 0; i < sizeof rnd && (size_t)pos + 2 < cap; i++)
+        pos += snprintf(name + pos, cap - (size_t)pos, "%02x", rnd[i]);
+    return 0;
+}
+
+static void *map_fd(int fd, size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Leader: create, size, map and format the segment.  Returns the mapping or NULL (errno). */
+static void *create_segment(shm_announce *a, const shm_layout *l, int n)
+{
+    int fd = -1;
+    for (int tries = 0; tries < 8 && fd < 0; tries++) {
+        if (make_name(a->name, sizeof a->name) != 0)
+            return NULL;
+        fd = shm_open(a->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return NULL;
+    }
+    if (fd < 0)
+        return NULL;
+    void *p = NULL;
+    if (ftruncate(fd, (off_t)l->bytes) == 0)
+        p = map_fd(fd, l->bytes);
+    int e = errno;
+    close(fd);
+    if (p == NULL) {
+        shm_unlink(a->name);
+        errno = e;
+        return NULL;
+    }
+    shm_control ctl = {RR_SHM_MAGIC, (uint64_t)n, a->small_bytes, a->slot_bytes, l->bytes};
+    memcpy(p, &ctl, sizeof ctl);
+    return p;
+}
+
+static void *attach_segment(const shm_announce *a, int *err)
+{
+    int fd = shm_open(a->name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return NULL;
+    }
+    struct stat st;
+    void *p = NULL;
+    if (fstat(fd, &st) != 0)
+        *err = errno;
+    else if ((uint64_t)st.st_size != a->bytes)
+        *err = EINVAL;
+    else if ((p = map_fd(fd, a->bytes)) == NULL)
+        *err = errno;
+    close(fd);
+    return p;
+}
+
+static int oversubscribed(const rr_comm *c)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    return CPU_COUNT(&set) < c->local_size;
+}
+
+static void free_shm(rr_shm *s)
+{
+    if (s == NULL)
+        return;
+    if (s->base)
+        munmap(s->base, s->bytes);
+    free(s->pid);
+    free(s->start);
+    free(s->watch);
+    free(s->srcs);
+    free(s);
+}
+
+/* Learn every peer's pid and decide whether liveness checks can trust it (same pid
+ * namespace: /proc shows a process of that pid with the start time it published). */
+static void learn_peers(rr_shm *s, const shm_info *info)
+{
+    for (int p = 0; p < s->n; p++) {
+        s->pid[p] = (pid_t)atomic_load_explicit(&info[p].pid, memory_order_acquire);
+        s->start[p] = atomic_load_explicit(&info[p].start, memory_order_acquire);
+        if (p == s->me || s->pid[p] <= 0)
+            continue;
+        char state;
+        unsigned long long st = 0;
+        if (proc_stat(s->pid[p], &state, &st) == 0)
+            s->watch[p] = s->start[p] != 0 && st == s->start[p];
+        else if (kill(s->pid[p], 0) == 0) {
+            s->watch[p] = 1; /* no /proc: kill() alone */
+            s->start[p] = 0;
+        }
+    }
+}
+
+rr_status rr_shm_open(rr_comm *c)
+{
+    int n = c->size, me = c->rank;
+    rr_shm *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
+    s->n = n;
+    s->me = me;
+    s->pid = calloc((size_t)n, sizeof *s->pid);
+    s->start = calloc((size_t)n, sizeof *s->start);
+    s->watch = calloc((size_t)n, 1);
+    s->srcs = calloc((size_t)n, sizeof *s->srcs);
+    if (!s->pid || !s->start || !s->watch || !s->srcs) {
+        free_shm(s);
+        return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
+    }
+    shm_announce a;
+    memset(&a, 0, sizeof a);
+    void *base = NULL;
+    if (me == 0) {
+        a.small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
+        a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
+        shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+        a.bytes = l.bytes;
+        base = create_segment(&a, &l, n);
+        if (base == NULL)
+            a.err = errno ? errno : EIO;
+    }
+    int e = MPI_Bcast(&a, (int)sizeof a, MPI_BYTE, 0, c->comm);
+    if (e != MPI_SUCCESS) {
+        if (base) {
+            munmap(base, a.bytes);
+            shm_unlink(a.name);
+        }
+        free_shm(s);
+        return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Bcast(shm segment name)");
+    }
+    if (a.err) {
+        free_shm(s);
+        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: rank 0 could not create a %llu-byte segment in "
+                       "/dev/shm: %s", (unsigned long long)a.bytes, strerror(a.err));
+    }
+    int err = 0;
+    if (me != 0)
+        base = attach_segment(&a, &err);
+    shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+    if (base != NULL) {
+        shm_control ctl;
+        memcpy(&ctl, base, sizeof ctl);
+        if (ctl.magic != RR_SHM_MAGIC || ctl.n != (uint64_t)n || ctl.bytes != l.bytes) {
+            err = EINVAL;
+            munmap(base, a.bytes);
+            base = NULL;
+        }
+    }
+    if (base != NULL) {
+        char state;
+        unsigned long long st = 0;
+        shm_info *info = (shm_info *)((uint8_t *)base + l.info);
+        if (proc_stat(getpid(), &state, &st) != 0)
+            st = 0;
+        atomic_store_explicit(&info[me].start, st, memory_order_release);
+        atomic_store_explicit(&info[me].pid, (uint64_t)getpid(), memory_order_release);
+    }
+    /* Everyone has mapped (or failed) after this: the leader unlinks the name at once, so
+     * nothing stays in /dev/shm however the processes end. */
+    int ok = base != NULL, all_ok = 0;
+    e = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, c->comm);
+    if (me == 0)
+        shm_unlink(a.name);
+    if (e != MPI_SUCCESS || !all_ok) {
+        if (base)
+            munmap(base, a.bytes);
+        free_shm(s);
+        if (e != MPI_SUCCESS)
+            return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Allreduce(shm attach)");
+        if (!ok)
+            return RR_FAIL(c, RR_ERR_SYSTEM, "shm: cannot map rank 0's segment: %s",
+                           strerror(err));
+        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: another rank could not map the shared segment");
+    }
+    s->base = base;
+    s->bytes = a.bytes;
+    s->small_bytes = a.small_bytes;
+    s->slot_bytes = a.slot_bytes;
+    s->ctr = (rr_shm_line *)((uint8_t *)base + l.ctr);
+    s->small = (uint8_t *)base + l.small;
+    s->small_stride = l.stride;
+    s->big = (uint8_t *)base + l.big;
+    s->res = (uint8_t *)base + l.res;
+    s->timeout_s = c->cfg.shm_timeout_s;
+    s->spin = oversubscribed(c) ? (c->cfg.shm_spin < 4 ? c->cfg.shm_spin : 4) : c->cfg.shm_spin;
+    s->what = "setup";
+    learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
+    c->shm = s;
+    return RR_OK;
+}
+
+void rr_shm_close(rr_comm *c)
+{
+    free_shm(c->shm);
+    c->shm = NULL;
+}
+
+uint64_t rr_shm_extra(const rr_shm *s, int rank)
+{
+    uint64_t v;
+    memcpy(&v, rr_shm_small_slot(s, rank, s->call) + sizeof(rr_header), sizeof v);
+    return v;
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int peer_dead(const rr_shm *s, int p)
+{
+    if (!s->watch[p])
+        return 0;
+    if (kill(s->pid[p], 0) == -1 && errno == ESRCH)
+        return 1;
+    if (s->start[p] == 0)
+        return 0;
+    char state;
+    unsigned long long st = 0;
+    if (proc_stat(s->pid[p], &state, &st) != 0)
+        return errno == ENOENT || errno == ESRCH;
+    return state == 'Z' || state == 'X' || st != s->start[p];
+}
+
+static rr_status broken(rr_comm *c, rr_status code)
+{
+    c->shm->broken = 1;
+    c->shm->broken_code = code;
+    return code;
+}
+
+static rr_status fail_again(rr_comm *c)
+{
+    return RR_FAIL(c, c->shm->broken_code, "the shared-memory transport failed earlier (a peer "
+                   "died or timed out); this communicator cannot be used any more");
+}
+
+static rr_status wait_slow(rr_comm *c, _Atomic uint64_t *v, uint64_t want, int peer)
+{
+    rr_shm *s = c->shm;
+    if (s->broken)
+        return fail_again(c);
+    double t0 = 0, next_live = 0;
+    unsigned polls = 0;
+    int spins = 0, napping = 0;
+    for (;;) {
+        if (atomic_load_explicit(v, memory_order_acquire) >= want)
+            return RR_OK;
+        if (spins < s->spin)
+            spins++;
+        else if (napping) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        } else
+            sched_yield();
+        if (++polls % CHECK_EVERY)
+            continue;
+        double t = now_s();
+        if (t0 == 0) {
+            t0 = t;
+            next_live = t + LIVENESS_S;
+            continue;
+        }
+        if (t >= next_live) {
+            next_live = t + LIVENESS_S;
+            /* Every peer: the one we wait for may itself wait for the dead one. */
+            for (int p = 0; p < s->n; p++)
+                if (p != s->me && peer_dead(s, p))
+                    return broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d "
+                                             "was waiting for rank %d in %s (shared-memory "
+                                             "transport)", p, (int)s->pid[p], s->me, peer,
+                                             s->what));
+        }
+        napping = t - t0 > NAP_AFTER_S;
+        if (t - t0 > s->timeout_s)
+            return broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer within "
+                                     "%g s (RINGRED_SHM_TIMEOUT_SECONDS) while rank %d was "
+                                     "waiting for it in %s (shared-memory transport)", peer,
+                                     (int)s->pid[peer], s->timeout_s, s->me, s->what));
+    }
+}
+
+rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
+{
+    _Atomic uint64_t *p = &c->shm->ctr[peer * RR_NCTR + which].v;
+    if (atomic_load_explicit(p, memory_order_acquire) >= v && !c->shm->broken)
+        return RR_OK;
+    return wait_slow(c, p, v, peer);
+}
+
+rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)
+{
+    rr_shm *s = c->shm;
+    for (int p = 0; p < s->n; p++)
+        if (p != s->me)
+            RR_CHECK(rr_shm_wait(c, which, p, v));
+    return RR_OK;
+}
+
+/* ---------------------------------------------------------------- arrival */
+
+rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const char *what)
+{
+    rr_shm *s = c->shm;
+    s->what = what;
+    if (s->broken)
+        return fail_again(c);
+    uint64_t call = s->call + 1;
+    uint8_t *slot = rr_shm_small_slot(s, s->me, call);
+    rr_header mine = *h;
+    mine.flags = 0;
+    memcpy(slot, &mine, sizeof mine);
+    memcpy(slot + sizeof mine, &extra, sizeof extra);
+    s->call = call;
+    rr_shm_signal(s, RR_CTR_ARRIVE, call);
+    RR_CHECK(rr_shm_wait_all(c, RR_CTR_ARRIVE, call));
+    int differ = 0;
+    for (int p = 0; p < s->n && !differ; p++) {
+        rr_header hp;
+        memcpy(&hp, rr_shm_small_slot(s, p, call), sizeof hp);
+        differ = !rr_header_equal(&hp, &mine);
+    }
+    if (!differ)
+        return RR_OK;
+    rr_header *all = NULL;
+    RR_CHECK(rr_scratch(c, 0, (size_t)s->n * sizeof *all, (void **)&all));
+    for (int p = 0; p < s->n; p++)
+        memcpy(&all[p], rr_shm_small_slot(s, p, call), sizeof *all);
+    return rr_mismatch_report(c, all, &mine);
+}
+
+size_t rr_shm_slice(size_t len, size_t es, int n, int p, size_t *lo)
+{
+    size_t g = RR_SHM_LINE / es, units = (len + g - 1) / g;
+    size_t base = units / (size_t)n, extra = units % (size_t)n, up = (size_t)p;
+    size_t u0 = up * base + (up < extra ? up : extra), u1 = u0 + base + (up < extra);
+    size_t a = u0 * g, b = u1 * g;
+    a = a < len ? a : len;
+    b = b < len ? b : len;
+    *lo = a;
+    return b - a;
+}
