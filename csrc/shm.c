@@ -1,6 +1,11 @@
 /* The same-host shared segment (see shm.h for its layout and protocol): creation by the
- * leader, mapping by the peers, the arrival that starts every collective, and waiting that
- * spins briefly, then yields, and notices a dead or vanished peer. */
+ * leader, mapping by the peers, the arrival that starts every collective, and waiting.
+ *
+ * A waiting rank polls the peer's counter (RINGRED_SHM_SPIN_COUNT times; a few times only
+ * when the host's ranks outnumber our CPUs), then yields its core a few times, then sleeps
+ * on the counter (futex, woken by the writer), so that a peer that is not running (an
+ * oversubscribed host, a busy machine) gets the CPU instead of a spinning waiter.  Every few
+ * milliseconds of waiting it checks that the peers are alive and the timeout. */
 #include "shm.h"
 
 #include <errno.h>
@@ -15,12 +20,17 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
 
 #define RR_SHM_MAGIC UINT64_C(0x72696e6772656431) /* "ringred1" */
 #define RR_SHM_PREFIX "/ringred-"
 #define CHECK_EVERY 256       /* polls between clock reads */
 #define LIVENESS_S 0.02       /* seconds between peer liveness checks */
-#define NAP_AFTER_S 0.1       /* after waiting this long, nap between polls */
+#define SLEEP_NS 5000000L     /* longest single sleep on a counter */
+#define YIELDS 8              /* sched_yield()s between spinning and sleeping */
 
 typedef struct shm_control {
     uint64_t magic;
@@ -317,7 +327,9 @@ rr_status rr_shm_open(rr_comm *c)
     s->big = (uint8_t *)base + l.big;
     s->res = (uint8_t *)base + l.res;
     s->timeout_s = c->cfg.shm_timeout_s;
-    s->spin = oversubscribed(c) ? (c->cfg.shm_spin < 4 ? c->cfg.shm_spin : 4) : c->cfg.shm_spin;
+    int over = oversubscribed(c);
+    s->spin = over ? (c->cfg.shm_spin < 16 ? c->cfg.shm_spin : 16) : c->cfg.shm_spin;
+    s->yields = over ? 2 : YIELDS;
     s->what = "setup";
     learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
     c->shm = s;
@@ -374,25 +386,55 @@ static rr_status fail_again(rr_comm *c)
                    "died or timed out); this communicator cannot be used any more");
 }
 
-static rr_status wait_slow(rr_comm *c, _Atomic uint64_t *v, uint64_t want, int peer)
+void rr_shm_wake(rr_shm_line *line)
+{
+#ifdef __linux__
+    syscall(SYS_futex, (uint32_t *)&line->v, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+#else
+    (void)line;
+#endif
+}
+
+/* Sleep until the counter's low word changes from that of `seen` (or a few ms pass). */
+static void sleep_on(rr_shm_line *line, uint64_t seen)
+{
+    atomic_fetch_add_explicit(&line->sleepers, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&line->v, memory_order_seq_cst) == seen) {
+        struct timespec ts = {0, SLEEP_NS};
+#ifdef __linux__
+        /* little-endian: the counter's first 4 bytes are its low word */
+        syscall(SYS_futex, (uint32_t *)&line->v, FUTEX_WAIT, (uint32_t)seen, &ts, NULL, 0);
+#else
+        ts.tv_nsec = 50000;
+        nanosleep(&ts, NULL);
+#endif
+    }
+    atomic_fetch_sub_explicit(&line->sleepers, 1, memory_order_relaxed);
+}
+
+static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int peer)
 {
     rr_shm *s = c->shm;
     if (s->broken)
         return fail_again(c);
     double t0 = 0, next_live = 0;
     unsigned polls = 0;
-    int spins = 0, napping = 0;
+    int spins = 0, yields = 0;
     for (;;) {
-        if (atomic_load_explicit(v, memory_order_acquire) >= want)
+        uint64_t v = atomic_load_explicit(&line->v, memory_order_acquire);
+        if (v >= want)
             return RR_OK;
+        int slept = 0;
         if (spins < s->spin)
             spins++;
-        else if (napping) {
-            struct timespec ts = {0, 50000};
-            nanosleep(&ts, NULL);
-        } else
+        else if (yields < s->yields) {
+            yields++;
             sched_yield();
-        if (++polls % CHECK_EVERY)
+        } else {
+            sleep_on(line, v);
+            slept = 1;
+        }
+        if (++polls % CHECK_EVERY && !slept)
             continue;
         double t = now_s();
         if (t0 == 0) {
@@ -410,7 +452,6 @@ static rr_status wait_slow(rr_comm *c, _Atomic uint64_t *v, uint64_t want, int p
                                              "transport)", p, (int)s->pid[p], s->me, peer,
                                              s->what));
         }
-        napping = t - t0 > NAP_AFTER_S;
         if (t - t0 > s->timeout_s)
             return broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer within "
                                      "%g s (RINGRED_SHM_TIMEOUT_SECONDS) while rank %d was "
@@ -421,10 +462,10 @@ static rr_status wait_slow(rr_comm *c, _Atomic uint64_t *v, uint64_t want, int p
 
 rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
 {
-    _Atomic uint64_t *p = &c->shm->ctr[peer * RR_NCTR + which].v;
-    if (atomic_load_explicit(p, memory_order_acquire) >= v && !c->shm->broken)
+    rr_shm_line *line = &c->shm->ctr[peer * RR_NCTR + which];
+    if (atomic_load_explicit(&line->v, memory_order_acquire) >= v && !c->shm->broken)
         return RR_OK;
-    return wait_slow(c, p, v, peer);
+    return wait_slow(c, line, v, peer);
 }
 
 rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)

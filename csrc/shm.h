@@ -31,9 +31,12 @@
 
 enum { RR_CTR_ARRIVE = 0, RR_CTR_IN = 1, RR_CTR_OUT = 2, RR_NCTR = 3 };
 
+/* A counter, written by its rank only, and the number of peers asleep on it (a futex on
+ * the counter's low 32 bits) so that the writer knows when to wake them. */
 typedef struct rr_shm_line {
     _Atomic uint64_t v;
-    char pad[RR_SHM_LINE - sizeof(uint64_t)];
+    _Atomic uint32_t sleepers;
+    char pad[RR_SHM_LINE - sizeof(uint64_t) - sizeof(uint32_t)];
 } rr_shm_line;
 
 struct rr_shm {
@@ -50,6 +53,7 @@ struct rr_shm {
     const void **srcs;   /* n pointers: reduction inputs */
     /* waiting */
     int spin;            /* polls before yielding */
+    int yields;          /* sched_yield()s before sleeping on the counter */
     double timeout_s;
     /* peers: pid and start time (0: unknown, liveness by kill() only) */
     pid_t *pid;
@@ -101,9 +105,15 @@ static inline uint64_t rr_shm_steps(rr_shm *s, uint64_t k)
     s->step += k;
     return b;
 }
+void rr_shm_wake(rr_shm_line *line);
 static inline void rr_shm_signal(rr_shm *s, int which, uint64_t v)
 {
-    atomic_store_explicit(&s->ctr[s->me * RR_NCTR + which].v, v, memory_order_release);
+    rr_shm_line *line = &s->ctr[s->me * RR_NCTR + which];
+    /* seq_cst store then load, against the sleeper's increment then re-check: either it
+     * sees the new value or we see it asleep */
+    atomic_store_explicit(&line->v, v, memory_order_seq_cst);
+    if (atomic_load_explicit(&line->sleepers, memory_order_seq_cst))
+        rr_shm_wake(line);
 }
 /* Wait until counter `which` of `peer` (of every other rank) reaches v. */
 rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v);
