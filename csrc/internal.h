@@ -120,6 +120,10 @@ rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t e
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
 int rr_dtype_is_float(int dtype);
 
+/* ---- copy.c: memcpy without glibc's misaligned-destination slow case; _nt streams ---- */
+void rr_copy(void *dst, const void *src, size_t n);
+void rr_copy_nt(void *dst, const void *src, size_t n);
+
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);
 void rr_wait_pause(int *spins, int spin_limit);

@@ -16,20 +16,30 @@
  *
  * Every element is reduced by the same expression on both paths (all inputs in rank order
  * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "reduce.h"
 #include "shm.h"
 
-#define MIN_CHUNK (32u << 10) /* the pipeline's smallest chunk, bytes */
-#define PIPELINE 4            /* aim for at least this many chunks */
+static size_t MIN_CHUNK = (32u << 10); /* the pipeline's smallest chunk, bytes */
+static size_t PIPELINE = 4;            /* aim for at least this many chunks */
+static size_t NT_FROM = 0;
+static void exp_load(void)
+{
+    const char *v;
+    if ((v = getenv("RR_EXP_MINCHUNK"))) MIN_CHUNK = strtoull(v, NULL, 10);
+    if ((v = getenv("RR_EXP_PIPE"))) PIPELINE = strtoull(v, NULL, 10);
+    if ((v = getenv("RR_EXP_NT"))) NT_FROM = strtoull(v, NULL, 10);
+}
+
 
 static void copy_scaled(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
 {
     if (pre != 1.0)
         rr_scale(dst, src, count, dt, pre, 1);
     else if (count)
-        memcpy(dst, src, count * rr_dtype_size(dt));
+        rr_copy(dst, src, count * rr_dtype_size(dt));
 }
 
 static rr_status small_path(rr_comm *c, const rr_header *h, const void *sendbuf, void *recvbuf,
@@ -49,7 +59,7 @@ static rr_status small_path(rr_comm *c, const rr_header *h, const void *sendbuf,
     return RR_OK;
 }
 
-typedef struct pipe {
+typedef struct plan {
     const uint8_t *x;
     uint8_t *y;
     size_t count, es, ce; /* elements, element size, elements per chunk */
@@ -57,9 +67,10 @@ typedef struct pipe {
     rr_op op;
     double pre, post;
     int64_t div;
-} pipe;
+    int nt;
+} plan;
 
-static size_t chunk_len(const pipe *q, uint64_t i, size_t *lo)
+static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
 {
     *lo = (size_t)i * q->ce;
     size_t left = q->count - *lo;
@@ -67,7 +78,7 @@ static size_t chunk_len(const pipe *q, uint64_t i, size_t *lo)
 }
 
 /* Put the parts of chunk i the peers reduce into our slot. */
-static void copy_in(rr_shm *s, const pipe *q, uint64_t i)
+static void copy_in(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo), a;
     uint8_t *dst = rr_shm_big(s, s->me, i);
@@ -78,13 +89,13 @@ static void copy_in(rr_shm *s, const pipe *q, uint64_t i)
     }
     size_t mine = rr_shm_slice(len, q->es, s->n, s->me, &a);
     if (a)
-        memcpy(dst, src, a * q->es);
+        rr_copy(dst, src, a * q->es);
     if (a + mine < len)
-        memcpy(dst + (a + mine) * q->es, src + (a + mine) * q->es, (len - a - mine) * q->es);
+        rr_copy(dst + (a + mine) * q->es, src + (a + mine) * q->es, (len - a - mine) * q->es);
 }
 
 /* Reduce our slice of chunk i into the result chunk. */
-static void reduce_slice(rr_shm *s, const pipe *q, uint64_t i)
+static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo), a;
     size_t m = rr_shm_slice(len, q->es, s->n, s->me, &a);
@@ -100,7 +111,7 @@ static void reduce_slice(rr_shm *s, const pipe *q, uint64_t i)
         rr_scale(dst, dst, m, q->dt, q->post, q->div);
 }
 
-static rr_status large_path(rr_comm *c, const rr_header *h, const pipe *q)
+static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
 {
     rr_shm *s = c->shm;
     RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
@@ -118,7 +129,10 @@ static rr_status large_path(rr_comm *c, const rr_header *h, const pipe *q)
         }
         RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + i + 1));
         size_t lo, len = chunk_len(q, i, &lo);
-        memcpy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+        if (q->nt)
+            rr_copy_nt(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+        else
+            rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
     }
     return RR_OK;
 }
@@ -131,12 +145,14 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale};
     size_t es = rr_dtype_size(dt), bytes = count * es;
+    exp_load();
     if (bytes <= s->small_bytes)
         return small_path(c, &h, sendbuf, recvbuf, count, dt, op, prescale, postscale, avg_div);
     /* Chunks of slot_bytes, smaller for mid-size messages so that they still pipeline. */
     size_t chunk = (bytes / PIPELINE + 4095) / 4096 * 4096;
     chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
-    pipe q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div};
+    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
+              NT_FROM && bytes >= NT_FROM};
     return large_path(c, &h, &q);
 }

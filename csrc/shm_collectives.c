@@ -19,13 +19,13 @@ rr_status rr_shm_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int
     size_t bytes = count * rr_dtype_size(dt);
     int small = bytes <= s->small_bytes;
     if (small && s->me == root && bytes)
-        memcpy(rr_shm_post(s), buf, bytes);
+        rr_copy(rr_shm_post(s), buf, bytes);
     RR_CHECK(rr_shm_arrive(c, &h, 0, "broadcast"));
     if (bytes == 0)
         return RR_OK;
     if (small) {
         if (s->me != root)
-            memcpy(buf, rr_shm_payload(s, root), bytes);
+            rr_copy(buf, rr_shm_payload(s, root), bytes);
         return RR_OK;
     }
     uint8_t *b = buf;
@@ -36,11 +36,11 @@ rr_status rr_shm_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int
         if (s->me == root) {
             if (i >= 2)
                 RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + i - 1));
-            memcpy(rr_shm_big(s, root, i), b + lo, len);
+            rr_copy(rr_shm_big(s, root, i), b + lo, len);
             rr_shm_signal(s, RR_CTR_IN, base + i + 1);
         } else {
             RR_CHECK(rr_shm_wait(c, RR_CTR_IN, root, base + i + 1));
-            memcpy(b + lo, rr_shm_big(s, root, i), len);
+            rr_copy(b + lo, rr_shm_big(s, root, i), len);
             rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
         }
     }
@@ -66,7 +66,7 @@ static void gather_post(rr_shm *s, const uint8_t *own, size_t own_bytes, uint64_
 {
     size_t lo = (size_t)i * s->slot_bytes;
     if (lo < own_bytes)
-        memcpy(rr_shm_big(s, s->me, i), own + lo, min_sz(s->slot_bytes, own_bytes - lo));
+        rr_copy(rr_shm_big(s, s->me, i), own + lo, min_sz(s->slot_bytes, own_bytes - lo));
     rr_shm_signal(s, RR_CTR_IN, base + i + 1);
 }
 
@@ -88,11 +88,11 @@ rr_status rr_shm_allgather(rr_comm *c, void *recvbuf, rr_dtype dt, const size_t 
     size_t own_bytes = counts[me] * es;
     if (maxb <= s->small_bytes) {
         if (own_bytes)
-            memcpy(rr_shm_post(s), own, own_bytes);
+            rr_copy(rr_shm_post(s), own, own_bytes);
         RR_CHECK(rr_shm_arrive(c, &h, 0, "allgather"));
         for (int p = 0; p < n; p++)
             if (p != me && counts[p])
-                memcpy(out + off[p] * es, rr_shm_payload(s, p), counts[p] * es);
+                rr_copy(out + off[p] * es, rr_shm_payload(s, p), counts[p] * es);
         return RR_OK;
     }
     RR_CHECK(rr_shm_arrive(c, &h, 0, "allgather"));
@@ -110,7 +110,7 @@ rr_status rr_shm_allgather(rr_comm *c, void *recvbuf, rr_dtype dt, const size_t 
         for (int p = 0; p < n; p++) {
             size_t pb = counts[p] * es;
             if (p != me && lo < pb)
-                memcpy(out + off[p] * es + lo, rr_shm_big(s, p, i), min_sz(cb, pb - lo));
+                rr_copy(out + off[p] * es + lo, rr_shm_big(s, p, i), min_sz(cb, pb - lo));
         }
         rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
     }
@@ -136,7 +136,7 @@ static void scatter_post(rr_shm *s, const scatter *q, uint64_t i, uint64_t base)
     if (q->pre != 1.0)
         rr_scale(dst, q->x + lo * q->es, len, q->dt, q->pre, 1);
     else
-        memcpy(dst, q->x + lo * q->es, len * q->es);
+        rr_copy(dst, q->x + lo * q->es, len * q->es);
     rr_shm_signal(s, RR_CTR_IN, base + i + 1);
 }
 
@@ -176,7 +176,7 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
         if (prescale != 1.0)
             rr_scale(slot, sendbuf, count, dt, prescale, 1);
         else if (count)
-            memcpy(slot, sendbuf, count * es);
+            rr_copy(slot, sendbuf, count * es);
         RR_CHECK(rr_shm_arrive(c, &h, 0, "reducescatter"));
         scatter_reduce(s, &q, 0, count, 1, 0);
         return RR_OK;
