@@ -25,7 +25,7 @@ typedef struct rr_settings {
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
     double shm_timeout_s;   /* give up waiting for a peer after this long */
-    int shm_spin;           /* polls before a shm wait yields (when not oversubscribed) */
+    double shm_spin_us;     /* a shm wait polls this long before yielding */
 } rr_settings;
 
 /* The agreement header: what every rank must agree on before data moves. */
@@ -120,9 +120,8 @@ rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t e
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
 int rr_dtype_is_float(int dtype);
 
-/* ---- copy.c: memcpy without glibc's misaligned-destination slow case; _nt streams ---- */
+/* ---- copy.c: memcpy without glibc's slow case for a misaligned destination ---- */
 void rr_copy(void *dst, const void *src, size_t n);
-void rr_copy_nt(void *dst, const void *src, size_t n);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

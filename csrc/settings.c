@@ -24,14 +24,15 @@ static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
     return (size_t)x;
 }
 
-static double env_seconds(const char *name, double dflt)
+/* A non-negative number (seconds, microseconds); zero only where zero_ok. */
+static double env_number(const char *name, double dflt, int zero_ok)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
         return dflt;
     char *end = NULL;
     double x = strtod(v, &end);
-    if (end == v || !isfinite(x) || x <= 0)
+    if (end == v || !isfinite(x) || x < 0 || (x == 0 && !zero_ok))
         return dflt;
     return x;
 }
@@ -44,6 +45,6 @@ void rr_settings_load(rr_settings *s)
     s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
     s->shm_small_bytes = env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
     s->shm_slot_bytes = env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
-    s->shm_timeout_s = env_seconds("RINGRED_SHM_TIMEOUT_SECONDS", 300.0);
-    s->shm_spin = (int)env_size("RINGRED_SHM_SPIN_COUNT", 2000, 0, 1u << 30);
+    s->shm_timeout_s = env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 0);
+    s->shm_spin_us = env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
 }

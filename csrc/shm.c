@@ -1,7 +1,7 @@
 /* The same-host shared segment (see shm.h for its layout and protocol): creation by the
  * leader, mapping by the peers, the arrival that starts every collective, and waiting.
  *
- * A waiting rank polls the peer's counter (RINGRED_SHM_SPIN_COUNT times; a few times only
+ * A waiting rank polls the peer's counter for RINGRED_SHM_SPIN_US microseconds (about one
  * when the host's ranks outnumber our CPUs), then yields its core a few times, then sleeps
  * on the counter (futex, woken by the writer), so that a peer that is not running (an
  * oversubscribed host, a busy machine) gets the CPU instead of a spinning waiter.  Every few
@@ -27,10 +27,11 @@
 
 #define RR_SHM_MAGIC UINT64_C(0x72696e6772656431) /* "ringred1" */
 #define RR_SHM_PREFIX "/ringred-"
-#define CHECK_EVERY 256       /* polls between clock reads */
+#define SPIN_CLOCK 64         /* polls between clock reads while spinning */
 #define LIVENESS_S 0.02       /* seconds between peer liveness checks */
 #define SLEEP_NS 5000000L     /* longest single sleep on a counter */
 #define YIELDS 8              /* sched_yield()s between spinning and sleeping */
+#define OVERSUBSCRIBED_SPIN_US 1.0 /* spin this long at most when ranks outnumber CPUs */
 
 typedef struct shm_control {
     uint64_t magic;
@@ -301,9 +302,12 @@ rr_status rr_shm_open(rr_comm *c)
         atomic_store_explicit(&info[me].pid, (uint64_t)getpid(), memory_order_release);
     }
     /* Everyone has mapped (or failed) after this: the leader unlinks the name at once, so
-     * nothing stays in /dev/shm however the processes end. */
-    int ok = base != NULL, all_ok = 0;
-    e = MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, c->comm);
+     * nothing stays in /dev/shm however the processes end.  The same reduction tells every
+     * rank whether any of them is oversubscribed (the chunk plan must be the same on all). */
+    int over = oversubscribed(c);
+    int mine[2] = {base != NULL, !over}, agg[2] = {0, 0};
+    e = MPI_Allreduce(mine, agg, 2, MPI_INT, MPI_MIN, c->comm);
+    int ok = mine[0], all_ok = agg[0];
     if (me == 0)
         shm_unlink(a.name);
     if (e != MPI_SUCCESS || !all_ok) {
@@ -327,8 +331,9 @@ rr_status rr_shm_open(rr_comm *c)
     s->big = (uint8_t *)base + l.big;
     s->res = (uint8_t *)base + l.res;
     s->timeout_s = c->cfg.shm_timeout_s;
-    int over = oversubscribed(c);
-    s->spin = over ? (c->cfg.shm_spin < 16 ? c->cfg.shm_spin : 16) : c->cfg.shm_spin;
+    s->oversubscribed = !agg[1];
+    double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
+    s->spin_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
     s->yields = over ? 2 : YIELDS;
     s->what = "setup";
     learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
@@ -417,31 +422,25 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
     rr_shm *s = c->shm;
     if (s->broken)
         return fail_again(c);
-    double t0 = 0, next_live = 0;
+    double t0 = now_s(), spin_until = t0 + s->spin_s, next_live = t0 + LIVENESS_S;
     unsigned polls = 0;
-    int spins = 0, yields = 0;
+    int spinning = 1, yields = 0;
     for (;;) {
         uint64_t v = atomic_load_explicit(&line->v, memory_order_acquire);
         if (v >= want)
             return RR_OK;
-        int slept = 0;
-        if (spins < s->spin)
-            spins++;
-        else if (yields < s->yields) {
+        if (spinning) {
+            if (++polls % SPIN_CLOCK)
+                continue;
+        } else if (yields < s->yields) {
             yields++;
             sched_yield();
-        } else {
+            if (++polls % SPIN_CLOCK)
+                continue;
+        } else
             sleep_on(line, v);
-            slept = 1;
-        }
-        if (++polls % CHECK_EVERY && !slept)
-            continue;
         double t = now_s();
-        if (t0 == 0) {
-            t0 = t;
-            next_live = t + LIVENESS_S;
-            continue;
-        }
+        spinning = t < spin_until;
         if (t >= next_live) {
             next_live = t + LIVENESS_S;
             /* Every peer: the one we wait for may itself wait for the dead one. */

@@ -16,22 +16,13 @@
  *
  * Every element is reduced by the same expression on both paths (all inputs in rank order
  * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "reduce.h"
 #include "shm.h"
 
-static size_t MIN_CHUNK = (32u << 10); /* the pipeline's smallest chunk, bytes */
-static size_t PIPELINE = 4;            /* aim for at least this many chunks */
-static size_t NT_FROM = 0;
-static void exp_load(void)
-{
-    const char *v;
-    if ((v = getenv("RR_EXP_MINCHUNK"))) MIN_CHUNK = strtoull(v, NULL, 10);
-    if ((v = getenv("RR_EXP_PIPE"))) PIPELINE = strtoull(v, NULL, 10);
-    if ((v = getenv("RR_EXP_NT"))) NT_FROM = strtoull(v, NULL, 10);
-}
+#define MIN_CHUNK (32u << 10) /* the pipeline's smallest chunk, bytes */
+#define PIPELINE 4            /* aim for at least this many chunks */
 
 
 static void copy_scaled(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
@@ -67,7 +58,6 @@ typedef struct plan {
     rr_op op;
     double pre, post;
     int64_t div;
-    int nt;
 } plan;
 
 static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
@@ -129,10 +119,7 @@ static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
         }
         RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + i + 1));
         size_t lo, len = chunk_len(q, i, &lo);
-        if (q->nt)
-            rr_copy_nt(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
-        else
-            rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+        rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
     }
     return RR_OK;
 }
@@ -145,14 +132,14 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale};
     size_t es = rr_dtype_size(dt), bytes = count * es;
-    exp_load();
     if (bytes <= s->small_bytes)
         return small_path(c, &h, sendbuf, recvbuf, count, dt, op, prescale, postscale, avg_div);
     /* Chunks of slot_bytes, smaller for mid-size messages so that they still pipeline. */
-    size_t chunk = (bytes / PIPELINE + 4095) / 4096 * 4096;
+    /* Oversubscribed, every synchronization costs context switches: fewer, larger chunks. */
+    size_t pipeline = s->oversubscribed ? 1 : PIPELINE;
+    size_t chunk = (bytes / pipeline + 4095) / 4096 * 4096;
     chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
-    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
-              NT_FROM && bytes >= NT_FROM};
+    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div};
     return large_path(c, &h, &q);
 }

@@ -14,7 +14,7 @@ SETTINGS = {
     "RINGRED_TRANSPORT": ("auto", "auto (shm when every rank shares a host), shm or mpi"),
     "RINGRED_SHM_SMALL_BYTES": ("32768", "shm: messages up to this take the one-sync path"),
     "RINGRED_SHM_SLOT_BYTES": ("262144", "shm: pipeline chunk of large messages"),
-    "RINGRED_SHM_SPIN_COUNT": ("2000", "shm: polls before a waiting rank yields its core"),
+    "RINGRED_SHM_SPIN_US": ("50", "shm: microseconds a waiting rank polls before yielding"),
     "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "shm: give up waiting for a peer after this long"),
 }
 
