@@ -6,13 +6,14 @@
  *
  * Large messages: chunks of at most slot_bytes go through two slots per rank.  For chunk i
  * each rank copies into its slot the parts of its chunk that the other ranks reduce (all of
- * it when prescaling), signals IN; rank r reduces slice r of the chunk in one pass from every
- * peer's slot (its own part read from its input) into the result chunk, applies the
- * postscale, signals OUT; after every OUT of chunk i, each rank copies the whole result
- * chunk into its output.  Chunk i+1 is copied in between OUT(i) and the wait for the others'
- * OUT(i), so copying in overlaps the peers' reduction.  Slot reuse needs no extra wait:
- * writing slot i+2 comes after every OUT(i) (the last read of slot i), and writing result
- * chunk i+2 after every IN(i+2), which each rank signals after copying result chunk i out.
+ * it when prescaling) and signals IN(i); once every peer's IN(i) is there, rank r copies the
+ * result chunk i-1 out (a peer signals IN(i) after its OUT(i-1), so that chunk is complete),
+ * reduces slice r of chunk i in one pass from every peer's slot (its own part read from its
+ * input) into result chunk i, applies the postscale, signals OUT(i), and copies chunk i+1 in.
+ * One wait per chunk; the last chunk waits for every OUT.  Slot reuse needs no other wait:
+ * a rank writes slot i+1 after every IN(i), which each peer signals after it finished
+ * reading slot i-1 (its OUT(i-1)), and writes result chunk i after every IN(i), which each
+ * peer signals after copying result chunk i-2 out.
  *
  * Every element is reduced by the same expression on both paths (all inputs in rank order
  * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
@@ -101,6 +102,12 @@ static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
         rr_scale(dst, dst, m, q->dt, q->post, q->div);
 }
 
+static void copy_out(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo);
+    rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+}
+
 static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
 {
     rr_shm *s = c->shm;
@@ -110,17 +117,19 @@ static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
     copy_in(s, q, 0);
     rr_shm_signal(s, RR_CTR_IN, base + 1);
     for (uint64_t i = 0; i < k; i++) {
+        /* IN(i) of a peer comes after its OUT(i-1): result chunk i-1 is complete */
         RR_CHECK(rr_shm_wait_all(c, RR_CTR_IN, base + i + 1));
+        if (i > 0)
+            copy_out(s, q, i - 1);
         reduce_slice(s, q, i);
         rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
         if (i + 1 < k) {
             copy_in(s, q, i + 1);
             rr_shm_signal(s, RR_CTR_IN, base + i + 2);
         }
-        RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + i + 1));
-        size_t lo, len = chunk_len(q, i, &lo);
-        rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
     }
+    RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + k));
+    copy_out(s, q, k - 1);
     return RR_OK;
 }
 
