@@ -25,7 +25,6 @@
 #define MIN_CHUNK (32u << 10) /* the pipeline's smallest chunk, bytes */
 #define PIPELINE 4            /* aim for at least this many chunks */
 
-
 static void copy_scaled(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
 {
     if (pre != 1.0)
@@ -143,8 +142,8 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t es = rr_dtype_size(dt), bytes = count * es;
     if (bytes <= s->small_bytes)
         return small_path(c, &h, sendbuf, recvbuf, count, dt, op, prescale, postscale, avg_div);
-    /* Chunks of slot_bytes, smaller for mid-size messages so that they still pipeline. */
-    /* Oversubscribed, every synchronization costs context switches: fewer, larger chunks. */
+    /* Chunks of slot_bytes, smaller for mid-size messages so that they still pipeline; when
+     * oversubscribed, every synchronization costs context switches: fewer, larger chunks. */
     size_t pipeline = s->oversubscribed ? 1 : PIPELINE;
     size_t chunk = (bytes / pipeline + 4095) / 4096 * 4096;
     chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
