@@ -91,6 +91,9 @@ enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
  * in place at the same time.  On disagreement returns RR_ERR_MISMATCH on every rank
  * with a message naming the values and the ranks. */
 rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count);
+/* Agreement on h alone over the transport in force (shm: the arrival; MPI: rr_agree); for
+ * callers that move their data some other way. */
+rr_status rr_agree_call(rr_comm *c, const rr_header *h);
 /* Gather every rank's header and describe the disagreement (slow path). */
 rr_status rr_diagnose(rr_comm *c, const rr_header *h);
 /* Describe the disagreement among all[0..size) (every rank's header, flags ignored) as seen

@@ -139,6 +139,7 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
                                const size_t *recvcounts, rr_dtype dt, rr_op op, double prescale,
                                double postscale, int64_t avg_div);
 rr_status rr_shm_barrier(rr_comm *c);
-rr_status rr_shm_poison(rr_comm *c, int kind);
+/* The arrival alone (rr_agree_call, rr_poison). */
+rr_status rr_shm_agree(rr_comm *c, const rr_header *h);
 
 #endif

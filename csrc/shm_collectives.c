@@ -198,7 +198,7 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
     return RR_OK;
 }
 
-/* ---------------------------------------------------------------- barrier, poison */
+/* ---------------------------------------------------------------- barrier, agreement */
 
 rr_status rr_shm_barrier(rr_comm *c)
 {
@@ -206,10 +206,10 @@ rr_status rr_shm_barrier(rr_comm *c)
     return rr_shm_arrive(c, &h, 0, "barrier");
 }
 
-rr_status rr_shm_poison(rr_comm *c, int kind)
+rr_status rr_shm_agree(rr_comm *c, const rr_header *h)
 {
-    rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0};
     static const char *names[] = {"collective", "allreduce", "broadcast", "allgather",
                                   "reducescatter", "barrier"};
-    return rr_shm_arrive(c, &h, 0, kind >= 1 && kind <= 5 ? names[kind] : names[0]);
+    int k = h->kind;
+    return rr_shm_arrive(c, h, 0, k >= 1 && k <= 5 ? names[k] : names[0]);
 }
