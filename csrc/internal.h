@@ -24,7 +24,7 @@ typedef struct rr_settings {
     /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
-    double shm_timeout_s;   /* give up waiting for a peer after this long */
+    double shm_timeout_s;   /* give up waiting for a live peer after this long (0: never) */
     double shm_spin_us;     /* a shm wait polls this long before yielding */
 } rr_settings;
 

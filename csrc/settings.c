@@ -45,6 +45,6 @@ void rr_settings_load(rr_settings *s)
     s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
     s->shm_small_bytes = env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
     s->shm_slot_bytes = env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
-    s->shm_timeout_s = env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 0);
+    s->shm_timeout_s = env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
     s->shm_spin_us = env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
 }

@@ -1,10 +1,12 @@
 /* The same-host shared segment (see shm.h for its layout and protocol): creation by the
  * leader, mapping by the peers, the arrival that starts every collective, and waiting.
  *
- * A waiting rank polls the peer's counter for RINGRED_SHM_SPIN_US microseconds (about one
- * when the host's ranks outnumber our CPUs), then yields its core a few times, then sleeps
- * on the counter (futex, woken by the writer), so that a peer that is not running (an
- * oversubscribed host, a busy machine) gets the CPU instead of a spinning waiter.  Every few
+ * A waiting rank polls the peer's counter for up to RINGRED_SHM_SPIN_US microseconds (about
+ * one when the host's ranks outnumber our CPUs), then yields its core twice, then sleeps on
+ * the counter (futex, woken by the writer), so that a peer that is not running (an
+ * oversubscribed host, a busy machine) gets the CPU instead of a spinning waiter.  The spin
+ * adapts: it doubles after a wait that spinning ended and halves after one that had to
+ * sleep, so a rank whose peers share its CPU soon stops burning it.  Every few
  * milliseconds of waiting it checks that the peers are alive and the timeout. */
 #include "shm.h"
 
@@ -30,7 +32,8 @@
 #define SPIN_CLOCK 64         /* polls between clock reads while spinning */
 #define LIVENESS_S 0.02       /* seconds between peer liveness checks */
 #define SLEEP_NS 5000000L     /* longest single sleep on a counter */
-#define YIELDS 8              /* sched_yield()s between spinning and sleeping */
+#define YIELDS 2              /* sched_yield()s between spinning and sleeping */
+#define SPIN_MIN_S 2e-6       /* adaptive spinning never goes below this */
 #define OVERSUBSCRIBED_SPIN_US 1.0 /* spin this long at most when ranks outnumber CPUs */
 
 typedef struct shm_control {
@@ -333,7 +336,8 @@ rr_status rr_shm_open(rr_comm *c)
     s->timeout_s = c->cfg.shm_timeout_s;
     s->oversubscribed = !agg[1];
     double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
-    s->spin_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
+    s->spin_max_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
+    s->spin_s = s->spin_max_s;
     s->yields = over ? 2 : YIELDS;
     s->what = "setup";
     learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
@@ -427,8 +431,16 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
     int spinning = 1, yields = 0;
     for (;;) {
         uint64_t v = atomic_load_explicit(&line->v, memory_order_acquire);
-        if (v >= want)
+        if (v >= want) {
+            /* Adaptive spinning: a peer that keeps arriving while we spin (it runs beside
+             * us) earns longer spins, one that keeps making us sleep (it shares our CPU, or
+             * the machine is busy) shorter ones. */
+            if (spinning)
+                s->spin_s = s->spin_s * 2 < s->spin_max_s ? s->spin_s * 2 : s->spin_max_s;
+            else
+                s->spin_s = s->spin_s / 2 > SPIN_MIN_S ? s->spin_s / 2 : SPIN_MIN_S;
             return RR_OK;
+        }
         if (spinning) {
             if (++polls % SPIN_CLOCK)
                 continue;

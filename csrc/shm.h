@@ -52,7 +52,8 @@ struct rr_shm {
     const char *what;    /* collective in progress, for messages */
     const void **srcs;   /* n pointers: reduction inputs */
     /* waiting */
-    double spin_s;       /* poll this long before yielding */
+    double spin_s;       /* poll this long before yielding (adaptive) */
+    double spin_max_s;   /* ... at most this long */
     int oversubscribed;  /* some rank has fewer CPUs than the host has ranks (all agree) */
     int yields;          /* sched_yield()s before sleeping on the counter */
     double timeout_s;
