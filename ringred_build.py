@@ -67,12 +67,14 @@ rr_status rr_set_kernel_path(const char *name);
 const char *rr_build_info(void);
 
 rr_status rr_comm_create(int fcomm, rr_comm **out);
+rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out);
 rr_status rr_comm_destroy(rr_comm *comm);
 const char *rr_comm_last_error(const rr_comm *comm);
 int rr_comm_rank(const rr_comm *comm);
 int rr_comm_size(const rr_comm *comm);
 int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
+const char *rr_comm_transport(const rr_comm *comm);
 rr_status rr_barrier(rr_comm *comm);
 
 rr_status rr_allreduce(rr_comm *comm, const void *sendbuf, void *recvbuf, size_t count,

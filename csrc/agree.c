@@ -243,6 +243,12 @@ rr_status rr_diagnose(rr_comm *c, const rr_header *h)
     MPI_Request req;
     RR_MPI(c, MPI_Iallgather(&mine, (int)HDR, MPI_BYTE, all, (int)HDR, MPI_BYTE, c->comm, &req));
     RR_CHECK(rr_wait(c, &req));
+    return rr_mismatch_report(c, all, h);
+}
+
+rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *h)
+{
+    int n = c->size;
     char msg[RR_ERRMSG_LEN - 64];
     size_t pos = 0, cap = sizeof msg;
     msg[0] = '\0';

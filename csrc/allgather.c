@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "shm.h"
 
 rr_status rr_allgather(rr_comm *c, const void *sendbuf, size_t count, void *recvbuf, int dtype,
                        size_t row_elems, size_t *counts)
@@ -17,6 +18,8 @@ rr_status rr_allgather(rr_comm *c, const void *sendbuf, size_t count, void *recv
         if (row_elems && count % row_elems)
             return RR_FAIL(c, RR_ERR_INVALID, "allgather: count %zu is not a multiple of the row "
                            "size %zu", count, row_elems);
+        if (n > 1 && c->shm)
+            return rr_shm_allgather_counts(c, count, (rr_dtype)dtype, row_elems, counts);
         rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 0, (uint64_t)row_elems, 1.0, 1.0};
         if (n > 1)
             RR_CHECK(rr_agree(c, &h, NULL, 0));
@@ -44,6 +47,8 @@ rr_status rr_allgather(rr_comm *c, const void *sendbuf, size_t count, void *recv
         memmove((uint8_t *)recvbuf + off[c->rank] * es, sendbuf, count * es);
     if (n == 1)
         return RR_OK;
+    if (c->shm)
+        return rr_shm_allgather(c, recvbuf, (rr_dtype)dtype, counts, off);
     rr_chunks ch = {off, counts};
     return rr_ring_allgather(c, recvbuf, &ch, es);
 }

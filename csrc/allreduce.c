@@ -4,6 +4,7 @@
 
 #include "internal.h"
 #include "reduce.h"
+#include "shm.h"
 
 static void copy_in(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
 {
@@ -34,6 +35,9 @@ rr_status rr_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t co
             rr_scale(recvbuf, recvbuf, count, dt, postscale, avg_div);
         return RR_OK;
     }
+    if (c->shm)
+        return rr_shm_allreduce(c, sendbuf, recvbuf, count, dt, (rr_op)op, prescale, postscale,
+                                avg_div);
     if (bytes <= c->cfg.small_bytes) {
         /* Work in scratch so a mismatch found half-way leaves the user's buffers intact. */
         void *acc = NULL;

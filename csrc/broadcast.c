@@ -1,5 +1,6 @@
 /* Broadcast: binomial tree for small messages, a segmented chain for large ones. */
 #include "internal.h"
+#include "shm.h"
 
 static rr_status bcast_binomial(rr_comm *c, void *buf, size_t bytes, int root)
 {
@@ -72,6 +73,8 @@ rr_status rr_broadcast(rr_comm *c, void *buf, size_t count, int dtype, int root)
     rr_header h = {RR_KIND_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
     if (c->size == 1)
         return RR_OK;
+    if (c->shm)
+        return rr_shm_broadcast(c, buf, count, (rr_dtype)dtype, root);
     RR_CHECK(rr_agree(c, &h, NULL, 0));
     if (bytes == 0)
         return RR_OK;

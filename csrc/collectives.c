@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "shm.h"
 
 int rr_dtype_is_float(int dtype)
 {
@@ -28,6 +29,13 @@ rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, 
     return RR_OK;
 }
 
+rr_status rr_agree_call(rr_comm *c, const rr_header *h)
+{
+    if (c->size == 1)
+        return RR_OK;
+    return c->shm ? rr_shm_agree(c, h) : rr_agree(c, h, NULL, 0);
+}
+
 rr_status rr_poison(rr_comm *c, int kind)
 {
     if (c == NULL)
@@ -36,6 +44,6 @@ rr_status rr_poison(rr_comm *c, int kind)
     if (c->size == 1)
         return RR_OK;
     rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0};
-    rr_status st = rr_agree(c, &h, NULL, 0);
+    rr_status st = rr_agree_call(c, &h);
     return st == RR_ERR_MISMATCH ? RR_OK : st;
 }

@@ -1,9 +1,60 @@
 /* Communicator lifetime: duplicate the user's MPI communicator, learn the node-local
- * layout, own the scratch memory the algorithms need. */
+ * layout, pick the transport, own the scratch memory the algorithms need. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
+#include "shm.h"
+
+enum { WANT_INVALID = -1, WANT_AUTO = 0, WANT_SHM = 1, WANT_MPI = 2 };
+
+static int parse_transport(const char *t)
+{
+    if (t == NULL || *t == '\0' || strcasecmp(t, "auto") == 0)
+        return WANT_AUTO;
+    if (strcasecmp(t, "shm") == 0)
+        return WANT_SHM;
+    if (strcasecmp(t, "mpi") == 0)
+        return WANT_MPI;
+    return WANT_INVALID;
+}
+
+/* Every rank learns what every rank asked for, so that all decide alike. */
+static rr_status choose_transport(rr_comm *c, const char *requested)
+{
+    const char *t = requested && *requested ? requested : getenv("RINGRED_TRANSPORT");
+    int want = parse_transport(t);
+    int mine[2] = {want, -want}, agg[2];
+    RR_MPI(c, MPI_Allreduce(mine, agg, 2, MPI_INT, MPI_MAX, c->comm));
+    int hi = agg[0], lo = -agg[1];
+    if (want == WANT_INVALID)
+        return RR_FAIL(c, RR_ERR_INVALID, "transport must be auto, shm or mpi, not '%s' "
+                       "(RINGRED_TRANSPORT)", t);
+    if (lo == WANT_INVALID)
+        return RR_FAIL(c, RR_ERR_INVALID, "another rank asked for an unknown transport "
+                       "(RINGRED_TRANSPORT must be auto, shm or mpi)");
+    if (lo != hi)
+        return RR_FAIL(c, RR_ERR_INVALID, "ranks ask for different transports (RINGRED_TRANSPORT "
+                       "must be the same on every rank)");
+    int one_host = c->local_size == c->size;
+    if (want == WANT_SHM && !one_host)
+        return RR_FAIL(c, RR_ERR_UNSUPPORTED, "transport shm needs every rank on one host, but "
+                       "this communicator spans hosts (%d of its %d ranks share this one); use "
+                       "RINGRED_TRANSPORT=mpi or auto", c->local_size, c->size);
+    c->transport = RR_TRANSPORT_MPI;
+    if (want == WANT_MPI || !one_host)
+        return RR_OK;
+    rr_status st = rr_shm_open(c);
+    if (st != RR_OK) {
+        if (want == WANT_SHM)
+            return st;
+        c->errmsg[0] = '\0'; /* auto: fall back to MPI (every rank got the same failure) */
+        return RR_OK;
+    }
+    c->transport = RR_TRANSPORT_SHM;
+    return RR_OK;
+}
 
 static rr_status comm_setup(rr_comm *c, MPI_Comm user)
 {
@@ -25,6 +76,11 @@ static rr_status comm_setup(rr_comm *c, MPI_Comm user)
 
 rr_status rr_comm_create(int fcomm, rr_comm **out)
 {
+    return rr_comm_create_ex(fcomm, NULL, out);
+}
+
+rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
+{
     if (out == NULL)
         return RR_ERR_INVALID;
     *out = NULL;
@@ -44,6 +100,8 @@ rr_status rr_comm_create(int fcomm, rr_comm **out)
         return RR_ERR_INVALID;
     }
     rr_status st = comm_setup(c, user);
+    if (st == RR_OK)
+        st = choose_transport(c, transport);
     if (st != RR_OK) {
         /* Leave the message where the caller can read it: hand back the half-built comm. */
         *out = c;
@@ -57,6 +115,7 @@ rr_status rr_comm_destroy(rr_comm *c)
 {
     if (c == NULL)
         return RR_OK;
+    rr_shm_close(c);
     int finalized = 0;
     MPI_Finalized(&finalized);
     rr_device_free(c);
@@ -74,8 +133,18 @@ int rr_comm_size(const rr_comm *c) { return c->size; }
 int rr_comm_local_rank(const rr_comm *c) { return c->local_rank; }
 int rr_comm_local_size(const rr_comm *c) { return c->local_size; }
 
+const char *rr_comm_transport(const rr_comm *c)
+{
+    return c && c->transport == RR_TRANSPORT_SHM ? "shm" : "mpi";
+}
+
 rr_status rr_barrier(rr_comm *c)
 {
+    if (c == NULL)
+        return RR_ERR_STATE;
+    c->errmsg[0] = '\0';
+    if (c->shm)
+        return rr_shm_barrier(c);
     MPI_Request r;
     RR_MPI(c, MPI_Ibarrier(c->comm, &r));
     return rr_wait(c, &r);

@@ -293,7 +293,7 @@ static rr_status allreduce_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
     rr_header h = {direct ? RR_KIND_DEV_ALLREDUCE_DIRECT : RR_KIND_DEV_ALLREDUCE,
                    (uint8_t)a->dtype, (uint8_t)a->op, 0, (int32_t)a->div, (uint64_t)count,
                    a->pre, a->post};
-    RR_CHECK(rr_agree(c, &h, NULL, 0));
+    RR_CHECK(rr_agree_call(c, &h));
     if (count == 0)
         return RR_OK;
     if (direct) {
@@ -367,7 +367,7 @@ rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t 
     if (st != RR_OK)
         return refuse(c, RR_KIND_DEV_BROADCAST, st);
     rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
-    st = rr_agree(c, &h, NULL, 0);
+    st = rr_agree_call(c, &h);
     if (st == RR_OK && count) {
         int is_root = c->rank == root;
         bc_args a = {dtype, root};

@@ -27,6 +27,11 @@ typedef struct rr_settings {
     size_t device_segment_bytes; /* device staging: bytes per pipeline segment (slot) */
     int device_slots;     /* device staging: pinned slots in the ring */
     int cuda_aware;       /* RINGRED_CUDA_AWARE: -1 auto, 0 never, 1 always */
+    /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
+    size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
+    size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
+    double shm_timeout_s;   /* give up waiting for a live peer after this long (0: never) */
+    double shm_spin_us;     /* a shm wait polls this long before yielding */
 } rr_settings;
 
 /* The agreement header: what every rank must agree on before data moves. */
@@ -39,8 +44,14 @@ typedef struct rr_header {
 #define RR_HDR_MISMATCH 0x1
 #define RR_DTYPE_INVALID 0xFF /* header of a rank that refused its arguments */
 
+/* Transports (rr_comm.transport). */
+enum { RR_TRANSPORT_MPI = 0, RR_TRANSPORT_SHM = 1 };
+typedef struct rr_shm rr_shm; /* shm.h */
+
 struct rr_comm {
     MPI_Comm comm;        /* our own duplicate */
+    int transport;        /* RR_TRANSPORT_* in force */
+    rr_shm *shm;          /* same-host segment when transport == RR_TRANSPORT_SHM */
     int rank, size;
     int local_rank, local_size;
     rr_settings cfg;
@@ -87,8 +98,14 @@ enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
  * in place at the same time.  On disagreement returns RR_ERR_MISMATCH on every rank
  * with a message naming the values and the ranks. */
 rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count);
+/* Agreement on h alone over the transport in force (shm: the arrival; MPI: rr_agree); for
+ * callers that move their data some other way. */
+rr_status rr_agree_call(rr_comm *c, const rr_header *h);
 /* Gather every rank's header and describe the disagreement (slow path). */
 rr_status rr_diagnose(rr_comm *c, const rr_header *h);
+/* Describe the disagreement among all[0..size) (every rank's header, flags ignored) as seen
+ * by the rank whose own header is h; returns RR_ERR_MISMATCH with the message. */
+rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *h);
 int rr_header_equal(const rr_header *a, const rr_header *b);
 
 /* ---- ring.c: segmented ring phases over a chunked buffer ---- */
@@ -115,6 +132,8 @@ int rr_dtype_is_float(int dtype);
 
 /* ---- device.c ---- */
 void rr_device_free(rr_comm *c);
+/* ---- copy.c: memcpy without glibc's slow case for a misaligned destination ---- */
+void rr_copy(void *dst, const void *src, size_t n);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

@@ -3,6 +3,7 @@
 
 #include "internal.h"
 #include "reduce.h"
+#include "shm.h"
 
 rr_status rr_reducescatter(rr_comm *c, const void *sendbuf, size_t count, void *recvbuf,
                            const size_t *recvcounts, int dtype, int op, double prescale,
@@ -21,6 +22,9 @@ rr_status rr_reducescatter(rr_comm *c, const void *sendbuf, size_t count, void *
                        count);
     if (count && (sendbuf == NULL || (recvcounts[c->rank] && recvbuf == NULL)))
         return RR_FAIL(c, RR_ERR_INVALID, "reducescatter: NULL buffer");
+    if (n > 1 && c->shm)
+        return rr_shm_reducescatter(c, sendbuf, count, recvbuf, recvcounts, dt, (rr_op)op,
+                                    prescale, postscale, avg_div);
     rr_header h = {RR_KIND_REDUCESCATTER, (uint8_t)dtype, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale};
     RR_CHECK(rr_agree(c, &h, NULL, 0));

@@ -60,12 +60,17 @@ const char *rr_build_info(void);
 /* ---- communicators ---- */
 /* fcomm: the Fortran handle of an MPI communicator (mpi4py: comm.py2f()). It is duplicated. */
 rr_status rr_comm_create(int fcomm, rr_comm **out);
+/* The same with an explicit transport: "auto" (shared memory when every rank is on one
+ * host, MPI otherwise), "shm" (an error unless every rank is on one host) or "mpi"; NULL or
+ * "" reads RINGRED_TRANSPORT (default auto).  Collective: every rank must ask for the same. */
+rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out);
 rr_status rr_comm_destroy(rr_comm *comm);
 const char *rr_comm_last_error(const rr_comm *comm);
 int rr_comm_rank(const rr_comm *comm);
 int rr_comm_size(const rr_comm *comm);
 int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
+const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
 rr_status rr_barrier(rr_comm *comm);
 
 /* ---- collectives (blocking; release the GIL around them) ----

@@ -1,4 +1,5 @@
 /* RINGRED_* environment settings of the collective layer. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,19 @@ static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
     return (size_t)x;
 }
 
+/* A non-negative number (seconds, microseconds); zero only where zero_ok. */
+static double env_number(const char *name, double dflt, int zero_ok)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return dflt;
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (end == v || !isfinite(x) || x < 0 || (x == 0 && !zero_ok))
+        return dflt;
+    return x;
+}
+
 void rr_settings_load(rr_settings *s)
 {
     s->small_bytes = env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);
@@ -38,4 +52,8 @@ void rr_settings_load(rr_settings *s)
         s->cuda_aware = 0;
     else if (aware && (strcmp(aware, "1") == 0 || strcmp(aware, "yes") == 0))
         s->cuda_aware = 1;
+    s->shm_small_bytes = env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
+    s->shm_slot_bytes = env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
+    s->shm_timeout_s = env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
+    s->shm_spin_us = env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
 }

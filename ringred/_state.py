@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from ._lib import ffi, lib, make_error
@@ -11,11 +13,16 @@ from .errors import NotInitializedError
 
 
 class Context:
-    """One initialized ringred communicator (a duplicate of the user's MPI communicator)."""
+    """One initialized ringred communicator (a duplicate of the user's MPI communicator).
 
-    def __init__(self, mpi_comm: Any):
+    ``transport`` is "auto", "shm" or "mpi"; None reads ``RINGRED_TRANSPORT`` (default auto:
+    shared memory when every rank is on one host).  Creating one is collective.
+    """
+
+    def __init__(self, mpi_comm: Any, transport: str | None = None):
         handle = ffi.new("rr_comm **")
-        st = lib.rr_comm_create(mpi_comm.py2f(), handle)
+        tr = transport.encode() if transport else ffi.NULL
+        st = lib.rr_comm_create_ex(mpi_comm.py2f(), tr, handle)
         if st != 0:
             err = make_error(st, handle[0], "init")
             lib.rr_comm_destroy(handle[0])
@@ -26,6 +33,7 @@ class Context:
         self.size: int = lib.rr_comm_size(self.handle)
         self.local_rank: int = lib.rr_comm_local_rank(self.handle)
         self.local_size: int = lib.rr_comm_local_size(self.handle)
+        self.transport: str = ffi.string(lib.rr_comm_transport(self.handle)).decode()
         self._counter = 0
         self._lock = threading.Lock()
         self._closers: list[Any] = []
@@ -53,6 +61,17 @@ class Context:
 
 _ctx: Context | None = None
 _atexit_registered = False
+
+
+@contextlib.contextmanager
+def using(ctx: Context) -> Iterator[Context]:
+    """Make ``ctx`` the active context inside the ``with`` block (benchmarks, tests)."""
+    global _ctx
+    saved, _ctx = _ctx, ctx
+    try:
+        yield ctx
+    finally:
+        _ctx = saved
 
 
 def current() -> Context:

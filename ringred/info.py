@@ -11,7 +11,29 @@ SETTINGS = {
     "RINGRED_WINDOW": ("3", "ring segments in flight per direction"),
     "RINGRED_SPIN_COUNT": ("64", "polls before a waiting rank yields its core"),
     "RINGRED_KERNEL_PATH": ("auto", "CPU reduction kernels: auto, scalar, avx2, avx512"),
+    "RINGRED_TRANSPORT": ("auto", "auto (shm when every rank shares a host), shm or mpi"),
+    "RINGRED_SHM_SMALL_BYTES": ("32768", "shm: messages up to this take the one-sync path"),
+    "RINGRED_SHM_SLOT_BYTES": ("262144", "shm: pipeline chunk of large messages"),
+    "RINGRED_SHM_SPIN_US": ("50", "shm: most microseconds a waiting rank polls before yielding"),
+    "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "shm: give up on a live peer after this (0: never)"),
 }
+
+
+def _transport() -> str:
+    """The transport ringred uses here (initializes ringred over COMM_WORLD if needed)."""
+    import ringred
+    from ringred import _state
+
+    if _state.is_initialized():
+        return _state.current().transport
+    try:
+        ringred.init()
+    except ringred.RingredError as exc:
+        return f"unavailable ({exc})"
+    try:
+        return _state.current().transport
+    finally:
+        ringred.shutdown()
 
 
 def describe() -> dict[str, str]:
@@ -32,6 +54,7 @@ def describe() -> dict[str, str]:
         }.get(MPI.Query_thread(), "?"),
         "build": cstr(lib.rr_build_info()),
         "cpu kernels": cstr(lib.rr_kernel_path()),
+        "transport": _transport(),
     }
     for name, (default, what) in SETTINGS.items():
         val = os.environ.get(name)
@@ -42,8 +65,10 @@ def describe() -> dict[str, str]:
 
 def main() -> None:
     """Print the facts, one per line."""
-    for k, v in describe().items():
-        print(f"{k:24s} {v}")
+    facts = describe()
+    width = max(len(k) for k in facts)
+    for k, v in facts.items():
+        print(f"{k:{width}s} {v}")
 
 
 if __name__ == "__main__":

@@ -23,3 +23,8 @@ def local_rank() -> int:
 def local_size() -> int:
     """Number of ranks on this host."""
     return _state.current().local_size
+
+
+def transport() -> str:
+    """The transport in force: "shm" (shared memory, every rank on this host) or "mpi"."""
+    return _state.current().transport

@@ -1,15 +1,23 @@
-"""Collectives against NumPy references on 1-4 ranks, across algorithm settings."""
+"""Collectives against NumPy references on 1-4 ranks, for both transports and across
+algorithm settings."""
 
 import pytest
 
 from .mpi import run_mpi
 
+MPI = {"RINGRED_TRANSPORT": "mpi"}
+SHM = {"RINGRED_TRANSPORT": "shm"}
 CONFIGS = {
-    "default": {},
+    "mpi": MPI,
     # every message through the ring, many tiny segments: exercises the pipeline
-    "ring-4k": {"RINGRED_SMALL_BYTES": "0", "RINGRED_SEGMENT_BYTES": "4096"},
+    "mpi-ring-4k": {**MPI, "RINGRED_SMALL_BYTES": "0", "RINGRED_SEGMENT_BYTES": "4096"},
     # every message through the latency path
-    "small-only": {"RINGRED_SMALL_BYTES": "16777216"},
+    "mpi-small-only": {**MPI, "RINGRED_SMALL_BYTES": "16777216"},
+    "shm": SHM,
+    # every message through the chunked path, in many 4 KiB chunks
+    "shm-chunks-4k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "4096"},
+    # every message (up to 320 KB here) through the one-sync path
+    "shm-small-only": {**SHM, "RINGRED_SHM_SMALL_BYTES": "1M"},
 }
 
 
@@ -19,13 +27,14 @@ def test_collectives(n, config):
     run_mpi(n, "collectives", env=CONFIGS[config], timeout=240)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_collectives_ten_million(n):
-    run_mpi(n, "collectives", "full", timeout=400)
+@pytest.mark.parametrize("n,transport", [(2, "mpi"), (3, "mpi"), (3, "shm")])
+def test_collectives_ten_million(n, transport):
+    run_mpi(n, "collectives", "full", env={"RINGRED_TRANSPORT": transport}, timeout=400)
 
 
 def test_more_than_2_31_elements():
-    run_mpi(2, "huge", env={"RINGRED_SEGMENT_BYTES": "67108864"}, timeout=400)
+    run_mpi(2, "huge", env={"RINGRED_SEGMENT_BYTES": "67108864", "RINGRED_TRANSPORT": "mpi"},
+            timeout=400)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

@@ -8,9 +8,10 @@ import ringred
 from .mpi import run_mpi
 
 
+@pytest.mark.parametrize("transport", ["mpi", "shm"])
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_errors(n):
-    run_mpi(n, "errors", timeout=180)
+def test_errors(n, transport):
+    run_mpi(n, "errors", env={"RINGRED_TRANSPORT": transport}, timeout=180)
 
 
 def test_calls_before_init_raise():

@@ -29,8 +29,18 @@ def sanitized_binary(tmp_path_factory):
     return out
 
 
+ENVS = {
+    "mpi": {"RINGRED_TRANSPORT": "mpi"},
+    "mpi-ring-4k": {"RINGRED_TRANSPORT": "mpi", "RINGRED_SMALL_BYTES": "0",
+                    "RINGRED_SEGMENT_BYTES": "4096"},
+    "shm": {"RINGRED_TRANSPORT": "shm"},
+    "shm-chunks-4k": {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_SMALL_BYTES": "0",
+                      "RINGRED_SHM_SLOT_BYTES": "4096"},
+}
+
+
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("env", [{}, {"RINGRED_SMALL_BYTES": "0", "RINGRED_SEGMENT_BYTES": "4096"}])
+@pytest.mark.parametrize("env", list(ENVS.values()), ids=list(ENVS))
 def test_collectives_under_sanitizers(sanitized_binary, n, env):
     e = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
              UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1", **env)

@@ -124,10 +124,12 @@ static double now(void) { return MPI_Wtime(); }
 
 static void timing(rr_comm *c)
 {
-    static char buf[1 << 16];
-    int sizes[] = {8, 4096, 65536};
-    for (int s = 0; s < 3; s++) {
-        int iters = 20000;
+    static char buf[1 << 20];
+    int sizes[] = {8, 4096, 16384, 32768, 65536, 262144, 1 << 20};
+    if (rr_comm_rank(c) == 0)
+        printf("transport %s, %d ranks\n", rr_comm_transport(c), rr_comm_size(c));
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        int iters = sizes[s] >= 262144 ? 1000 : 20000;
         double best = 1e9;
         for (int rep = 0; rep < 5; rep++) {
             rr_barrier(c);
@@ -142,8 +144,8 @@ static void timing(rr_comm *c)
                 MPI_Allreduce(MPI_IN_PLACE, buf, sizes[s] / 4, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
             double dm = (now() - t) / (iters / 5);
             if (rr_comm_rank(c) == 0 && rep == 4)
-                printf("%6d B: ringred %.2f us (best of 5), MPI_Allreduce %.2f us\n", sizes[s],
-                       best * 1e6, dm * 1e6);
+                printf("%7d B: ringred %8.2f us (best of 5), MPI_Allreduce %8.2f us (last)\n",
+                       sizes[s], best * 1e6, dm * 1e6);
         }
     }
 }

@@ -8,7 +8,7 @@ import json
 
 import ringred
 
-from .sweep import DEFAULT_SIZES, format_table, run_sweep
+from .sweep import DEFAULT_SIZES, contexts_for, format_table, run_sweep
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--json", help="also write the rows as JSON to this file (rank 0)")
     p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
+    p.add_argument("--transports", default=None,
+                   help="comma-separated ringred transports to time, e.g. shm,mpi (default: "
+                        "shm,mpi when every rank shares a host, else mpi)")
     args = p.parse_args(argv)
 
     ringred.init()
@@ -39,10 +42,19 @@ def main(argv: list[str] | None = None) -> None:
                     json.dump(res, f, indent=1)
         ringred.shutdown()
         return
+    one_host = ringred.local_size() == ringred.size()
+    wanted = args.transports or ("shm,mpi" if one_host else "mpi")
+    transports = [t.strip() for t in wanted.split(",") if t.strip()]
+    contexts = contexts_for(transports)
     sizes = [s for s in DEFAULT_SIZES if args.min_bytes <= s <= args.max_bytes]
-    rows = run_sweep(sizes, args.rounds, args.dtype)
+    try:
+        rows = run_sweep(sizes, args.rounds, args.dtype, contexts)
+    finally:
+        for ctx in contexts.values():
+            if ctx is not ringred._state.current():
+                ctx.close()
     if ringred.rank() == 0:
-        print(format_table(rows, ringred.size()), flush=True)
+        print(format_table(rows, ringred.size(), ringred.transport()), flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"ranks": ringred.size(), "rows": rows}, f, indent=1)

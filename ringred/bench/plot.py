@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .sweep import BASELINE
+
 
 def plot_rows(rows: list[dict], n: int, path: str) -> None:
-    """Plot busbw of ringred and MPI_Allreduce against message size."""
+    """Plot busbw of every ringred transport and of MPI_Allreduce against message size."""
     try:
         import matplotlib
 
@@ -13,9 +15,12 @@ def plot_rows(rows: list[dict], n: int, path: str) -> None:
     except ImportError as exc:
         raise SystemExit("--plot needs matplotlib: pip install 'ringred[plot]'") from exc
     xs = [r["bytes"] for r in rows]
+    labels = [k for k in rows[0] if isinstance(rows[0][k], dict)] if rows else []
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(xs, [r["ringred_busbw"] for r in rows], "o-", label="ringred")
-    ax.plot(xs, [r["mpi_busbw"] for r in rows], "s--", label="MPI_Allreduce")
+    for label, style in zip(labels, ["o-", "^-", "v-", "d-", "x-"], strict=False):
+        name = label if label == BASELINE else f"ringred ({label})"
+        ax.plot(xs, [r[label]["busbw"] for r in rows], "s--" if label == BASELINE else style,
+                label=name)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("message size (bytes)")
     ax.set_ylabel("busbw (GB/s)")

@@ -1,21 +1,40 @@
-"""Allreduce bandwidth sweep: ringred against MPI_Allreduce of the same MPI, same run."""
+"""Allreduce bandwidth sweep: ringred over each transport against MPI_Allreduce of the same
+MPI, in the same run (rounds interleaved, medians)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
 import ringred
+from ringred import _state
 
 from .timing import algbw, busbw, compare, human
 
 DEFAULT_SIZES = [8 << i for i in range(0, 24, 1)]  # 8 B .. 64 MiB
+BASELINE = "MPI_Allreduce"
 
 
-def run_sweep(sizes: list[int], rounds: int, dtype: str = "float32") -> list[dict]:
-    """Measure every size; returns one row per size (rank 0's view of the medians)."""
+def run_sweep(
+    sizes: list[int],
+    rounds: int,
+    dtype: str = "float32",
+    contexts: dict[str, _state.Context] | None = None,
+) -> list[dict]:
+    """Measure every size; returns one row per size (rank 0's view of the medians).
+
+    ``contexts`` maps a label (a transport name) to the ringred context to time; default:
+    the active context, labelled with its transport.  Each row has ``bytes`` and, for every
+    label and for ``MPI_Allreduce``, ``{label: {"us", "algbw", "busbw"}}``, plus
+    ``ratio_<label>`` = MPI_Allreduce time / ringred time.
+    """
     comm = MPI.COMM_WORLD
     n = ringred.size()
+    if contexts is None:
+        cur = _state.current()
+        contexts = {cur.transport: cur}
     rows = []
     for nbytes in sizes:
         dt = np.dtype(dtype)
@@ -29,32 +48,53 @@ def run_sweep(sizes: list[int], rounds: int, dtype: str = "float32") -> list[dic
         def mpi(x: np.ndarray = x, y: np.ndarray = y) -> None:
             comm.Allreduce(x, y, op=MPI.SUM)
 
-        med = compare({"ringred": rr, "mpi": mpi}, count * dt.itemsize, rounds, comm)
+        fns: dict[str, Any] = {label: rr for label in contexts}
+        fns[BASELINE] = mpi
+        enter: dict[str, Any] = {label: (lambda c=c: _state.using(c))
+                                 for label, c in contexts.items()}
+        med = compare(fns, count * dt.itemsize, rounds, comm, enter)
         nb = count * dt.itemsize
-        rows.append({
-            "bytes": nb,
-            "ringred_us": med["ringred"] * 1e6,
-            "mpi_us": med["mpi"] * 1e6,
-            "ringred_algbw": algbw(nb, med["ringred"]),
-            "ringred_busbw": busbw(nb, med["ringred"], n),
-            "mpi_algbw": algbw(nb, med["mpi"]),
-            "mpi_busbw": busbw(nb, med["mpi"], n),
-            "ratio": med["mpi"] / med["ringred"],
-        })
+        row: dict[str, Any] = {"bytes": nb}
+        for label, sec in med.items():
+            row[label] = {"us": sec * 1e6, "algbw": algbw(nb, sec), "busbw": busbw(nb, sec, n)}
+        for label in contexts:
+            row[f"ratio_{label}"] = med[BASELINE] / med[label]
+        rows.append(row)
     return rows
 
 
-def format_table(rows: list[dict], n: int) -> str:
-    """An nccl-tests-style table."""
-    head = (f"# ringred allreduce (sum, float32) vs MPI_Allreduce, {n} ranks, median of rounds\n"
-            f"{'size':>10} | {'ringred us':>11} {'algbw':>7} {'busbw':>7} | "
-            f"{'MPI us':>11} {'algbw':>7} {'busbw':>7} | {'ratio':>6}")
-    lines = [head, "-" * len(head.splitlines()[-1])]
+def format_table(rows: list[dict], n: int, transport: str | None = None) -> str:
+    """An nccl-tests-style table: time and bandwidths of each ringred transport and of
+    MPI_Allreduce, and the speedups over MPI_Allreduce.  ``transport``: the one in force."""
+    labels = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != BASELINE] if rows else []
+    cols = labels + [BASELINE]
+    shown = ", ".join(labels)
+    force = f"; transport in force: {transport}" if transport else ""
+    title = (f"# ringred allreduce (sum, float32) over transports {shown} vs {BASELINE}, "
+             f"{n} ranks, median of rounds{force}")
+    head = f"{'size':>10}"
+    for c in cols:
+        name = c if c == BASELINE else f"ringred {c}"
+        head += f" | {name + ' us':>16} {'busbw':>7}"
+    head += " | " + " ".join(f"{c + '/MPI':>8}" for c in labels)
+    lines = [title, head, "-" * len(head)]
     for r in rows:
-        lines.append(
-            f"{human(r['bytes']):>10} | {r['ringred_us']:11.2f} {r['ringred_algbw']:7.2f} "
-            f"{r['ringred_busbw']:7.2f} | {r['mpi_us']:11.2f} {r['mpi_algbw']:7.2f} "
-            f"{r['mpi_busbw']:7.2f} | {r['ratio']:6.2f}x"
-        )
-    lines.append("bandwidths in GB/s; ratio = MPI time / ringred time (>1: ringred faster)")
+        line = f"{human(r['bytes']):>10}"
+        for c in cols:
+            line += f" | {r[c]['us']:16.2f} {r[c]['busbw']:7.2f}"
+        line += " | " + " ".join(f"{r['ratio_' + c]:7.2f}x" for c in labels)
+        lines.append(line)
+    lines.append("busbw in GB/s (algbw * 2(n-1)/n); <transport>/MPI = MPI_Allreduce time / "
+                 "ringred time (>1: ringred faster)")
     return "\n".join(lines)
+
+
+def contexts_for(transports: list[str]) -> dict[str, _state.Context]:
+    """A ringred context per transport name; the active one is reused where it matches.
+    Collective: every rank must pass the same list."""
+    cur = _state.current()
+    out: dict[str, _state.Context] = {}
+    for t in transports:
+        out[t] = cur if cur.transport == t else _state.Context(cur.mpi_comm, t)
+    return out
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from mpi4py import MPI
 
@@ -26,15 +27,23 @@ def time_round(fn: Callable[[], object], iters: int, comm: MPI.Comm) -> float:
 
 
 def compare(fns: dict[str, Callable[[], object]], nbytes: int, rounds: int,
-            comm: MPI.Comm) -> dict[str, float]:
-    """Median seconds per call of each function; rounds interleave them to share noise."""
+            comm: MPI.Comm,
+            enter: dict[str, Callable[[], AbstractContextManager]] | None = None,
+            ) -> dict[str, float]:
+    """Median seconds per call of each function; rounds interleave them to share noise.
+
+    ``enter[name]()``, when given, is a context manager held (untimed) around each round of
+    ``fns[name]``, e.g. to make a ringred context the active one."""
     iters = iterations_for(nbytes)
-    for fn in fns.values():  # warm-up
-        fn()
+    enter = enter or {}
+    for name, fn in fns.items():  # warm-up
+        with enter.get(name, nullcontext)():
+            fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            samples[name].append(time_round(fn, iters, comm))
+            with enter.get(name, nullcontext)():
+                samples[name].append(time_round(fn, iters, comm))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 

@@ -1,0 +1,75 @@
+/* Bulk copies for the shared-memory transport.
+ *
+ * glibc's memcpy uses `rep movsb` for mid-size copies; on the AMD EPYC (KVM) machines we
+ * measured, that runs at under 3 GB/s instead of ~40 GB/s whenever the destination is
+ * misaligned against the source by 16 bytes, which is exactly the case of a 64-byte-aligned
+ * shm slot copied into a NumPy array (malloc'ed blocks start 16 bytes into a page).  These
+ * copies align the destination to 64 bytes and move 128 bytes per iteration with vector
+ * loads and stores (AVX2 when the CPU has it, SSE2 otherwise), at memcpy's best speed for
+ * every alignment.  (Non-temporal stores for large outputs made no measurable difference in
+ * the allreduce here, so there are none.) */
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define RR_COPY_X86 1
+#else
+#define RR_COPY_X86 0
+#endif
+
+#define SMALL_COPY 256 /* below this, memcpy is fine */
+
+#if RR_COPY_X86
+
+#define COPY_BODY(VT, LOAD, STORE, W)                                                          \
+    uint8_t *d = dst;                                                                          \
+    const uint8_t *s = src;                                                                    \
+    size_t head = (64 - ((uintptr_t)d & 63)) & 63;                                             \
+    memcpy(d, s, head);                                                                        \
+    d += head;                                                                                 \
+    s += head;                                                                                 \
+    n -= head;                                                                                 \
+    size_t i = 0;                                                                              \
+    for (; i + 128 <= n; i += 128) {                                                           \
+        VT r[128 / W];                                                                         \
+        for (int k = 0; k < 128 / W; k++)                                                      \
+            r[k] = LOAD((const VT *)(s + i + k * W));                                          \
+        for (int k = 0; k < 128 / W; k++)                                                      \
+            STORE((VT *)(d + i + k * W), r[k]);                                                \
+    }                                                                                          \
+    memcpy(d + i, s + i, n - i);
+
+__attribute__((target("avx2"))) static void copy_avx2(void *dst, const void *src, size_t n)
+{
+    COPY_BODY(__m256i, _mm256_loadu_si256, _mm256_store_si256, 32)
+}
+
+static void copy_sse2(void *dst, const void *src, size_t n)
+{
+    COPY_BODY(__m128i, _mm_loadu_si128, _mm_store_si128, 16)
+}
+
+static int has_avx2(void)
+{
+    __builtin_cpu_init(); /* idempotent, cheap */
+    return __builtin_cpu_supports("avx2");
+}
+
+void rr_copy(void *dst, const void *src, size_t n)
+{
+    if (n < SMALL_COPY)
+        memcpy(dst, src, n);
+    else if (has_avx2())
+        copy_avx2(dst, src, n);
+    else
+        copy_sse2(dst, src, n);
+}
+
+#else
+
+void rr_copy(void *dst, const void *src, size_t n) { memcpy(dst, src, n); }
+
+#endif

@@ -1,0 +1,533 @@
+/* The same-host shared segment (see shm.h for its layout and protocol): creation by the
+ * leader, mapping by the peers, the arrival that starts every collective, and waiting.
+ *
+ * A waiting rank polls the peer's counter for up to RINGRED_SHM_SPIN_US microseconds (about
+ * one when the host's ranks outnumber our CPUs), then yields its core twice, then sleeps on
+ * the counter (futex, woken by the writer), so that a peer that is not running (an
+ * oversubscribed host, a busy machine) gets the CPU instead of a spinning waiter.  The spin
+ * adapts: it doubles after a wait that spinning ended and halves after one that had to
+ * sleep, so a rank whose peers share its CPU soon stops burning it.  Every few
+ * milliseconds of waiting it checks that the peers are alive and the timeout. */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
+#define RR_SHM_MAGIC UINT64_C(0x72696e6772656431) /* "ringred1" */
+#define RR_SHM_PREFIX "/ringred-"
+#define SPIN_CLOCK 64         /* polls between clock reads while spinning */
+#define LIVENESS_S 0.02       /* seconds between peer liveness checks */
+#define SLEEP_NS 5000000L     /* longest single sleep on a counter */
+#define YIELDS 2              /* sched_yield()s between spinning and sleeping */
+#define SPIN_MIN_S 2e-6       /* adaptive spinning never goes below this */
+#define OVERSUBSCRIBED_SPIN_US 1.0 /* spin this long at most when ranks outnumber CPUs */
+
+typedef struct shm_control {
+    uint64_t magic;
+    uint64_t n, small_bytes, slot_bytes, bytes;
+} shm_control;
+
+typedef struct shm_info {
+    _Atomic uint64_t pid, start;
+    char pad[RR_SHM_LINE - 2 * sizeof(uint64_t)];
+} shm_info;
+
+/* What rank 0 tells the others. */
+typedef struct shm_announce {
+    char name[64];
+    uint64_t small_bytes, slot_bytes, bytes;
+    int32_t err; /* errno of the leader's failure, 0 if the segment exists */
+    int32_t pad;
+} shm_announce;
+
+typedef struct shm_layout {
+    size_t info, ctr, small, stride, big, res, bytes;
+} shm_layout;
+
+static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+static shm_layout layout(int n, size_t small, size_t slot)
+{
+    shm_layout l;
+    size_t off = RR_SHM_LINE; /* control line */
+    l.info = off;
+    off += (size_t)n * RR_SHM_LINE;
+    l.ctr = off;
+    off += (size_t)n * RR_NCTR * RR_SHM_LINE;
+    l.small = off;
+    l.stride = RR_SHM_HDR_BYTES + small;
+    off = round_up(off + (size_t)n * 2 * l.stride, 4096);
+    l.big = off;
+    off += (size_t)n * 2 * slot;
+    l.res = off;
+    off += 2 * slot;
+    l.bytes = off;
+    return l;
+}
+
+/* Field 3 (state) and 22 (start time, clock ticks since boot) of /proc/<pid>/stat.
+ * Returns 0, or -1 with errno set. */
+static int proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    int e = errno;
+    close(fd);
+    if (got <= 0) {
+        errno = got < 0 ? e : EIO;
+        return -1;
+    }
+    buf[got] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 1, " %c", state) != 1) {
+        errno = EIO;
+        return -1;
+    }
+    p += 2; /* field 3 starts here; field 22 is 19 spaces further */
+    for (int f = 3; f < 22 && p; f++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    if (p == NULL || sscanf(p, "%llu", start) != 1) {
+        errno = EIO;
+        return -1;
+    }
+    return 0;
+}
+
+/* A name nobody can guess: the prefix, our pid, 128 random bits. */
+static int make_name(char *name, size_t cap)
+{
+    unsigned char rnd[16];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t r = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    if (got < sizeof rnd) {
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        ssize_t r = read(fd, rnd, sizeof rnd);
+        close(fd);
+        if (r != (ssize_t)sizeof rnd) {
+            errno = EIO;
+            return -1;
+        }
+    }
+    int pos = snprintf(name, cap, RR_SHM_PREFIX "%d-", (int)getpid());
+    for (size_t i = 0; i < sizeof rnd && (size_t)pos + 2 < cap; i++)
+        pos += snprintf(name + pos, cap - (size_t)pos, "%02x", rnd[i]);
+    return 0;
+}
+
+static void *map_fd(int fd, size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Leader: create, size, map and format the segment.  Returns the mapping or NULL (errno). */
+static void *create_segment(shm_announce *a, const shm_layout *l, int n)
+{
+    int fd = -1;
+    for (int tries = 0; tries < 8 && fd < 0; tries++) {
+        if (make_name(a->name, sizeof a->name) != 0)
+            return NULL;
+        fd = shm_open(a->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
+            return NULL;
+    }
+    if (fd < 0)
+        return NULL;
+    void *p = NULL;
+    if (ftruncate(fd, (off_t)l->bytes) == 0)
+        p = map_fd(fd, l->bytes);
+    int e = errno;
+    close(fd);
+    if (p == NULL) {
+        shm_unlink(a->name);
+        errno = e;
+        return NULL;
+    }
+    shm_control ctl = {RR_SHM_MAGIC, (uint64_t)n, a->small_bytes, a->slot_bytes, l->bytes};
+    memcpy(p, &ctl, sizeof ctl);
+    return p;
+}
+
+static void *attach_segment(const shm_announce *a, int *err)
+{
+    int fd = shm_open(a->name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return NULL;
+    }
+    struct stat st;
+    void *p = NULL;
+    if (fstat(fd, &st) != 0)
+        *err = errno;
+    else if ((uint64_t)st.st_size != a->bytes)
+        *err = EINVAL;
+    else if ((p = map_fd(fd, a->bytes)) == NULL)
+        *err = errno;
+    close(fd);
+    return p;
+}
+
+static int oversubscribed(const rr_comm *c)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    return CPU_COUNT(&set) < c->local_size;
+}
+
+static void free_shm(rr_shm *s)
+{
+    if (s == NULL)
+        return;
+    if (s->base)
+        munmap(s->base, s->bytes);
+    free(s->pid);
+    free(s->start);
+    free(s->watch);
+    free(s->srcs);
+    free(s);
+}
+
+/* Learn every peer's pid and decide whether liveness checks can trust it (same pid
+ * namespace: /proc shows a process of that pid with the start time it published). */
+static void learn_peers(rr_shm *s, const shm_info *info)
+{
+    for (int p = 0; p < s->n; p++) {
+        s->pid[p] = (pid_t)atomic_load_explicit(&info[p].pid, memory_order_acquire);
+        s->start[p] = atomic_load_explicit(&info[p].start, memory_order_acquire);
+        if (p == s->me || s->pid[p] <= 0)
+            continue;
+        char state;
+        unsigned long long st = 0;
+        if (proc_stat(s->pid[p], &state, &st) == 0)
+            s->watch[p] = s->start[p] != 0 && st == s->start[p];
+        else if (kill(s->pid[p], 0) == 0) {
+            s->watch[p] = 1; /* no /proc: kill() alone */
+            s->start[p] = 0;
+        }
+    }
+}
+
+rr_status rr_shm_open(rr_comm *c)
+{
+    int n = c->size, me = c->rank;
+    rr_shm *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
+    s->n = n;
+    s->me = me;
+    s->pid = calloc((size_t)n, sizeof *s->pid);
+    s->start = calloc((size_t)n, sizeof *s->start);
+    s->watch = calloc((size_t)n, 1);
+    s->srcs = calloc((size_t)n, sizeof *s->srcs);
+    if (!s->pid || !s->start || !s->watch || !s->srcs) {
+        free_shm(s);
+        return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
+    }
+    shm_announce a;
+    memset(&a, 0, sizeof a);
+    void *base = NULL;
+    if (me == 0) {
+        a.small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
+        a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
+        shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+        a.bytes = l.bytes;
+        base = create_segment(&a, &l, n);
+        if (base == NULL)
+            a.err = errno ? errno : EIO;
+    }
+    int e = MPI_Bcast(&a, (int)sizeof a, MPI_BYTE, 0, c->comm);
+    if (e != MPI_SUCCESS) {
+        if (base) {
+            munmap(base, a.bytes);
+            shm_unlink(a.name);
+        }
+        free_shm(s);
+        return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Bcast(shm segment name)");
+    }
+    if (a.err) {
+        free_shm(s);
+        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: rank 0 could not create a %llu-byte segment in "
+                       "/dev/shm: %s", (unsigned long long)a.bytes, strerror(a.err));
+    }
+    int err = 0;
+    if (me != 0)
+        base = attach_segment(&a, &err);
+    shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+    if (base != NULL) {
+        shm_control ctl;
+        memcpy(&ctl, base, sizeof ctl);
+        if (ctl.magic != RR_SHM_MAGIC || ctl.n != (uint64_t)n || ctl.bytes != l.bytes) {
+            err = EINVAL;
+            munmap(base, a.bytes);
+            base = NULL;
+        }
+    }
+    if (base != NULL) {
+        char state;
+        unsigned long long st = 0;
+        shm_info *info = (shm_info *)((uint8_t *)base + l.info);
+        if (proc_stat(getpid(), &state, &st) != 0)
+            st = 0;
+        atomic_store_explicit(&info[me].start, st, memory_order_release);
+        atomic_store_explicit(&info[me].pid, (uint64_t)getpid(), memory_order_release);
+    }
+    /* Everyone has mapped (or failed) after this: the leader unlinks the name at once, so
+     * nothing stays in /dev/shm however the processes end.  The same reduction tells every
+     * rank whether any of them is oversubscribed (the chunk plan must be the same on all). */
+    int over = oversubscribed(c);
+    int mine[2] = {base != NULL, !over}, agg[2] = {0, 0};
+    e = MPI_Allreduce(mine, agg, 2, MPI_INT, MPI_MIN, c->comm);
+    int ok = mine[0], all_ok = agg[0];
+    if (me == 0)
+        shm_unlink(a.name);
+    if (e != MPI_SUCCESS || !all_ok) {
+        if (base)
+            munmap(base, a.bytes);
+        free_shm(s);
+        if (e != MPI_SUCCESS)
+            return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Allreduce(shm attach)");
+        if (!ok)
+            return RR_FAIL(c, RR_ERR_SYSTEM, "shm: cannot map rank 0's segment: %s",
+                           strerror(err));
+        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: another rank could not map the shared segment");
+    }
+    s->base = base;
+    s->bytes = a.bytes;
+    s->small_bytes = a.small_bytes;
+    s->slot_bytes = a.slot_bytes;
+    s->ctr = (rr_shm_line *)((uint8_t *)base + l.ctr);
+    s->small = (uint8_t *)base + l.small;
+    s->small_stride = l.stride;
+    s->big = (uint8_t *)base + l.big;
+    s->res = (uint8_t *)base + l.res;
+    s->timeout_s = c->cfg.shm_timeout_s;
+    s->oversubscribed = !agg[1];
+    double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
+    s->spin_max_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
+    s->spin_s = s->spin_max_s;
+    s->yields = over ? 2 : YIELDS;
+    s->what = "setup";
+    learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
+    c->shm = s;
+    return RR_OK;
+}
+
+void rr_shm_close(rr_comm *c)
+{
+    free_shm(c->shm);
+    c->shm = NULL;
+}
+
+uint64_t rr_shm_extra(const rr_shm *s, int rank)
+{
+    uint64_t v;
+    memcpy(&v, rr_shm_small_slot(s, rank, s->call) + sizeof(rr_header), sizeof v);
+    return v;
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int peer_dead(const rr_shm *s, int p)
+{
+    if (!s->watch[p])
+        return 0;
+    if (kill(s->pid[p], 0) == -1 && errno == ESRCH)
+        return 1;
+    if (s->start[p] == 0)
+        return 0;
+    char state;
+    unsigned long long st = 0;
+    if (proc_stat(s->pid[p], &state, &st) != 0)
+        return errno == ENOENT || errno == ESRCH;
+    return state == 'Z' || state == 'X' || st != s->start[p];
+}
+
+static rr_status broken(rr_comm *c, rr_status code)
+{
+    c->shm->broken = 1;
+    c->shm->broken_code = code;
+    return code;
+}
+
+static rr_status fail_again(rr_comm *c)
+{
+    return RR_FAIL(c, c->shm->broken_code, "the shared-memory transport failed earlier (a peer "
+                   "died or timed out); this communicator cannot be used any more");
+}
+
+void rr_shm_wake(rr_shm_line *line)
+{
+#ifdef __linux__
+    syscall(SYS_futex, (uint32_t *)&line->v, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+#else
+    (void)line;
+#endif
+}
+
+/* Sleep until the counter's low word changes from that of `seen` (or a few ms pass). */
+static void sleep_on(rr_shm_line *line, uint64_t seen)
+{
+    atomic_fetch_add_explicit(&line->sleepers, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&line->v, memory_order_seq_cst) == seen) {
+        struct timespec ts = {0, SLEEP_NS};
+#ifdef __linux__
+        /* little-endian: the counter's first 4 bytes are its low word */
+        syscall(SYS_futex, (uint32_t *)&line->v, FUTEX_WAIT, (uint32_t)seen, &ts, NULL, 0);
+#else
+        ts.tv_nsec = 50000;
+        nanosleep(&ts, NULL);
+#endif
+    }
+    atomic_fetch_sub_explicit(&line->sleepers, 1, memory_order_relaxed);
+}
+
+static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int peer)
+{
+    rr_shm *s = c->shm;
+    if (s->broken)
+        return fail_again(c);
+    double t0 = now_s(), spin_until = t0 + s->spin_s, next_live = t0 + LIVENESS_S;
+    unsigned polls = 0;
+    int spinning = 1, yields = 0;
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&line->v, memory_order_acquire);
+        if (v >= want) {
+            /* Adaptive spinning: a peer that keeps arriving while we spin (it runs beside
+             * us) earns longer spins, one that keeps making us sleep (it shares our CPU, or
+             * the machine is busy) shorter ones. */
+            if (spinning)
+                s->spin_s = s->spin_s * 2 < s->spin_max_s ? s->spin_s * 2 : s->spin_max_s;
+            else
+                s->spin_s = s->spin_s / 2 > SPIN_MIN_S ? s->spin_s / 2 : SPIN_MIN_S;
+            return RR_OK;
+        }
+        if (spinning) {
+            if (++polls % SPIN_CLOCK)
+                continue;
+        } else if (yields < s->yields) {
+            yields++;
+            sched_yield();
+            if (++polls % SPIN_CLOCK)
+                continue;
+        } else
+            sleep_on(line, v);
+        double t = now_s();
+        spinning = t < spin_until;
+        if (t >= next_live) {
+            next_live = t + LIVENESS_S;
+            /* Every peer: the one we wait for may itself wait for the dead one. */
+            for (int p = 0; p < s->n; p++)
+                if (p != s->me && peer_dead(s, p))
+                    return broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d "
+                                             "was waiting for rank %d in %s (shared-memory "
+                                             "transport)", p, (int)s->pid[p], s->me, peer,
+                                             s->what));
+        }
+        if (t - t0 > s->timeout_s)
+            return broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer within "
+                                     "%g s (RINGRED_SHM_TIMEOUT_SECONDS) while rank %d was "
+                                     "waiting for it in %s (shared-memory transport)", peer,
+                                     (int)s->pid[peer], s->timeout_s, s->me, s->what));
+    }
+}
+
+rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
+{
+    rr_shm_line *line = &c->shm->ctr[peer * RR_NCTR + which];
+    if (atomic_load_explicit(&line->v, memory_order_acquire) >= v && !c->shm->broken)
+        return RR_OK;
+    return wait_slow(c, line, v, peer);
+}
+
+rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)
+{
+    rr_shm *s = c->shm;
+    for (int p = 0; p < s->n; p++)
+        if (p != s->me)
+            RR_CHECK(rr_shm_wait(c, which, p, v));
+    return RR_OK;
+}
+
+/* ---------------------------------------------------------------- arrival */
+
+rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const char *what)
+{
+    rr_shm *s = c->shm;
+    s->what = what;
+    if (s->broken)
+        return fail_again(c);
+    uint64_t call = s->call + 1;
+    uint8_t *slot = rr_shm_small_slot(s, s->me, call);
+    rr_header mine = *h;
+    mine.flags = 0;
+    memcpy(slot, &mine, sizeof mine);
+    memcpy(slot + sizeof mine, &extra, sizeof extra);
+    s->call = call;
+    rr_shm_signal(s, RR_CTR_ARRIVE, call);
+    RR_CHECK(rr_shm_wait_all(c, RR_CTR_ARRIVE, call));
+    int differ = 0;
+    for (int p = 0; p < s->n && !differ; p++) {
+        rr_header hp;
+        memcpy(&hp, rr_shm_small_slot(s, p, call), sizeof hp);
+        differ = !rr_header_equal(&hp, &mine);
+    }
+    if (!differ)
+        return RR_OK;
+    rr_header *all = NULL;
+    RR_CHECK(rr_scratch(c, 0, (size_t)s->n * sizeof *all, (void **)&all));
+    for (int p = 0; p < s->n; p++)
+        memcpy(&all[p], rr_shm_small_slot(s, p, call), sizeof *all);
+    return rr_mismatch_report(c, all, &mine);
+}
+
+size_t rr_shm_slice(size_t len, size_t es, int n, int p, size_t *lo)
+{
+    size_t g = RR_SHM_LINE / es, units = (len + g - 1) / g;
+    size_t base = units / (size_t)n, extra = units % (size_t)n, up = (size_t)p;
+    size_t u0 = up * base + (up < extra ? up : extra), u1 = u0 + base + (up < extra);
+    size_t a = u0 * g, b = u1 * g;
+    a = a < len ? a : len;
+    b = b < len ? b : len;
+    *lo = a;
+    return b - a;
+}

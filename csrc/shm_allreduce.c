@@ -1,0 +1,153 @@
+/* Allreduce over the shared segment.
+ *
+ * Small messages (<= small_bytes): one synchronization.  Each rank copies its (prescaled)
+ * input into its small slot beside the header and arrives; every rank then reduces all n
+ * inputs itself, in rank order, straight into its output.
+ *
+ * Large messages: chunks of at most slot_bytes go through two slots per rank.  For chunk i
+ * each rank copies into its slot the parts of its chunk that the other ranks reduce (all of
+ * it when prescaling) and signals IN(i); once every peer's IN(i) is there, rank r copies the
+ * result chunk i-1 out (a peer signals IN(i) after its OUT(i-1), so that chunk is complete),
+ * reduces slice r of chunk i in one pass from every peer's slot (its own part read from its
+ * input) into result chunk i, applies the postscale, signals OUT(i), and copies chunk i+1 in.
+ * One wait per chunk; the last chunk waits for every OUT.  Slot reuse needs no other wait:
+ * a rank writes slot i+1 after every IN(i), which each peer signals after it finished
+ * reading slot i-1 (its OUT(i-1)), and writes result chunk i after every IN(i), which each
+ * peer signals after copying result chunk i-2 out.
+ *
+ * Every element is reduced by the same expression on both paths (all inputs in rank order
+ * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
+#include <string.h>
+
+#include "reduce.h"
+#include "shm.h"
+
+#define MIN_CHUNK (32u << 10) /* the pipeline's smallest chunk, bytes */
+#define PIPELINE 4            /* aim for at least this many chunks */
+
+static void copy_scaled(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
+{
+    if (pre != 1.0)
+        rr_scale(dst, src, count, dt, pre, 1);
+    else if (count)
+        rr_copy(dst, src, count * rr_dtype_size(dt));
+}
+
+static rr_status small_path(rr_comm *c, const rr_header *h, const void *sendbuf, void *recvbuf,
+                            size_t count, rr_dtype dt, rr_op op, double pre, double post,
+                            int64_t div)
+{
+    rr_shm *s = c->shm;
+    copy_scaled(rr_shm_post(s), sendbuf, count, dt, pre);
+    RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
+    if (count == 0)
+        return RR_OK;
+    for (int p = 0; p < s->n; p++)
+        s->srcs[p] = rr_shm_payload(s, p);
+    rr_reduce_many(recvbuf, s->srcs, s->n, count, dt, op);
+    if (post != 1.0 || div != 1)
+        rr_scale(recvbuf, recvbuf, count, dt, post, div);
+    return RR_OK;
+}
+
+typedef struct plan {
+    const uint8_t *x;
+    uint8_t *y;
+    size_t count, es, ce; /* elements, element size, elements per chunk */
+    rr_dtype dt;
+    rr_op op;
+    double pre, post;
+    int64_t div;
+} plan;
+
+static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
+{
+    *lo = (size_t)i * q->ce;
+    size_t left = q->count - *lo;
+    return left < q->ce ? left : q->ce;
+}
+
+/* Put the parts of chunk i the peers reduce into our slot. */
+static void copy_in(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo), a;
+    uint8_t *dst = rr_shm_big(s, s->me, i);
+    const uint8_t *src = q->x + lo * q->es;
+    if (q->pre != 1.0) {
+        rr_scale(dst, src, len, q->dt, q->pre, 1);
+        return;
+    }
+    size_t mine = rr_shm_slice(len, q->es, s->n, s->me, &a);
+    if (a)
+        rr_copy(dst, src, a * q->es);
+    if (a + mine < len)
+        rr_copy(dst + (a + mine) * q->es, src + (a + mine) * q->es, (len - a - mine) * q->es);
+}
+
+/* Reduce our slice of chunk i into the result chunk. */
+static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo), a;
+    size_t m = rr_shm_slice(len, q->es, s->n, s->me, &a);
+    if (m == 0)
+        return;
+    for (int p = 0; p < s->n; p++)
+        s->srcs[p] = rr_shm_big(s, p, i) + a * q->es;
+    if (q->pre == 1.0)
+        s->srcs[s->me] = q->x + (lo + a) * q->es;
+    uint8_t *dst = rr_shm_res(s, i) + a * q->es;
+    rr_reduce_many(dst, s->srcs, s->n, m, q->dt, q->op);
+    if (q->post != 1.0 || q->div != 1)
+        rr_scale(dst, dst, m, q->dt, q->post, q->div);
+}
+
+static void copy_out(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo);
+    rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+}
+
+static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
+{
+    rr_shm *s = c->shm;
+    RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
+    uint64_t k = (q->count + q->ce - 1) / q->ce;
+    uint64_t base = rr_shm_steps(s, k);
+    copy_in(s, q, 0);
+    rr_shm_signal(s, RR_CTR_IN, base + 1);
+    for (uint64_t i = 0; i < k; i++) {
+        /* IN(i) of a peer comes after its OUT(i-1): result chunk i-1 is complete */
+        RR_CHECK(rr_shm_wait_all(c, RR_CTR_IN, base + i + 1));
+        if (i > 0)
+            copy_out(s, q, i - 1);
+        reduce_slice(s, q, i);
+        rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
+        if (i + 1 < k) {
+            copy_in(s, q, i + 1);
+            rr_shm_signal(s, RR_CTR_IN, base + i + 2);
+        }
+    }
+    RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + k));
+    copy_out(s, q, k - 1);
+    return RR_OK;
+}
+
+rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
+                           rr_dtype dt, rr_op op, double prescale, double postscale,
+                           int64_t avg_div)
+{
+    rr_shm *s = c->shm;
+    rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
+                   (uint64_t)count, prescale, postscale};
+    size_t es = rr_dtype_size(dt), bytes = count * es;
+    if (bytes <= s->small_bytes)
+        return small_path(c, &h, sendbuf, recvbuf, count, dt, op, prescale, postscale, avg_div);
+    /* Chunks of slot_bytes, smaller for mid-size messages so that they still pipeline; when
+     * oversubscribed, every synchronization costs context switches: fewer, larger chunks. */
+    size_t pipeline = s->oversubscribed ? 1 : PIPELINE;
+    size_t chunk = (bytes / pipeline + 4095) / 4096 * 4096;
+    chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
+    chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
+    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div};
+    return large_path(c, &h, &q);
+}

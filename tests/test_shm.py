@@ -1,0 +1,79 @@
+"""The shared-memory transport: races under back-to-back collectives, a peer that dies or
+hangs, and nothing of ours left in /dev/shm."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .mpi import ROOT, mpiexec, run_mpi
+
+# small thresholds so that a few hundred calls cover the one-sync path, single chunks and
+# many chunks, and the sizes straddle each boundary
+STRESS = {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_SMALL_BYTES": "4096",
+          "RINGRED_SHM_SLOT_BYTES": "16384"}
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_back_to_back_collectives(n):
+    run_mpi(n, "stress", "300", env=STRESS, timeout=240)
+
+
+def test_back_to_back_collectives_default_settings():
+    run_mpi(2, "stress", "150", env={"RINGRED_TRANSPORT": "shm"}, timeout=240)
+
+
+def _ours() -> set[str]:
+    return {f for f in os.listdir("/dev/shm") if f.startswith("ringred-")}
+
+
+def _run_victim(n: int, victim: int, mode: str, wrap: bool, extra_env: dict | None = None):
+    """Run tests.workers.kill; returns (stdout, {rank: pid}, [(rank, exc name, message)])."""
+    env = dict(os.environ, RINGRED_TRANSPORT="shm", PYTHONUNBUFFERED="1", **(extra_env or {}))
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    worker = ["tests.workers.linger", "5", "kill"] if wrap else ["tests.workers.kill"]
+    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", *worker, str(victim), mode]
+    t0 = time.monotonic()
+    try:
+        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"job still running 30 s after rank {victim} failed:\n"
+                             f"{exc.stdout}\n{exc.stderr}") from None
+    assert time.monotonic() - t0 < 30
+    assert res.returncode != 0, res.stdout
+    pids = {int(r): int(p) for r, p in re.findall(r"PID (\d+) (\d+)", res.stdout)}
+    # the lines of two ranks may arrive glued together: a report ends where the next begins
+    found = re.findall(r"RANK (\d+) (\w+) ((?:(?!RANK \d).)*)", res.stdout)
+    reports = [(int(r), k, m) for r, k, m in found]
+    return res.stdout + res.stderr, pids, reports
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+@pytest.mark.parametrize("wrap", [False, True], ids=["plain", "survivors-linger"])
+@pytest.mark.parametrize("n,victim", [(2, 1), (3, 0)])
+def test_peer_killed(n, victim, wrap):
+    """A rank SIGKILLs itself mid-loop: the job ends in time, every survivor that reports
+    raises PeerError naming the dead rank and its pid, and /dev/shm holds nothing new of ours.
+
+    Plain mpiexec usually kills the survivors before they can report; under the linger
+    wrapper (hydra sees the wrapper, not the dead rank) every survivor must report."""
+    before = _ours()
+    out, pids, reports = _run_victim(n, victim, "kill", wrap)
+    for _rank, kind, msg in reports:
+        assert kind == "PeerError", out
+        assert f"rank {victim} (pid {pids[victim]}) died" in msg, out
+    if wrap:
+        assert {r for r, _, _ in reports} == set(range(n)) - {victim}, out
+    assert _ours() <= before, _ours() - before
+
+
+def test_peer_hangs():
+    """A rank stops calling: the others give up after RINGRED_SHM_TIMEOUT_SECONDS."""
+    out, pids, reports = _run_victim(2, 1, "hang", False, {"RINGRED_SHM_TIMEOUT_SECONDS": "1"})
+    assert reports and reports[0][:2] == (0, "RingredTimeoutError"), out
+    assert f"rank 1 (pid {pids[1]}) did not answer within 1 s" in reports[0][2], out

@@ -1,0 +1,46 @@
+"""One rank dies (SIGKILL) or hangs in the middle of a loop of allreduces; the others must
+notice.
+
+Usage: python -m tests.workers.kill VICTIM [kill|hang]
+Each rank prints ``PID <rank> <pid>`` first.  A survivor that notices prints
+``RANK <r> <ExceptionName> <message>``, lingers a moment (so that the other survivors get to
+report too before mpiexec takes the job down) and exits 3 without MPI_Finalize.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import ringred
+
+
+def main() -> None:
+    victim = int(sys.argv[1])
+    mode = sys.argv[2] if len(sys.argv) > 2 else "kill"
+    ringred.init()
+    r = ringred.rank()
+    print(f"PID {r} {os.getpid()}", flush=True)
+    small = np.ones(16, np.float32)
+    large = np.ones(300_000, np.float32)  # the chunked path
+    try:
+        for i in range(1_000_000):
+            if r == victim and i == 300:
+                if mode == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(3600)
+            ringred.allreduce(large if i % 3 == 0 else small, op=ringred.Sum)
+    except ringred.RingredError as exc:
+        print(f"RANK {r} {type(exc).__name__} {exc}", flush=True)
+        time.sleep(1.0)
+        os._exit(3)
+    print(f"RANK {r} FINISHED (never noticed)", flush=True)
+    os._exit(5)
+
+
+if __name__ == "__main__":
+    main()
