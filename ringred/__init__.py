@@ -13,13 +13,30 @@ Launch with ``mpirun -np N python train.py``.
 from __future__ import annotations
 
 from ._state import init, is_initialized, shutdown
+from .asyncapi import (
+    Handle,
+    allgather_async,
+    allreduce_async,
+    broadcast_async,
+    grouped_allreduce,
+    grouped_allreduce_async,
+    join,
+    poll,
+    reducescatter_async,
+    start_timeline,
+    stop_timeline,
+    synchronize,
+)
 from .collectives import allgather, allreduce, barrier, broadcast, reducescatter
 from .errors import (
+    DuplicateNameError,
     MismatchError,
     NotInitializedError,
     PeerError,
     RingredError,
+    RingredTimeoutError,
     StallError,
+    StallWarning,
     UnsupportedError,
 )
 from .objects import allgather_object, broadcast_object
@@ -33,6 +50,10 @@ __all__ = [
     "barrier", "allreduce", "broadcast", "allgather", "reducescatter",
     "broadcast_object", "allgather_object",
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",
+    "allreduce_async", "broadcast_async", "allgather_async", "reducescatter_async",
+    "grouped_allreduce", "grouped_allreduce_async", "Handle", "poll", "synchronize", "join",
+    "start_timeline", "stop_timeline",
     "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
+    "DuplicateNameError", "RingredTimeoutError", "StallWarning",
     "UnsupportedError", "__version__",
 ]
