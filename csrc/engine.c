@@ -67,20 +67,22 @@ static size_t env_bytes(const char *name, size_t dflt)
 
 /* Settings every rank must share: rank 0's values are broadcast at creation. */
 typedef struct shared_settings {
-    double fusion_threshold, cache_cap, stall_check, stall_shutdown;
+    double fusion_threshold, fusion_max_tensor, cache_cap, stall_check, stall_shutdown;
 } shared_settings;
 
 static rr_status load_settings(rr_engine *e)
 {
     shared_settings s;
     s.fusion_threshold = (double)env_bytes("RINGRED_FUSION_THRESHOLD", (size_t)64 << 20);
+    s.fusion_max_tensor = (double)env_bytes("RINGRED_FUSION_MAX_TENSOR", (size_t)64 << 10);
     s.cache_cap = env_double("RINGRED_CACHE_CAPACITY", 1024);
     s.stall_check = env_double("RINGRED_STALL_CHECK_SECONDS", 60);
     s.stall_shutdown = env_double("RINGRED_STALL_SHUTDOWN_SECONDS", 0);
     MPI_Request r;
-    RR_MPI(e->comm, MPI_Ibcast(&s, 4, MPI_DOUBLE, 0, e->comm->comm, &r));
+    RR_MPI(e->comm, MPI_Ibcast(&s, 5, MPI_DOUBLE, 0, e->comm->comm, &r));
     RR_CHECK(rr_wait(e->comm, &r));
     e->fusion_threshold = (size_t)s.fusion_threshold;
+    e->fusion_max_tensor = (size_t)s.fusion_max_tensor;
     e->cache_cap = s.cache_cap < 0 ? 0 : s.cache_cap > 1e6 ? 1000000 : (int)s.cache_cap;
     e->stall_check = s.stall_check < 0 ? 0 : s.stall_check;
     e->stall_shutdown = s.stall_shutdown < 0 ? 0 : s.stall_shutdown;

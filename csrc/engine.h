@@ -203,6 +203,7 @@ struct rr_engine {
     int rank, size;
     /* settings (rank 0's, broadcast at creation) */
     size_t fusion_threshold;
+    size_t fusion_max_tensor; /* larger tensors are reduced in place, not copied (0: any) */
     int cache_cap;
     double stall_check, stall_shutdown;
     int spin;

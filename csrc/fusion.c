@@ -3,7 +3,9 @@
  * Ready allreduces with the same dtype, op and scale factors are packed, in response order
  * with look-ahead past misfits, into a persistent engine-owned buffer of up to
  * RINGRED_FUSION_THRESHOLD bytes, reduced with one rr_allreduce and unpacked.  A lone
- * tensor, or one larger than the threshold, is reduced directly from the caller's buffers.
+ * tensor, one larger than the threshold, or one larger than RINGRED_FUSION_MAX_TENSOR, is
+ * reduced directly from the caller's buffers: on CPUs, copying a large tensor in and out
+ * costs more memory bandwidth than the per-call latency fusion saves.
  * The members of a grouped allreduce always form one unit.  A rank without a request for
  * a response (it has joined) contributes zeros.  Only the public collectives run here, on
  * the engine's communicator, so every transport they gain is used. */
@@ -285,7 +287,7 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
         st = nomem(e, n * 17);
         goto out;
     }
-    size_t thr = e->fusion_threshold;
+    size_t thr = e->fusion_threshold, maxt = e->fusion_max_tensor;
     for (size_t i = 0; i < n && st == RR_OK; i++) {
         if (used[i])
             continue;
@@ -330,7 +332,7 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
                 }
             } else {
                 size_t es = rr_dtype_size(r->d.dtype), bytes = r->d.count * es;
-                if (thr == 0 || bytes > thr) {
+                if (thr == 0 || bytes > thr || (maxt && bytes > maxt)) {
                     st = allreduce_direct(e, r);
                     break;
                 }
@@ -341,7 +343,7 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
                     if (used[j] || !fusable(x) || !compatible(&r->d, &x->d))
                         continue;
                     size_t b = x->d.count * es;
-                    if (total + b > thr)
+                    if (total + b > thr || (maxt && b > maxt))
                         continue;
                     used[j] = 1;
                     idx[k++] = j;

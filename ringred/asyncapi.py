@@ -91,16 +91,20 @@ def allreduce_async(
     op_ = ReduceOp(op)
     if name is None:
         name = eng.auto_name("allreduce")
-    if (out is None and type(x) is np.ndarray and x.flags.c_contiguous
-            and prescale_factor == 1.0 and postscale_factor == 1.0):
+    if (type(x) is np.ndarray and x.flags.c_contiguous and prescale_factor == 1.0
+            and postscale_factor == 1.0 and x.ndim <= _MAX_DIMS
+            and (out is None or (type(out) is np.ndarray and out.flags.c_contiguous
+                                 and out.flags.writeable and out.shape == x.shape
+                                 and out.dtype == x.dtype))):
+        # Hot path: contiguous NumPy in (and out), no scale factors.
         code = _CODES.get(x.dtype)
-        if code is not None and code != 6 and x.ndim <= _MAX_DIMS:
+        if code is not None and code != 6:
             if op_ is ReduceOp.Average:
                 post, div = (1.0 / ctx.size, 1) if code >= 5 else (1.0, ctx.size)
             else:
                 post, div = 1.0, 1
-            return eng.allreduce(name, x, np.empty(x.shape, x.dtype), code, _C_OP[op_], post,
-                                 div)
+            res = np.empty(x.shape, x.dtype) if out is None else out
+            return eng.allreduce(name, x, res, code, _C_OP[op_], post, div)
     what = f"allreduce '{name}'"
     w = as_array(x)
     src = contiguous(w.arr)
