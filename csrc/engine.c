@@ -299,15 +299,12 @@ rr_status rr_engine_create(int fcomm, rr_engine **out)
     e->gcounts = calloc((size_t)n, sizeof(int));
     e->gdispls = calloc((size_t)n, sizeof(int));
     e->rs_counts = calloc((size_t)n, sizeof(size_t));
-    e->wake_sends = calloc((size_t)n, sizeof(MPI_Request));
     e->hit = calloc((size_t)(e->cache_cap > 0 ? e->cache_cap : 1), sizeof(rr_entry *));
-    if (!e->joined_prev || !e->joined_now || !e->lens || !e->gcounts || !e->gdispls || !e->rs_counts || !e->wake_sends ||
+    if (!e->joined_prev || !e->joined_now || !e->lens || !e->gcounts || !e->gdispls || !e->rs_counts ||
         !e->hit || rr_cache_init(&e->cache, e->cache_cap) != 0) {
         rr_engine_destroy(e);
         return efail(RR_ERR_NOMEM, "cannot allocate the engine's tables");
     }
-    for (int i = 0; i < n; i++)
-        e->wake_sends[i] = MPI_REQUEST_NULL;
     if (n > 1) {
         int err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
                             e->comm->comm, &e->wake_req);
@@ -392,7 +389,6 @@ rr_status rr_engine_destroy(rr_engine *e)
     free(e->gcounts);
     free(e->gdispls);
     free(e->rs_counts);
-    free(e->wake_sends);
     free(e->hit);
     free(e->evict_req);
     free(e->local_err);

@@ -193,6 +193,8 @@ void rr_tl_instant(rr_timeline *t, const char *what, uint64_t cycle);
 #define RR_TL_ON(t) (atomic_load_explicit(&(t)->on, memory_order_relaxed))
 
 /* ---------------------------------------------------------------- the engine */
+typedef struct rr_wake_rec rr_wake_rec;
+
 typedef struct rr_warning {
     char *text;
     struct rr_warning *next;
@@ -242,8 +244,8 @@ struct rr_engine {
     uint64_t n_slow;        /* cycles that took the slow path */
     MPI_Request wake_req;
     uint64_t wake_in;
-    uint64_t wake_out;
-    MPI_Request *wake_sends;
+    struct rr_wake_rec **wake_recs; /* wake sends in flight (progress.c) */
+    int n_wake_recs;
     int wake_posted;
     rr_smap pending;        /* name -> drained entry not yet done */
     rr_entry **hit;         /* cache slot -> pending hit (cap entries) */

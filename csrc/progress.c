@@ -32,9 +32,12 @@ static int local_event(rr_engine *e, double now)
     return e->stall_action;
 }
 
-/* 1: a peer woke us for the next cycle; 0: nothing; -1: MPI failed. */
+/* Drain every wake message that has arrived (stale ones included, so MPI's queues never
+ * fill up while the collectives run over a transport that does not progress MPI).
+ * 1: a peer woke us for the next cycle; 0: nothing; -1: MPI failed. */
 static int poll_wake(rr_engine *e)
 {
+    int woken = 0;
     for (;;) {
         int flag = 0;
         int err = MPI_Test(&e->wake_req, &flag, MPI_STATUS_IGNORE);
@@ -43,10 +46,10 @@ static int poll_wake(rr_engine *e)
             return -1;
         }
         if (!flag)
-            return 0;
+            return woken;
         uint64_t k = e->wake_in;
-        err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE, e->comm->comm,
-                        &e->wake_req);
+        err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
+                        e->comm->comm, &e->wake_req);
         if (err != MPI_SUCCESS) {
             e->wake_posted = 0;
             rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");
@@ -58,10 +61,24 @@ static int poll_wake(rr_engine *e)
                     (unsigned long long)e->cycle);
             return -1;
         }
-        if (k == e->cycle)
-            return 1;
-        /* stale: look for another */
+        woken |= k == e->cycle; /* older ones are stale */
     }
+}
+
+/* Wake messages in flight: a record stays until all its sends are complete.  Nothing ever
+ * blocks on them: a send may need the receiver to progress MPI, which it does not do while
+ * it waits inside a collective of a shared-memory transport. */
+struct rr_wake_rec {
+    uint64_t val;
+    MPI_Request req[];
+};
+
+static int rec_done(rr_engine *e, rr_wake_rec *w, int *done)
+{
+    int err = MPI_Testall(e->size - 1, w->req, done, MPI_STATUSES_IGNORE);
+    if (err != MPI_SUCCESS)
+        return rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Testall(wake sends)");
+    return RR_OK;
 }
 
 static rr_status send_wakes(rr_engine *e)
@@ -70,15 +87,50 @@ static rr_status send_wakes(rr_engine *e)
     int n = e->size;
     if (n == 1)
         return RR_OK;
-    RR_CHECK(rr_waitall(c, n - 1, e->wake_sends)); /* the previous round (eager, done) */
-    e->wake_out = e->cycle;
+    rr_wake_rec *w = NULL;
+    for (int i = 0; i < e->n_wake_recs && w == NULL; i++) {
+        int done = 0;
+        RR_CHECK(rec_done(e, e->wake_recs[i], &done));
+        if (done)
+            w = e->wake_recs[i];
+    }
+    if (w == NULL) {
+        rr_wake_rec **v = realloc(e->wake_recs, (size_t)(e->n_wake_recs + 1) * sizeof *v);
+        if (v == NULL)
+            return RR_FAIL(c, RR_ERR_NOMEM, "out of memory");
+        e->wake_recs = v;
+        w = malloc(sizeof *w + (size_t)(n - 1) * sizeof(MPI_Request));
+        if (w == NULL)
+            return RR_FAIL(c, RR_ERR_NOMEM, "out of memory");
+        e->wake_recs[e->n_wake_recs++] = w;
+    }
+    w->val = e->cycle;
     for (int i = 0, j = 0; i < n; i++) {
         if (i == e->rank)
             continue;
-        RR_MPI(c, MPI_Isend(&e->wake_out, 1, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm,
-                            &e->wake_sends[j++]));
+        RR_MPI(c, MPI_Isend(&w->val, 1, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm, &w->req[j++]));
     }
     return RR_OK;
+}
+
+/* Release the wake records; sends still in flight are freed to MPI and their 8-byte
+ * records left allocated (MPI may still read them). */
+static void free_wakes(rr_engine *e)
+{
+    for (int i = 0; i < e->n_wake_recs; i++) {
+        rr_wake_rec *w = e->wake_recs[i];
+        int done = 0;
+        if (rec_done(e, w, &done) == RR_OK && done) {
+            free(w);
+            continue;
+        }
+        for (int j = 0; j < e->size - 1; j++)
+            if (w->req[j] != MPI_REQUEST_NULL)
+                MPI_Request_free(&w->req[j]);
+    }
+    free(e->wake_recs);
+    e->wake_recs = NULL;
+    e->n_wake_recs = 0;
 }
 
 /* After the last cycle: release MPI requests, fail whatever is left. [plock] */
@@ -90,7 +142,7 @@ static void finish_engine(rr_engine *e)
             MPI_Wait(&e->wake_req, MPI_STATUS_IGNORE);
             e->wake_posted = 0;
         }
-        rr_waitall(e->comm, e->size - 1, e->wake_sends);
+        free_wakes(e);
     }
     if (!atomic_load(&e->failed)) {
         char msg[RR_ERRMSG_LEN];
@@ -116,19 +168,18 @@ static int progress(rr_engine *e)
 {
     if (atomic_load(&e->stopped))
         return -1;
-    if (!e->run_next) {
-        if (local_event(e, rr_now())) {
-            if (send_wakes(e) != RR_OK)
-                return fail_mpi(e);
-        } else if (e->size == 1) {
+    int woken = 0;
+    if (e->size > 1) {
+        woken = poll_wake(e);
+        if (woken < 0)
+            return fail_mpi(e);
+    }
+    if (!e->run_next && !woken) {
+        if (!local_event(e, rr_now()))
             return 0;
-        } else {
-            int w = poll_wake(e);
-            if (w < 0)
-                return fail_mpi(e);
-            if (w == 0)
-                return 0;
-        }
+        /* We start the cycle: tell everybody (a rank woken by a peer needs not). */
+        if (send_wakes(e) != RR_OK)
+            return fail_mpi(e);
     }
     int r = rr_cycle(e);
     if (r < 0) {
