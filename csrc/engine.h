@@ -246,6 +246,7 @@ struct rr_engine {
     uint64_t wake_in;
     struct rr_wake_rec **wake_recs; /* wake sends in flight (progress.c) */
     int n_wake_recs;
+    int skipped_polls;
     int wake_posted;
     rr_smap pending;        /* name -> drained entry not yet done */
     rr_entry **hit;         /* cache slot -> pending hit (cap entries) */
