@@ -181,7 +181,7 @@ void rr_engine_complete(rr_engine *e, rr_entry *ent, rr_status st, const char *m
     atomic_store_explicit(&ent->done, 1, memory_order_release);
     if (atomic_load_explicit(&e->waiters, memory_order_relaxed) > 0)
         pthread_cond_broadcast(&e->done_cv);
-    if (ent->released)
+    if (ent->released && ent->refs == 0)
         entry_free(ent);
     pthread_mutex_unlock(&e->mu);
 }
@@ -354,6 +354,8 @@ rr_status rr_engine_destroy(rr_engine *e)
     if (e == NULL)
         return RR_OK;
     rr_engine_stop(e);
+    while (atomic_load(&e->inside) > 0) /* threads still leaving rr_engine_wait */
+        sched_yield();
     if (e->wake_posted) {
         MPI_Cancel(&e->wake_req);
         MPI_Wait(&e->wake_req, MPI_STATUS_IGNORE);
@@ -635,25 +637,48 @@ static int is_done(const rr_entry *ent)
 
 rr_status rr_engine_poll(rr_engine *e, uint64_t id, int *done)
 {
-    rr_entry *ent = e ? lookup(e, id) : NULL;
-    if (ent == NULL || done == NULL)
+    if (e == NULL || done == NULL)
+        return efail(RR_ERR_INVALID, "rr_engine_poll: NULL argument");
+    pthread_mutex_lock(&e->mu);
+    rr_entry *ent = id_find(e, id);
+    if (ent)
+        *done = is_done(ent);
+    pthread_mutex_unlock(&e->mu);
+    if (ent == NULL)
         return efail(RR_ERR_INVALID, "unknown request id %llu", (unsigned long long)id);
-    *done = is_done(ent);
     return RR_OK;
 }
 
 rr_status rr_engine_wait(rr_engine *e, uint64_t id, double timeout_s)
 {
-    rr_entry *ent = e ? lookup(e, id) : NULL;
-    if (ent == NULL)
-        return efail(RR_ERR_INVALID, "unknown request id %llu", (unsigned long long)id);
-    if (!is_done(ent))
-        rr_progress_until(e, &ent->done, timeout_s);
-    if (!is_done(ent))
-        return RR_ERR_TIMEOUT;
-    if (ent->status != RR_OK)
-        efail(ent->status, "%s", ent->errmsg ? ent->errmsg : rr_strerror(ent->status));
-    return ent->status;
+    if (e == NULL)
+        return efail(RR_ERR_INVALID, "rr_engine_wait: NULL engine");
+    atomic_fetch_add(&e->inside, 1);
+    pthread_mutex_lock(&e->mu);
+    rr_entry *ent = id_find(e, id);
+    if (ent)
+        ent->refs++; /* keeps it alive if another thread releases it meanwhile */
+    pthread_mutex_unlock(&e->mu);
+    rr_status st;
+    if (ent == NULL) {
+        st = efail(RR_ERR_INVALID, "unknown request id %llu", (unsigned long long)id);
+    } else {
+        if (!is_done(ent))
+            rr_progress_until(e, &ent->done, timeout_s);
+        if (!is_done(ent)) {
+            st = RR_ERR_TIMEOUT;
+        } else {
+            st = ent->status;
+            if (st != RR_OK)
+                efail(st, "%s", ent->errmsg ? ent->errmsg : rr_strerror(st));
+        }
+        pthread_mutex_lock(&e->mu);
+        if (--ent->refs == 0 && ent->released && is_done(ent))
+            entry_free(ent);
+        pthread_mutex_unlock(&e->mu);
+    }
+    atomic_fetch_sub(&e->inside, 1);
+    return st;
 }
 
 rr_status rr_engine_finish(rr_engine *e, uint64_t id, double timeout_s)
@@ -731,10 +756,10 @@ rr_status rr_engine_release(rr_engine *e, uint64_t id)
     rr_entry *ent = id_find(e, id);
     if (ent) {
         id_remove(e, ent);
-        if (is_done(ent))
+        if (is_done(ent) && ent->refs == 0)
             entry_free(ent);
         else
-            ent->released = 1; /* freed by the background thread when done */
+            ent->released = 1; /* freed when done and no thread waits on it */
     }
     pthread_mutex_unlock(&e->mu);
     return RR_OK;

@@ -106,6 +106,7 @@ typedef struct rr_entry {
     int join_last;
     /* [mu] */
     int released;
+    int refs;       /* threads inside rr_engine_wait on it */
     struct rr_entry *id_next;
 } rr_entry;
 
@@ -238,6 +239,7 @@ struct rr_engine {
     atomic_int stopped;     /* [plock to set] the last cycle has run */
     atomic_int drivers;     /* waiting threads polling the engine themselves */
     atomic_int outstanding; /* submitted, not yet done */
+    atomic_int inside;      /* threads inside rr_engine_wait */
 
     /* background thread [bg] */
     uint64_t cycle;         /* number of the next cycle */

@@ -104,6 +104,125 @@ static void mismatch(rr_engine *e, int rank, int n)
     rr_engine_release(e, id);
 }
 
+/* broadcast, allgather, reducescatter and a grouped allreduce, all in flight at once. */
+static void others(rr_engine *e, int rank, int n)
+{
+    double b[6], g[3], *gout = NULL, rs_in[4 * 8], rs_out[8], ga[5], gb[7], oa[5], ob[7];
+    for (int i = 0; i < 6; i++)
+        b[i] = rank == n - 1 ? 7.0 : -1.0;
+    for (int i = 0; i < 3; i++)
+        g[i] = rank;
+    for (int i = 0; i < 4 * n; i++)
+        rs_in[i] = i;
+    for (int i = 0; i < 5; i++)
+        ga[i] = 1;
+    for (int i = 0; i < 7; i++)
+        gb[i] = 2;
+    rr_request q[5];
+    memset(q, 0, sizeof q);
+    q[0].name = "bc";
+    q[0].kind = RR_REQ_BROADCAST;
+    q[0].recvbuf = b;
+    q[0].count = 6;
+    q[0].dtype = RR_FLOAT64;
+    q[0].root = n - 1;
+    q[0].ndim = 2;
+    q[0].shape[0] = 2;
+    q[0].shape[1] = 3;
+    q[1].name = "ag";
+    q[1].kind = RR_REQ_ALLGATHER;
+    q[1].sendbuf = g;
+    q[1].count = (size_t)(rank % 2 ? 3 : 1);
+    q[1].dtype = RR_FLOAT64;
+    q[1].ndim = 1;
+    q[1].shape[0] = (int64_t)q[1].count;
+    q[2].name = "rs";
+    q[2].kind = RR_REQ_REDUCESCATTER;
+    q[2].sendbuf = rs_in;
+    q[2].recvbuf = rs_out;
+    q[2].count = (size_t)(4 * n);
+    q[2].dtype = RR_FLOAT64;
+    q[2].ndim = 2;
+    q[2].shape[0] = n;
+    q[2].shape[1] = 4;
+    for (int i = 0; i < 3; i++)
+        q[i].prescale = q[i].postscale = 1.0, q[i].avg_div = 1;
+    fill(&q[3], "grp[0]", ga, oa, 5, RR_SUM);
+    fill(&q[4], "grp[1]", gb, ob, 7, RR_SUM);
+    q[3].group = q[4].group = "grp";
+    q[3].group_size = q[4].group_size = 2;
+    uint64_t ids[5];
+    rr_status st = rr_engine_submit(e, &q[rank % 3], 1, &ids[rank % 3]);
+    EXPECT(st == RR_OK, "submit: %s\n", rr_engine_last_error(e));
+    for (int i = 0; i < 3; i++)
+        if (i != rank % 3) {
+            st = rr_engine_submit(e, &q[i], 1, &ids[i]);
+            EXPECT(st == RR_OK, "submit: %s\n", rr_engine_last_error(e));
+        }
+    st = rr_engine_submit(e, &q[3], 2, &ids[3]);
+    EXPECT(st == RR_OK, "submit group: %s\n", rr_engine_last_error(e));
+    for (int i = 0; i < 5; i++)
+        EXPECT(rr_engine_wait(e, ids[i], -1) == RR_OK, "wait %d: %s\n", i,
+               rr_engine_error(e, ids[i]));
+    for (int i = 0; i < 6; i++)
+        EXPECT(b[i] == 7.0, "broadcast[%d] = %g\n", i, b[i]);
+    size_t rows[64];
+    EXPECT(rr_engine_result_rows(e, ids[1], rows) == RR_OK, "rows: %s\n", rr_engine_last_error(e));
+    size_t total = 0;
+    for (int r = 0; r < n; r++)
+        total += rows[r];
+    gout = malloc(total * sizeof *gout);
+    EXPECT(rr_engine_result_copy(e, ids[1], gout, total * sizeof *gout) == RR_OK, "copy\n");
+    for (size_t i = 0, r = 0, k = 0; i < total; i++, k++) {
+        while (k >= rows[r]) {
+            k = 0;
+            r++;
+        }
+        EXPECT(gout[i] == (double)r, "allgather[%zu] = %g\n", i, gout[i]);
+    }
+    free(gout);
+    for (int i = 0; i < 4; i++)
+        EXPECT(rs_out[i] == n * (double)(4 * rank + i), "reducescatter[%d] = %g\n", i, rs_out[i]);
+    for (int i = 0; i < 5; i++)
+        EXPECT(oa[i] == n, "group a\n");
+    for (int i = 0; i < 7; i++)
+        EXPECT(ob[i] == 2.0 * n, "group b\n");
+    for (int i = 0; i < 5; i++)
+        rr_engine_release(e, ids[i]);
+}
+
+/* The last rank runs out of data first: the others' allreduces see its zeros. */
+static void join(rr_engine *e, int rank, int n)
+{
+    int batches = rank == n - 1 ? 1 : 3;
+    for (int b = 0; b < batches; b++) {
+        double x[10], y[10];
+        for (int i = 0; i < 10; i++)
+            x[i] = 1;
+        rr_request q;
+        char nm[32];
+        snprintf(nm, sizeof nm, "jb%d", b);
+        fill(&q, nm, x, y, 10, RR_SUM);
+        uint64_t id;
+        EXPECT(rr_engine_submit(e, &q, 1, &id) == RR_OK, "submit\n");
+        EXPECT(rr_engine_wait(e, id, -1) == RR_OK, "wait: %s\n", rr_engine_error(e, id));
+        double want = b == 0 ? n : n - 1;
+        EXPECT(y[0] == want, "join batch %d: %g, want %g\n", b, y[0], want);
+        rr_engine_release(e, id);
+    }
+    uint64_t jid;
+    int last = -1;
+    EXPECT(rr_engine_join(e, &jid) == RR_OK, "join: %s\n", rr_engine_last_error(e));
+    EXPECT(rr_engine_wait(e, jid, -1) == RR_OK, "join wait\n");
+    EXPECT(rr_engine_join_result(e, jid, &last) == RR_OK, "join result\n");
+    int lo = 0, hi = 0;
+    MPI_Allreduce(&last, &lo, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(&last, &hi, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    /* the last rank joins first; any of the others may be the last to join */
+    EXPECT(lo == hi && last >= 0 && (n == 1 || last < n - 1), "last %d\n", last);
+    rr_engine_release(e, jid);
+}
+
 static void latency(rr_engine *e, rr_comm *c, int rank, int timing)
 {
     double x[512], y[512];
@@ -157,7 +276,10 @@ int main(int argc, char **argv)
         if (!timing) {
             many(e, rank, n, 300);
             mismatch(e, rank, n);
+            others(e, rank, n);
             many(e, rank, n, 50);
+            join(e, rank, n);
+            others(e, rank, n);
         }
         latency(e, c, rank, timing);
         rr_engine_stop(e);
