@@ -130,6 +130,7 @@ rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);
 rr_status rr_engine_take_warning(rr_engine *eng, char *buf, size_t cap, int *got);
 rr_status rr_engine_timeline_start(rr_engine *eng, const char *path);
 rr_status rr_engine_timeline_stop(rr_engine *eng);
+rr_status rr_engine_stats(rr_engine *eng, uint64_t *cycles, uint64_t *slow_cycles);
 
 rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,
                          int dtype, int op);

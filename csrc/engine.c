@@ -807,3 +807,12 @@ rr_status rr_engine_timeline_stop(rr_engine *e)
     rr_tl_close(&e->tl);
     return RR_OK;
 }
+
+rr_status rr_engine_stats(rr_engine *e, uint64_t *cycles, uint64_t *slow_cycles)
+{
+    if (e == NULL || cycles == NULL || slow_cycles == NULL)
+        return efail(RR_ERR_INVALID, "rr_engine_stats: NULL argument");
+    *cycles = atomic_load(&e->n_cycles);
+    *slow_cycles = atomic_load(&e->n_slow);
+    return RR_OK;
+}

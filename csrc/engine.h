@@ -243,7 +243,7 @@ struct rr_engine {
 
     /* background thread [bg] */
     uint64_t cycle;         /* number of the next cycle */
-    uint64_t n_slow;        /* cycles that took the slow path */
+    atomic_ullong n_cycles, n_slow; /* cycles run, and of those through the slow path */
     MPI_Request wake_req;
     uint64_t wake_in;
     struct rr_wake_rec **wake_recs; /* wake sends in flight (progress.c) */

@@ -394,6 +394,7 @@ int rr_cycle(rr_engine *e)
     rr_comm *c = e->comm;
     int n = e->size;
     uint64_t k = e->cycle++;
+    atomic_fetch_add_explicit(&e->n_cycles, 1, memory_order_relaxed);
     double now = rr_now();
     if (RR_TL_ON(&e->tl))
         rr_tl_instant(&e->tl, "CYCLE_START", k);
@@ -480,7 +481,7 @@ int rr_cycle(rr_engine *e)
         }
     }
     if (slow) {
-        e->n_slow++;
+        atomic_fetch_add_explicit(&e->n_slow, 1, memory_order_relaxed);
         st = slow_path(e, now, (any & FL_ERROR) != 0, &L, &evicts, &nevict, &fatal_code,
                        &fatal_text);
         if (st != RR_OK) {

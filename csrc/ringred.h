@@ -154,6 +154,8 @@ rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);
 rr_status rr_engine_take_warning(rr_engine *eng, char *buf, size_t cap, int *got);
 rr_status rr_engine_timeline_start(rr_engine *eng, const char *path);
 rr_status rr_engine_timeline_stop(rr_engine *eng);
+/* Counters since creation: cycles run, and how many of them took the slow path. */
+rr_status rr_engine_stats(rr_engine *eng, uint64_t *cycles, uint64_t *slow_cycles);
 
 /* ---- test hooks for the kernels ---- */
 /* dst = srcs[0] op srcs[1] op ... op srcs[k-1] with the named kernel path. */

@@ -282,6 +282,12 @@ class Engine:
         finally:
             lib.rr_engine_release(self.h, jid[0])
 
+    def stats(self) -> dict[str, int]:
+        """Cycles run since the engine started, and how many took the slow path."""
+        c = ffi.new("uint64_t[2]")
+        lib.rr_engine_stats(self.h, c, c + 1)
+        return {"cycles": int(c[0]), "slow_cycles": int(c[1])}
+
     # ------------------------------------------------------------------ timeline
     def timeline_start(self, path: str) -> None:
         st = lib.rr_engine_timeline_start(self.h, path.encode())

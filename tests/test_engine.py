@@ -48,6 +48,11 @@ def test_first_error_is_reported_everywhere():
     run_mpi(3, "engine", "fault", env={"RINGRED_TEST_FAULT": "boom:1"}, timeout=120)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_pending_handles_fail_at_shutdown(n):
+    run_mpi(n, "engine", "shutdown", timeout=120)
+
+
 def test_torch_tensors():
     pytest.importorskip("torch")
     run_mpi(2, "engine", "torch", timeout=180)

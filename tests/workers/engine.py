@@ -1,7 +1,8 @@
 """The background engine: named tensors submitted in a different random order on every rank,
 checked against NumPy references; mismatches, duplicates, grouped allreduce, steady state.
 
-Modes (argv[1]): main (default), stall-warn, stall-shutdown, join, timeline, fault, torch.
+Modes (argv[1]): main (default), stall-warn, stall-shutdown, join, timeline, fault, torch,
+shutdown.
 """
 
 from __future__ import annotations
@@ -206,16 +207,40 @@ def duplicates() -> None:
 
 
 def steady_state(iters: int) -> None:
-    """4 KiB allreduce_async + wait in a loop (served by the response cache)."""
+    """4 KiB allreduce_async + wait in a loop, served by the response cache."""
     n = ringred.size()
+    eng = ringred._state.current().get_engine()
     x = np.ones(1024, np.float32)
+    ringred.allreduce_async(x, op=ringred.Sum, name="steady").wait()
+    before = eng.stats()
     for i in range(iters):
         got = ringred.allreduce_async(x, op=ringred.Sum, name="steady").wait()
         if i % 500 == 0:
             assert (got == n).all()
+    after = eng.stats()
+    slow = after["slow_cycles"] - before["slow_cycles"]
+    if os.environ.get("RINGRED_CACHE_CAPACITY", "") != "0":
+        assert slow == 0, (slow, before, after)  # steady state: no names on the wire
+        assert after["cycles"] - before["cycles"] <= 2 * iters + 10
     # unnamed: counter names, same order on every rank
     for _ in range(50):
         assert (ringred.allreduce_async(x, op=ringred.Sum).wait() == n).all()
+
+
+def wait_timeout() -> None:
+    """wait(timeout) raises TimeoutError and the operation stays pending."""
+    n, r = ringred.size(), ringred.rank()
+    if n < 2:
+        return
+    if r == 0:
+        h = ringred.allreduce_async(np.ones(3), op=ringred.Sum, name="late")
+        expect(TimeoutError, lambda: h.wait(timeout=0.2), "late")
+        assert not h.done()
+        ringred.barrier()
+    else:
+        ringred.barrier()
+        h = ringred.allreduce_async(np.ones(3), op=ringred.Sum, name="late")
+    assert (h.wait(timeout=60) == n).all()
 
 
 def zero_sized() -> None:
@@ -234,6 +259,7 @@ def body_main() -> None:
     grouped(seed)
     mismatches()
     duplicates()
+    wait_timeout()
     zero_sized()
     many_allreduces(seed + 1, 120)  # again: now partly from the cache
     steady_state(int(os.environ.get("ITERS", "2000")))
@@ -350,6 +376,30 @@ def body_fault() -> None:
     assert (ringred.allreduce(np.ones(3), op=ringred.Sum) == n).all()
 
 
+def body_shutdown() -> None:
+    """Handles still pending when ringred shuts down fail with a clear error."""
+    warm_up()
+    n, r = ringred.size(), ringred.rank()
+    h = ringred.allreduce_async(np.ones(3), name=f"orphan.{r}")  # nobody else sends it
+    if n == 1:
+        h.wait()
+        ringred.shutdown()
+        ringred.init()
+    elif r == 0:
+        ringred.shutdown()  # collective for the engine: the others' engines stop too
+        expect(ringred.RingredError, h.wait, "shut down")
+        ringred.init()
+    else:
+        expect(ringred.RingredError, h.wait, "shut down", "rank 0")
+        expect(ringred.RingredError, lambda: ringred.allreduce_async(np.ones(1), name="x"),
+               "shut down")
+        ringred.shutdown()
+        ringred.init()
+    # a new engine after re-initialization
+    got = ringred.allreduce_async(np.ones(2), op=ringred.Sum, name="reborn").wait()
+    assert (got == n).all()
+
+
 def warm_up() -> None:
     """Start the engine on every rank (its creation is collective)."""
     ringred.allreduce_async(np.ones(1), name="warm.up").wait()
@@ -357,7 +407,7 @@ def warm_up() -> None:
 
 MODES = {"main": body_main, "stall-warn": body_stall_warn,
          "stall-shutdown": body_stall_shutdown, "join": body_join, "timeline": body_timeline,
-         "fault": body_fault, "torch": body_torch}
+         "fault": body_fault, "torch": body_torch, "shutdown": body_shutdown}
 
 if __name__ == "__main__":
     main(MODES[sys.argv[1] if len(sys.argv) > 1 else "main"])
