@@ -103,6 +103,52 @@ rr_status rr_device_reducescatter(rr_comm *comm, int backend, int device_id, uin
                                   const void *dsend, size_t count, void *drecv,
                                   const size_t *recvcounts, int dtype, int op, double prescale,
                                   double postscale, int64_t avg_div);
+typedef struct rr_engine rr_engine;
+#define RR_MAX_DIMS ...
+#define RR_REQ_ALLREDUCE ...
+#define RR_REQ_BROADCAST ...
+#define RR_REQ_ALLGATHER ...
+#define RR_REQ_REDUCESCATTER ...
+typedef struct rr_request {
+    const char *name;
+    int kind;
+    const void *sendbuf;
+    void *recvbuf;
+    size_t count;
+    int dtype;
+    int op;
+    double prescale;
+    double postscale;
+    int64_t avg_div;
+    int root;
+    int ndim;
+    int64_t shape[...];
+    const char *group;
+    int group_size;
+} rr_request;
+
+rr_status rr_engine_create(int fcomm, rr_engine **out);
+rr_status rr_engine_stop(rr_engine *eng);
+rr_status rr_engine_destroy(rr_engine *eng);
+const char *rr_engine_last_error(const rr_engine *eng);
+rr_status rr_engine_submit(rr_engine *eng, const rr_request *reqs, size_t n, uint64_t *ids);
+rr_status rr_engine_allreduce(rr_engine *eng, const char *name, const void *sendbuf,
+                              void *recvbuf, size_t count, int dtype, int op, double prescale,
+                              double postscale, int64_t avg_div, int ndim, const int64_t *shape,
+                              uint64_t *id);
+rr_status rr_engine_poll(rr_engine *eng, uint64_t id, int *done);
+rr_status rr_engine_wait(rr_engine *eng, uint64_t id, double timeout_s);
+rr_status rr_engine_finish(rr_engine *eng, uint64_t id, double timeout_s);
+const char *rr_engine_error(rr_engine *eng, uint64_t id);
+rr_status rr_engine_result_rows(rr_engine *eng, uint64_t id, size_t *rows);
+rr_status rr_engine_result_copy(rr_engine *eng, uint64_t id, void *dst, size_t bytes);
+rr_status rr_engine_release(rr_engine *eng, uint64_t id);
+rr_status rr_engine_join(rr_engine *eng, uint64_t *id);
+rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);
+rr_status rr_engine_take_warning(rr_engine *eng, char *buf, size_t cap, int *got);
+rr_status rr_engine_timeline_start(rr_engine *eng, const char *path);
+rr_status rr_engine_timeline_stop(rr_engine *eng);
+rr_status rr_engine_stats(rr_engine *eng, uint64_t *cycles, uint64_t *slow_cycles);
 
 rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, int k, size_t n,
                          int dtype, int op);

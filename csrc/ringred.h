@@ -122,6 +122,72 @@ rr_status rr_device_reducescatter(rr_comm *comm, int backend, int device_id, uin
                                   const void *dsend, size_t count, void *drecv,
                                   const size_t *recvcounts, int dtype, int op, double prescale,
                                   double postscale, int64_t avg_div);
+/* ---- background engine (asynchronous, name-matched, fused) ----
+ * Its own duplicate of the communicator and a background thread that owns all its
+ * communication.  Tensors are matched across ranks by name, in any submission order;
+ * small allreduces with the same dtype / op / scale factors are fused.  Creation and
+ * rr_engine_stop are collective. */
+typedef struct rr_engine rr_engine;
+
+enum { RR_MAX_DIMS = 8 };
+enum { RR_REQ_ALLREDUCE = 1, RR_REQ_BROADCAST = 2, RR_REQ_ALLGATHER = 3,
+       RR_REQ_REDUCESCATTER = 4 };
+
+/* One submission.  Buffers belong to the caller and must stay valid and unmodified until
+ * the request is done.  Average is RR_SUM with postscale / avg_div as for rr_allreduce.
+ * broadcast: recvbuf holds the data (in place); allgather: the engine gathers into its own
+ * buffer (rr_engine_result_rows / rr_engine_result_copy); reducescatter: rows of shape[0]
+ * are split as evenly as possible, lower ranks taking the extra rows.
+ * rr_engine_result_rows: each rank's first dimension (size entries). */
+typedef struct rr_request {
+    const char *name;
+    int kind;
+    const void *sendbuf;
+    void *recvbuf;
+    size_t count;
+    int dtype;
+    int op;
+    double prescale;
+    double postscale;
+    int64_t avg_div;
+    int root;
+    int ndim;
+    int64_t shape[RR_MAX_DIMS];
+    const char *group;
+    int group_size;
+} rr_request;
+
+rr_status rr_engine_create(int fcomm, rr_engine **out);
+/* Collective: stop the background thread (pending requests fail); results stay readable. */
+rr_status rr_engine_stop(rr_engine *eng);
+rr_status rr_engine_destroy(rr_engine *eng);
+/* Message of the calling thread's last failed rr_engine_* call. */
+const char *rr_engine_last_error(const rr_engine *eng);
+/* Submit n requests atomically (a grouped allreduce is one call); ids[i] identifies each. */
+rr_status rr_engine_submit(rr_engine *eng, const rr_request *reqs, size_t n, uint64_t *ids);
+/* Shortcut for one allreduce (the hot path of the Python API): the same as a request. */
+rr_status rr_engine_allreduce(rr_engine *eng, const char *name, const void *sendbuf,
+                              void *recvbuf, size_t count, int dtype, int op, double prescale,
+                              double postscale, int64_t avg_div, int ndim, const int64_t *shape,
+                              uint64_t *id);
+rr_status rr_engine_poll(rr_engine *eng, uint64_t id, int *done);
+/* The request's own status once done; RR_ERR_TIMEOUT if not done within timeout_s. */
+rr_status rr_engine_wait(rr_engine *eng, uint64_t id, double timeout_s);
+/* rr_engine_wait, then release the request if it succeeded (its status is returned). */
+rr_status rr_engine_finish(rr_engine *eng, uint64_t id, double timeout_s);
+const char *rr_engine_error(rr_engine *eng, uint64_t id);
+rr_status rr_engine_result_rows(rr_engine *eng, uint64_t id, size_t *rows);
+rr_status rr_engine_result_copy(rr_engine *eng, uint64_t id, void *dst, size_t bytes);
+rr_status rr_engine_release(rr_engine *eng, uint64_t id);
+/* Join: done once every rank has joined; rr_engine_join_result gives the last to join. */
+rr_status rr_engine_join(rr_engine *eng, uint64_t *id);
+rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);
+/* Pop one queued warning (stall inspector) into buf; *got = 0 when there is none. */
+rr_status rr_engine_take_warning(rr_engine *eng, char *buf, size_t cap, int *got);
+rr_status rr_engine_timeline_start(rr_engine *eng, const char *path);
+rr_status rr_engine_timeline_stop(rr_engine *eng);
+/* Counters since creation: cycles run, and how many of them took the slow path. */
+rr_status rr_engine_stats(rr_engine *eng, uint64_t *cycles, uint64_t *slow_cycles);
 
 /* ---- test hooks for the kernels ---- */
 /* dst = srcs[0] op srcs[1] op ... op srcs[k-1] with the named kernel path. */

@@ -16,11 +16,16 @@ from ._state import init, is_initialized, shutdown
 from .alltoall import alltoall
 from .asyncapi import (
     Handle,
+    allgather_async,
     allreduce_async,
     broadcast_async,
+    grouped_allreduce,
     grouped_allreduce_async,
     join,
     poll,
+    reducescatter_async,
+    start_timeline,
+    stop_timeline,
     synchronize,
 )
 from .collectives import allgather, allreduce, barrier, broadcast, reducescatter
@@ -31,11 +36,14 @@ from .distributed import (
     broadcast_parameters,
 )
 from .errors import (
+    DuplicateNameError,
     MismatchError,
     NotInitializedError,
     PeerError,
     RingredError,
+    RingredTimeoutError,
     StallError,
+    StallWarning,
     UnsupportedError,
 )
 from .objects import allgather_object, broadcast_object
@@ -51,7 +59,11 @@ __all__ = [
     "broadcast_object", "allgather_object",
     "ProcessSet", "add_process_set", "remove_process_set", "global_process_set",
     "ReduceOp", "Average", "Sum", "Min", "Max", "Product",
+    "allreduce_async", "broadcast_async", "allgather_async", "reducescatter_async",
+    "grouped_allreduce", "grouped_allreduce_async", "Handle", "poll", "synchronize", "join",
+    "start_timeline", "stop_timeline",
     "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
+    "DuplicateNameError", "RingredTimeoutError", "StallWarning",
     "UnsupportedError", "__version__",
     "Handle", "allreduce_async", "broadcast_async", "grouped_allreduce_async", "poll",
     "synchronize", "join",

@@ -37,10 +37,24 @@ class Context:
         self._counter = 0
         self._lock = threading.Lock()
         self._closers: list[Any] = []
+        self.engine: Any = None  # ringred._engine.Engine, created by get_engine()
 
     def on_close(self, fn: Any) -> None:
         """Run ``fn()`` when this context closes (before the communicator is freed)."""
         self._closers.append(fn)
+
+    def get_engine(self) -> Any:
+        """The background engine, created on first use (collective: every rank must make its
+        first asynchronous call at the same point of its ringred calls)."""
+        eng = self.engine
+        if eng is None:
+            with self._lock:
+                if self.engine is None:
+                    from ._engine import Engine
+
+                    self.engine = Engine(self.mpi_comm, self.rank, self.size)
+                eng = self.engine
+        return eng
 
     def auto_name(self, kind: str) -> str:
         """Deterministic name for an unnamed tensor (requires the same call order everywhere)."""
@@ -49,6 +63,9 @@ class Context:
             return f"{kind}.noname.{self._counter}"
 
     def close(self) -> None:
+        if self.engine is not None:
+            eng, self.engine = self.engine, None
+            eng.close()
         while self._closers:
             try:
                 self._closers.pop()()

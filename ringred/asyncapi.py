@@ -1,42 +1,77 @@
-"""Asynchronous collectives (STAND-IN: runs the synchronous call at submission).
+"""Asynchronous collectives through the background engine (Horovod's ``*_async`` API).
 
-The real engine replaces this module; only the names and signatures below are relied upon.
+Tensors are handed over one by one, in whatever order each rank produces them; ranks match
+them **by name**, small allreduces are fused, and communication runs in a background thread
+while computation goes on::
+
+    h = ringred.allreduce_async(grad, name="layer1.weight")
+    ...                                  # more work
+    avg = h.wait()                       # or ringred.synchronize(h)
+
+Every ``*_async`` call returns a :class:`Handle`.  Its input (and ``out``) buffers must stay
+alive and unmodified until ``wait()`` returns; the handle keeps references to them.  A name
+may be in flight only once at a time (``DuplicateNameError``, a ValueError, at once).
+Unnamed tensors get ``<kind>.noname.<n>`` from a per-kind counter, which matches across
+ranks only if every rank makes its unnamed calls of that kind in the same order: name your
+tensors when the order can differ.
+
+The engine starts on the first asynchronous call (or ``join()``), which must therefore come
+at the same point of every rank's ringred calls; ``ringred.shutdown()`` stops it, and
+handles still pending then fail.  The synchronous calls (``ringred.allreduce`` ...) keep
+their own communicator and may be mixed freely with these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from .collectives import allreduce, broadcast
+import numpy as np
+
+from . import _state
+from ._arrays import _CODES, FLOAT_CODES, Wrapped, as_array, cbuf, contiguous
+from ._engine import Handle
+from ._lib import ffi, lib
+from .collectives import _finish, _output, _scales, split_rows
 from .ops import ReduceOp
+from .process_sets import ProcessSet, context_of
 
 __all__ = [
-    "Handle", "allreduce_async", "broadcast_async", "grouped_allreduce_async", "poll",
-    "synchronize", "join",
+    "Handle", "allreduce_async", "broadcast_async", "allgather_async", "reducescatter_async",
+    "grouped_allreduce", "grouped_allreduce_async", "poll", "synchronize", "join",
+    "start_timeline", "stop_timeline",
 ]
 
-
-class Handle:
-    """A submitted collective; ``wait()`` returns its result."""
-
-    def __init__(self, result: Any = None, error: BaseException | None = None) -> None:
-        self._result = result
-        self._error = error
-
-    def wait(self, timeout: float | None = None) -> Any:
-        """The result (raises the collective's error, if any)."""
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def done(self) -> bool:
-        """True once the collective has finished."""
-        return True
+_ALLREDUCE, _BROADCAST, _ALLGATHER, _REDUCESCATTER = (
+    lib.RR_REQ_ALLREDUCE, lib.RR_REQ_BROADCAST, lib.RR_REQ_ALLGATHER, lib.RR_REQ_REDUCESCATTER)
+_C_OP = {ReduceOp.Average: 0, ReduceOp.Sum: 0, ReduceOp.Min: 1, ReduceOp.Max: 2,
+         ReduceOp.Product: 3}
+_MAX_DIMS = lib.RR_MAX_DIMS
 
 
-def _run(fn, *args, **kwargs) -> Handle:
-    return Handle(fn(*args, **kwargs))
+def _engine():
+    return _state.current().get_engine()
+
+
+def _shape(shape: tuple) -> list[int]:
+    """The shape as the C request carries it (at most RR_MAX_DIMS dimensions)."""
+    s = [int(d) for d in shape]
+    if len(s) > _MAX_DIMS:
+        s = s[: _MAX_DIMS - 1] + [int(np.prod(s[_MAX_DIMS - 1:], dtype=np.int64))]
+    return s
+
+
+def _fields(name: Any, kind: int, send: Any, recv: Any, count: int, code: int, cop: int,
+            pre: float, post: float, div: int, root: int, shape: list[int],
+            group: Any = ffi.NULL, group_size: int = 0) -> dict:
+    return {"name": name, "kind": kind, "sendbuf": send, "recvbuf": recv, "count": count,
+            "dtype": code, "op": cop, "prescale": pre, "postscale": post, "avg_div": div,
+            "root": root, "ndim": len(shape), "shape": shape, "group": group,
+            "group_size": group_size}
+
+
+def _check_scales(w: Wrapped, pre: float, post: float, what: str) -> None:
+    if w.code not in FLOAT_CODES and (pre != 1.0 or post != 1.0):
+        raise ValueError(f"{what}: scale factors need a floating-point dtype, not {w.arr.dtype}")
 
 
 def allreduce_async(
@@ -46,42 +81,196 @@ def allreduce_async(
     prescale_factor: float = 1.0,
     postscale_factor: float = 1.0,
     out: Any = None,
+    process_set: ProcessSet | None = None,
 ) -> Handle:
-    """Submit an allreduce of ``x`` (``out=x``: in place)."""
-    return _run(allreduce, x, op=op, name=name, prescale_factor=prescale_factor,
-                postscale_factor=postscale_factor, out=out)
+    """Start an allreduce of ``x`` (matched across ranks by ``name``); see ``allreduce``.
+
+    ``wait()`` returns the result, of the same type and shape as ``x`` (``out`` if given;
+    ``out=x`` reduces in place).
+    """
+    ctx = context_of(process_set)
+    eng = ctx.get_engine()
+    op_ = ReduceOp(op)
+    if name is None:
+        name = eng.auto_name("allreduce")
+    if (type(x) is np.ndarray and x.flags.c_contiguous and prescale_factor == 1.0
+            and postscale_factor == 1.0 and x.ndim <= _MAX_DIMS
+            and (out is None or (type(out) is np.ndarray and out.flags.c_contiguous
+                                 and out.flags.writeable and out.shape == x.shape
+                                 and out.dtype == x.dtype))):
+        # Hot path: contiguous NumPy in (and out), no scale factors.
+        code = _CODES.get(x.dtype)
+        if code is not None and code != 6:
+            if op_ is ReduceOp.Average:
+                post, div = (1.0 / ctx.size, 1) if code >= 5 else (1.0, ctx.size)
+            else:
+                post, div = 1.0, 1
+            res = np.empty(x.shape, x.dtype) if out is None else out
+            return eng.allreduce(name, x, res, code, _C_OP[op_], post, div)
+    what = f"allreduce '{name}'"
+    w = as_array(x)
+    src = contiguous(w.arr)
+    dst, wo = _output(w, out, src.shape, what)
+    _check_scales(w, prescale_factor, postscale_factor, what)
+    post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
+    nm = ffi.new("char[]", name.encode())
+    req = ffi.new("rr_request *", _fields(
+        nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size, w.code,
+        _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape)))
+    return eng.submit(req, 1, name, (x, src, dst, out), lambda: _finish(w, dst, wo, out))
 
 
-def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = None) -> Handle:
-    """Submit a broadcast of ``root_rank``'s ``x``."""
-    return _run(broadcast, x, root_rank, name=name, out=out)
+def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = None,
+                    process_set: ProcessSet | None = None) -> Handle:
+    """Start a broadcast of ``root_rank``'s ``x``; ``wait()`` returns it on every rank."""
+    ctx = context_of(process_set)
+    eng = ctx.get_engine()
+    if name is None:
+        name = eng.auto_name("broadcast")
+    what = f"broadcast '{name}'"
+    w = as_array(x)
+    dst, wo = _output(w, out, w.arr.shape, what)
+    if dst is not w.arr:
+        dst[...] = w.arr
+    nm = ffi.new("char[]", name.encode())
+    req = ffi.new("rr_request *", _fields(
+        nm, _BROADCAST, ffi.NULL, cbuf(dst, ffi), dst.size, w.code, 0, 1.0, 1.0, 1,
+        int(root_rank), _shape(dst.shape)))
+    return eng.submit(req, 1, name, (x, dst, out), lambda: _finish(w, dst, wo, out))
+
+
+def allgather_async(x: Any, name: str | None = None,
+                    process_set: ProcessSet | None = None) -> Handle:
+    """Start an allgather: ``wait()`` returns every rank's ``x`` concatenated along the first
+    dimension (which may differ by rank; the others must agree)."""
+    ctx = context_of(process_set)
+    eng = ctx.get_engine()
+    if name is None:
+        name = eng.auto_name("allgather")
+    w = as_array(x)
+    if w.arr.ndim == 0:
+        raise ValueError(f"allgather '{name}': 0-d arrays cannot be gathered; reshape to (1,)")
+    src = contiguous(w.arr)
+    nm = ffi.new("char[]", name.encode())
+    req = ffi.new("rr_request *", _fields(
+        nm, _ALLGATHER, cbuf(src, ffi), ffi.NULL, src.size, w.code, 0, 1.0, 1.0, 1,
+        0, _shape(src.shape)))
+    holder: list[Handle] = []
+
+    def finish() -> Any:
+        rows, copy = eng.gathered(holder[0])
+        res = np.empty((sum(rows),) + src.shape[1:], src.dtype)
+        copy(cbuf(res, ffi), res.nbytes)
+        return w.back(res)
+
+    h = eng.submit(req, 1, name, (x, src), finish)
+    holder.append(h)
+    return h
+
+
+def reducescatter_async(x: Any, op: ReduceOp = ReduceOp.Average,
+                        name: str | None = None,
+                        process_set: ProcessSet | None = None) -> Handle:
+    """Start a reducescatter: ``wait()`` returns this rank's share of the first dimension of
+    the reduction (rows split as evenly as possible, lower ranks taking the extra rows)."""
+    ctx = context_of(process_set)
+    eng = ctx.get_engine()
+    op_ = ReduceOp(op)
+    if name is None:
+        name = eng.auto_name("reducescatter")
+    w = as_array(x)
+    if w.arr.ndim == 0:
+        raise ValueError(f"reducescatter '{name}': 0-d arrays cannot be scattered")
+    src = contiguous(w.arr)
+    rows = split_rows(src.shape[0], ctx.size)
+    res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
+    post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
+    nm = ffi.new("char[]", name.encode())
+    req = ffi.new("rr_request *", _fields(
+        nm, _REDUCESCATTER, cbuf(src, ffi), cbuf(res, ffi), src.size, w.code,
+        _C_OP[op_], 1.0, float(post), div, 0, _shape(src.shape)))
+    return eng.submit(req, 1, name, (x, src, res), lambda: w.back(res))
 
 
 def grouped_allreduce_async(
-    xs: Sequence[Any],
+    xs: list,
     op: ReduceOp = ReduceOp.Average,
     name: str | None = None,
     prescale_factor: float = 1.0,
     postscale_factor: float = 1.0,
+    process_set: ProcessSet | None = None,
 ) -> Handle:
-    """Submit allreduces of every tensor in ``xs``; the result is the list of results."""
-    return Handle([
-        allreduce(x, op=op, name=f"{name}.{i}" if name else None, prescale_factor=prescale_factor,
-                  postscale_factor=postscale_factor)
-        for i, x in enumerate(xs)
-    ])
+    """Start an allreduce of every tensor in ``xs`` as one fused unit (negotiated and reduced
+    together); ``wait()`` returns the list of results.  Members are named ``<name>[i]``."""
+    ctx = context_of(process_set)
+    eng = ctx.get_engine()
+    op_ = ReduceOp(op)
+    xs = list(xs)
+    if not xs:
+        raise ValueError("grouped_allreduce: empty list of tensors")
+    if name is None:
+        name = eng.auto_name("grouped_allreduce")
+    gname = name.encode()
+    group = ffi.new("char[]", gname)
+    fields, keep, outs = [], [], []
+    for i, x in enumerate(xs):
+        what = f"grouped_allreduce '{name}'[{i}]"
+        w = as_array(x)
+        src = contiguous(w.arr)
+        dst = np.empty(src.shape, src.dtype)
+        _check_scales(w, prescale_factor, postscale_factor, what)
+        post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
+        nm = ffi.new("char[]", f"{name}[{i}]".encode())
+        keep.append(nm)
+        fields.append(_fields(
+            nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size,
+            w.code, _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape),
+            group, len(xs)))
+        keep += [x, src, dst]
+        outs.append((w, dst))
+    reqs = ffi.new("rr_request[]", fields)
+    return eng.submit(reqs, len(xs), name, (tuple(keep), group),
+                      lambda: [w.back(dst) for w, dst in outs])
+
+
+def grouped_allreduce(
+    xs: list,
+    op: ReduceOp = ReduceOp.Average,
+    name: str | None = None,
+    prescale_factor: float = 1.0,
+    postscale_factor: float = 1.0,
+    process_set: ProcessSet | None = None,
+) -> list:
+    """Allreduce every tensor in ``xs`` as one fused unit and return the list of results."""
+    return grouped_allreduce_async(xs, op, name, prescale_factor, postscale_factor,
+                                   process_set).wait()
 
 
 def poll(handle: Handle) -> bool:
-    """True once ``handle`` has finished."""
+    """True if ``handle``'s operation is done (never blocks)."""
     return handle.done()
 
 
 def synchronize(handle: Handle) -> Any:
-    """Wait for ``handle`` and return its result."""
+    """Wait for ``handle`` and return its result (``handle.wait()``)."""
     return handle.wait()
 
 
 def join() -> int:
-    """Not available in the stand-in."""
-    raise NotImplementedError("join() needs the asynchronous engine")
+    """Declare that this rank has no more data.  Until every rank has joined, this rank takes
+    part in the other ranks' allreduces with zeros (Average still divides by the full
+    size); broadcast and allgather are refused meanwhile.  Returns the last rank to join."""
+    return _engine().join()
+
+
+def start_timeline(path: str) -> None:
+    """Write a Chrome-trace timeline of the engine's activity to ``path`` (rank 0 writes;
+    open it in Perfetto).  Same as setting RINGRED_TIMELINE before the engine starts."""
+    _engine().timeline_start(str(path))
+
+
+def stop_timeline() -> None:
+    """Stop writing the timeline and close its file."""
+    ctx = _state.current()
+    if ctx.engine is not None:
+        ctx.engine.timeline_stop()

@@ -39,6 +39,10 @@ class RingredMPIError(RingredError):
     """MPI itself reported an error."""
 
 
+class StallWarning(UserWarning):
+    """The stall inspector found tensors that some ranks submitted and others did not."""
+
+
 # Status code (csrc/ringred.h) -> exception type.
 _BY_CODE: dict[int, type[RingredError]] = {
     1: RingredError,  # RR_ERR_INVALID is mapped to ValueError below

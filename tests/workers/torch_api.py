@@ -211,9 +211,51 @@ def test_errors():
     hvd.allreduce(torch.ones(2))  # still usable
 
 
+def test_async_and_grouped():
+    size, rank = hvd.size(), hvd.rank()
+    t = torch.arange(6, dtype=torch.float32)
+    h = hvd.allreduce_async(t, op=hvd.Sum, name="async.a")
+    assert torch.equal(hvd.synchronize(h), t * size)
+    t2 = t.clone()
+    h = hvd.allreduce_async_(t2, op=hvd.Sum, name="async.b")
+    while not hvd.poll(h):
+        pass
+    assert hvd.synchronize(h) is t2 and torch.equal(t2, t * size)
+    outs = hvd.grouped_allreduce([t, t * 2], op=hvd.Sum, name="grp")
+    assert torch.equal(outs[0], t * size) and torch.equal(outs[1], t * 2 * size)
+    ts = [t.clone(), (t * 3).clone()]
+    hvd.grouped_allreduce_(ts, op=hvd.Sum, name="grp_")
+    assert torch.equal(ts[1], t * 3 * size)
+    x = torch.ones(4, requires_grad=True)
+    y = hvd.grouped_allreduce([x], op=hvd.Sum)[0]
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.full((4,), float(size)))
+    b = torch.full((3,), float(rank))
+    assert torch.all(hvd.synchronize(hvd.broadcast_async(b, 0, name="bc")) == 0)
+    hb = hvd.broadcast_async_(b, size - 1, name="bc_")
+    assert hvd.synchronize(hb) is b and torch.all(b == size - 1)
+    g = hvd.synchronize(hvd.allgather_async(torch.tensor([rank]), name="ag"))
+    assert g.tolist() == list(range(size))
+    # ranks submit named tensors in opposite orders: matched by name
+    names = [f"ord.{i}" for i in range(5)]
+    order = names if rank % 2 == 0 else names[::-1]
+    hs = {nm: hvd.allreduce_async(torch.full((2,), float(i)), op=hvd.Sum, name=nm)
+          for i, nm in sorted(enumerate(names), key=lambda p: order.index(p[1]))}
+    for i, nm in enumerate(names):
+        assert torch.equal(hvd.synchronize(hs[nm]), torch.full((2,), float(i * size)))
+    if size > 1:
+        ps = hvd.add_process_set([0, 1])
+        if rank in (0, 1):
+            r = hvd.synchronize(hvd.allreduce_async(torch.ones(2), op=hvd.Sum, name="ps",
+                                                    process_set=ps))
+            assert torch.equal(r, torch.full((2,), 2.0))
+        hvd.remove_process_set(ps)
+    assert hvd.join() in range(size)
+
+
 TESTS = [test_topology, test_allreduce_sum_and_average, test_allreduce_inplace_and_grad,
          test_compression, test_allgather, test_broadcast, test_alltoall, test_reducescatter,
-         test_objects_and_barrier, test_process_sets, test_errors]
+         test_objects_and_barrier, test_process_sets, test_errors, test_async_and_grouped]
 
 
 def body() -> None:
