@@ -23,6 +23,10 @@ SETTINGS = {
     "RINGRED_STALL_CHECK_SECONDS": ("60", "warn about tensors some ranks never sent (0: off)"),
     "RINGRED_STALL_SHUTDOWN_SECONDS": ("0", "fail such tensors after this long (0: never)"),
     "RINGRED_TIMELINE": ("", "write a Chrome-trace timeline here (rank 0)"),
+    # GPU buffers (docs/gpu.md)
+    "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
+    "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),
+    "RINGRED_CUDA_AWARE": ("auto", "device pointers straight to a CUDA-aware MPI: auto, 0, 1"),
 }
 
 
