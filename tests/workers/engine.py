@@ -218,6 +218,7 @@ def steady_state(iters: int) -> None:
         if i % 500 == 0:
             assert (got == n).all()
     after = eng.stats()
+    ringred.barrier()  # nobody starts the next (slow) cycles before everybody has read stats
     slow = after["slow_cycles"] - before["slow_cycles"]
     if os.environ.get("RINGRED_CACHE_CAPACITY", "") != "0":
         assert slow == 0, (slow, before, after)  # steady state: no names on the wire
