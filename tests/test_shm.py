@@ -77,3 +77,52 @@ def test_peer_hangs():
     out, pids, reports = _run_victim(2, 1, "hang", False, {"RINGRED_SHM_TIMEOUT_SECONDS": "1"})
     assert reports and reports[0][:2] == (0, "RingredTimeoutError"), out
     assert f"rank 1 (pid {pids[1]}) did not answer within 1 s" in reports[0][2], out
+
+
+def test_bench_compares_transports():
+    """The bench times both transports and MPI_Allreduce in one run."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "ringred.bench", "--max-bytes", "4096",
+           "--rounds", "1", "--transports", "shm,mpi"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    head = res.stdout.splitlines()
+    assert "transports shm, mpi" in head[0] and "transport in force: shm" in head[0], head[0]
+    assert "ringred shm us" in head[1] and "ringred mpi us" in head[1], head[1]
+    assert "MPI_Allreduce us" in head[1] and "shm/MPI" in head[1], head[1]
+    assert any(line.strip().startswith("4 KiB") for line in head)
+
+
+@pytest.mark.parametrize("transport", ["shm", "mpi"])
+def test_info_shows_transport(transport):
+    env = dict(os.environ, RINGRED_TRANSPORT=transport,
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-m", "ringred.info"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    facts = dict(line.split(None, 1) for line in res.stdout.splitlines() if line.strip())
+    assert facts["transport"].strip() == transport
+    assert facts["RINGRED_TRANSPORT"].startswith(transport)
+
+
+def test_transport_choice_errors():
+    """An unknown transport, or ranks asking for different ones, fail init on every rank."""
+    from mpi4py import MPI
+
+    import ringred
+    from ringred._state import Context
+
+    with pytest.raises(ringred.RingredError, match="auto, shm or mpi"):
+        Context(MPI.COMM_WORLD, "bogus")
+    ctx = Context(MPI.COMM_WORLD, "mpi")
+    assert ctx.transport == "mpi"
+    ctx.close()
+    code = ("import ringred\n"
+            "try:\n    ringred.init()\n"
+            "except ringred.RingredError as e:\n    print('INITERROR', e, flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [mpiexec(), "-n", "1", "-env", "RINGRED_TRANSPORT", "shm", sys.executable, "-c", code,
+           ":", "-n", "1", "-env", "RINGRED_TRANSPORT", "mpi", sys.executable, "-c", code]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert res.stdout.count("INITERROR") == 2, res.stdout + res.stderr
+    assert "different transports" in res.stdout

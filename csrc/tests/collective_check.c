@@ -122,31 +122,45 @@ static void check_device(rr_comm *c, size_t count)
 
 static double now(void) { return MPI_Wtime(); }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of 9 interleaved rounds each of rr_allreduce and MPI_Allreduce (slowest rank). */
 static void timing(rr_comm *c)
 {
     static char buf[1 << 20];
     int sizes[] = {8, 4096, 16384, 32768, 65536, 262144, 1 << 20};
+    enum { ROUNDS = 9 };
     if (rr_comm_rank(c) == 0)
-        printf("transport %s, %d ranks\n", rr_comm_transport(c), rr_comm_size(c));
+        printf("transport %s, %d ranks, median of %d rounds\n", rr_comm_transport(c),
+               rr_comm_size(c), ROUNDS);
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
-        int iters = sizes[s] >= 262144 ? 1000 : 20000;
-        double best = 1e9;
-        for (int rep = 0; rep < 5; rep++) {
+        int iters = sizes[s] >= 262144 ? 200 : 4000;
+        size_t count = (size_t)sizes[s] / 4;
+        double tr[ROUNDS], tm[ROUNDS];
+        for (int rep = 0; rep < ROUNDS; rep++) {
+            double d;
             rr_barrier(c);
             double t = now();
-            for (int i = 0; i < iters / 5; i++)
-                rr_allreduce(c, buf, buf, (size_t)sizes[s] / 4, RR_FLOAT32, RR_SUM, 1.0, 1.0, 1);
-            double dt = (now() - t) / (iters / 5);
-            best = dt < best ? dt : best;
+            for (int i = 0; i < iters; i++)
+                rr_allreduce(c, buf, buf, count, RR_FLOAT32, RR_SUM, 1.0, 1.0, 1);
+            d = (now() - t) / iters;
+            MPI_Allreduce(&d, &tr[rep], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             MPI_Barrier(MPI_COMM_WORLD);
             t = now();
-            for (int i = 0; i < iters / 5; i++)
-                MPI_Allreduce(MPI_IN_PLACE, buf, sizes[s] / 4, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-            double dm = (now() - t) / (iters / 5);
-            if (rr_comm_rank(c) == 0 && rep == 4)
-                printf("%7d B: ringred %8.2f us (best of 5), MPI_Allreduce %8.2f us (last)\n",
-                       sizes[s], best * 1e6, dm * 1e6);
+            for (int i = 0; i < iters; i++)
+                MPI_Allreduce(MPI_IN_PLACE, buf, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            d = (now() - t) / iters;
+            MPI_Allreduce(&d, &tm[rep], 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         }
+        qsort(tr, ROUNDS, sizeof tr[0], cmp_double);
+        qsort(tm, ROUNDS, sizeof tm[0], cmp_double);
+        if (rr_comm_rank(c) == 0)
+            printf("%7d B: ringred %8.2f us, MPI_Allreduce %8.2f us, ratio %5.2fx\n", sizes[s],
+                   tr[ROUNDS / 2] * 1e6, tm[ROUNDS / 2] * 1e6, tm[ROUNDS / 2] / tr[ROUNDS / 2]);
     }
 }
 
