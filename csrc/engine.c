@@ -37,34 +37,6 @@ double rr_now(void)
 
 /* ---------------------------------------------------------------- settings */
 
-static double env_double(const char *name, double dflt)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return dflt;
-    char *end = NULL;
-    double x = strtod(v, &end);
-    return end == v ? dflt : x;
-}
-
-static size_t env_bytes(const char *name, size_t dflt)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return dflt;
-    char *end = NULL;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (end == v)
-        return dflt;
-    if (*end == 'k' || *end == 'K')
-        x <<= 10;
-    else if (*end == 'm' || *end == 'M')
-        x <<= 20;
-    else if (*end == 'g' || *end == 'G')
-        x <<= 30;
-    return (size_t)x;
-}
-
 /* Settings every rank must share: rank 0's values are broadcast at creation. */
 typedef struct shared_settings {
     double fusion_threshold, fusion_max_tensor, cache_cap, stall_check, stall_shutdown;
@@ -73,11 +45,13 @@ typedef struct shared_settings {
 static rr_status load_settings(rr_engine *e)
 {
     shared_settings s;
-    s.fusion_threshold = (double)env_bytes("RINGRED_FUSION_THRESHOLD", (size_t)64 << 20);
-    s.fusion_max_tensor = (double)env_bytes("RINGRED_FUSION_MAX_TENSOR", (size_t)64 << 10);
-    s.cache_cap = env_double("RINGRED_CACHE_CAPACITY", 1024);
-    s.stall_check = env_double("RINGRED_STALL_CHECK_SECONDS", 60);
-    s.stall_shutdown = env_double("RINGRED_STALL_SHUTDOWN_SECONDS", 0);
+    s.fusion_threshold =
+        (double)rr_env_size("RINGRED_FUSION_THRESHOLD", (size_t)64 << 20, 0, SIZE_MAX);
+    s.fusion_max_tensor =
+        (double)rr_env_size("RINGRED_FUSION_MAX_TENSOR", (size_t)64 << 10, 0, SIZE_MAX);
+    s.cache_cap = rr_env_number("RINGRED_CACHE_CAPACITY", 1024, 1);
+    s.stall_check = rr_env_number("RINGRED_STALL_CHECK_SECONDS", 60, 1);
+    s.stall_shutdown = rr_env_number("RINGRED_STALL_SHUTDOWN_SECONDS", 0, 1);
     MPI_Request r;
     RR_MPI(e->comm, MPI_Ibcast(&s, 5, MPI_DOUBLE, 0, e->comm->comm, &r));
     RR_CHECK(rr_wait(e->comm, &r));
@@ -87,9 +61,9 @@ static rr_status load_settings(rr_engine *e)
     e->stall_check = s.stall_check < 0 ? 0 : s.stall_check;
     e->stall_shutdown = s.stall_shutdown < 0 ? 0 : s.stall_shutdown;
     e->spin = e->comm->cfg.spin_count;
-    e->idle_yield_s = env_double("RINGRED_ENGINE_YIELD_US", 300) * 1e-6;
-    e->idle_sleep_max_s = env_double("RINGRED_ENGINE_SLEEP_US", 500) * 1e-6;
-    e->wait_yield_s = env_double("RINGRED_ENGINE_WAIT_YIELD_US", 200) * 1e-6;
+    e->idle_yield_s = rr_env_number("RINGRED_ENGINE_YIELD_US", 300, 1) * 1e-6;
+    e->idle_sleep_max_s = rr_env_number("RINGRED_ENGINE_SLEEP_US", 500, 1) * 1e-6;
+    e->wait_yield_s = rr_env_number("RINGRED_ENGINE_WAIT_YIELD_US", 200, 1) * 1e-6;
     const char *fault = getenv("RINGRED_TEST_FAULT"); /* test hook: "name:rank" */
     if (fault && *fault) {
         const char *colon = strrchr(fault, ':');

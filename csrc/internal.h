@@ -76,6 +76,10 @@ rr_status rr_fail_mpi(rr_comm *c, int mpierr, const char *file, int line, const 
 
 /* ---- settings.c ---- */
 void rr_settings_load(rr_settings *s);
+/* A byte count from the environment (suffix k/m/g allowed), clamped to [lo, hi]. */
+size_t rr_env_size(const char *name, size_t dflt, size_t lo, size_t hi);
+/* A non-negative number from the environment; zero accepted only where zero_ok. */
+double rr_env_number(const char *name, double dflt, int zero_ok);
 
 /* ---- comm.c ---- */
 rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);

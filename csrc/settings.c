@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
+size_t rr_env_size(const char *name, size_t dflt, size_t lo, size_t hi)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
@@ -18,6 +18,8 @@ static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
         x <<= 10;
     else if (*end == 'm' || *end == 'M')
         x <<= 20;
+    else if (*end == 'g' || *end == 'G')
+        x <<= 30;
     if (x < lo)
         x = lo;
     if (x > hi)
@@ -26,7 +28,7 @@ static size_t env_size(const char *name, size_t dflt, size_t lo, size_t hi)
 }
 
 /* A non-negative number (seconds, microseconds); zero only where zero_ok. */
-static double env_number(const char *name, double dflt, int zero_ok)
+double rr_env_number(const char *name, double dflt, int zero_ok)
 {
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
@@ -40,20 +42,20 @@ static double env_number(const char *name, double dflt, int zero_ok)
 
 void rr_settings_load(rr_settings *s)
 {
-    s->small_bytes = env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);
-    s->segment_bytes = env_size("RINGRED_SEGMENT_BYTES", 256u << 10, 4u << 10, 64u << 20);
-    s->window = (int)env_size("RINGRED_WINDOW", 3, 2, 16);
-    s->spin_count = (int)env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
-    s->device_segment_bytes = env_size("RINGRED_DEVICE_SEGMENT_BYTES", 2u << 20, 64, 256u << 20);
-    s->device_slots = (int)env_size("RINGRED_DEVICE_SLOTS", 4, 2, 16);
+    s->small_bytes = rr_env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);
+    s->segment_bytes = rr_env_size("RINGRED_SEGMENT_BYTES", 256u << 10, 4u << 10, 64u << 20);
+    s->window = (int)rr_env_size("RINGRED_WINDOW", 3, 2, 16);
+    s->spin_count = (int)rr_env_size("RINGRED_SPIN_COUNT", 64, 0, 1u << 30);
+    s->device_segment_bytes = rr_env_size("RINGRED_DEVICE_SEGMENT_BYTES", 2u << 20, 64, 256u << 20);
+    s->device_slots = (int)rr_env_size("RINGRED_DEVICE_SLOTS", 4, 2, 16);
     const char *aware = getenv("RINGRED_CUDA_AWARE");
     s->cuda_aware = -1;
     if (aware && (strcmp(aware, "0") == 0 || strcmp(aware, "no") == 0))
         s->cuda_aware = 0;
     else if (aware && (strcmp(aware, "1") == 0 || strcmp(aware, "yes") == 0))
         s->cuda_aware = 1;
-    s->shm_small_bytes = env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
-    s->shm_slot_bytes = env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
-    s->shm_timeout_s = env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
-    s->shm_spin_us = env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
+    s->shm_small_bytes = rr_env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
+    s->shm_slot_bytes = rr_env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
+    s->shm_timeout_s = rr_env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
+    s->shm_spin_us = rr_env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
 }
