@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .asan import build_sanitized
 from .mpi import mpiexec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,19 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def sanitized_binary(tmp_path_factory):
-    mpicc = Path(sys.executable).parent / "mpicc"
-    if not mpicc.exists():
-        pytest.skip("mpicc not found")
-    out = tmp_path_factory.mktemp("asan") / "collective_check"
-    srcs = sorted(str(p) for p in (ROOT / "csrc").glob("*.c"))
-    cmd = [str(mpicc), "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
-           "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
-           "-fno-omit-frame-pointer", f"-I{ROOT / 'csrc'}", *srcs,
-           str(ROOT / "csrc" / "tests" / "collective_check.c"), "-o", str(out), "-lm",
-           "-lpthread", "-ldl"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-4000:]
-    return out
+    return build_sanitized(tmp_path_factory.mktemp("asan"), "collective_check")
 
 
 ENVS = {
