@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 
@@ -80,6 +81,15 @@ static rr_status load_settings(rr_engine *e)
     s.stall_shutdown = env_double("RINGRED_STALL_SHUTDOWN_SECONDS", 0);
     MPI_Request r;
     RR_MPI(e->comm, MPI_Ibcast(&s, 5, MPI_DOUBLE, 0, e->comm->comm, &r));
+    RR_CHECK(rr_wait(e->comm, &r));
+    /* An id for this engine, carried by its wake messages: MPI may give a later engine's
+     * communicator the same context, and a wake message nobody received must not reach it. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    static atomic_ullong engines;
+    e->epoch = ((uint64_t)ts.tv_nsec << 20) ^ ((uint64_t)ts.tv_sec << 40) ^
+               ((uint64_t)getpid() << 8) ^ (atomic_fetch_add(&engines, 1) + 1);
+    RR_MPI(e->comm, MPI_Ibcast(&e->epoch, 1, MPI_UINT64_T, 0, e->comm->comm, &r));
     RR_CHECK(rr_wait(e->comm, &r));
     e->fusion_threshold = (size_t)s.fusion_threshold;
     e->fusion_max_tensor = (size_t)s.fusion_max_tensor;
@@ -306,7 +316,7 @@ rr_status rr_engine_create(int fcomm, rr_engine **out)
         return efail(RR_ERR_NOMEM, "cannot allocate the engine's tables");
     }
     if (n > 1) {
-        int err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
+        int err = MPI_Irecv(e->wake_in, 2, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
                             e->comm->comm, &e->wake_req);
         if (err != MPI_SUCCESS) {
             rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");

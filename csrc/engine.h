@@ -245,7 +245,8 @@ struct rr_engine {
     uint64_t cycle;         /* number of the next cycle */
     atomic_ullong n_cycles, n_slow; /* cycles run, and of those through the slow path */
     MPI_Request wake_req;
-    uint64_t wake_in;
+    uint64_t wake_in[2];    /* {epoch, cycle} */
+    uint64_t epoch;         /* this engine's id, the same on every rank */
     struct rr_wake_rec **wake_recs; /* wake sends in flight (progress.c) */
     int n_wake_recs;
     int skipped_polls;

@@ -47,14 +47,16 @@ static int poll_wake(rr_engine *e)
         }
         if (!flag)
             return woken;
-        uint64_t k = e->wake_in;
-        err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
+        uint64_t epoch = e->wake_in[0], k = e->wake_in[1];
+        err = MPI_Irecv(e->wake_in, 2, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
                         e->comm->comm, &e->wake_req);
         if (err != MPI_SUCCESS) {
             e->wake_posted = 0;
             rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");
             return -1;
         }
+        if (epoch != e->epoch)
+            continue; /* left over from an earlier engine on a recycled communicator */
         if (k > e->cycle) {
             RR_FAIL(e->comm, RR_ERR_STATE, "engine protocol error: woken for cycle %llu while "
                     "the next cycle is %llu", (unsigned long long)k,
@@ -69,7 +71,7 @@ static int poll_wake(rr_engine *e)
  * blocks on them: a send may need the receiver to progress MPI, which it does not do while
  * it waits inside a collective of a shared-memory transport. */
 struct rr_wake_rec {
-    uint64_t val;
+    uint64_t val[2]; /* {epoch, cycle} */
     MPI_Request req[];
 };
 
@@ -104,11 +106,12 @@ static rr_status send_wakes(rr_engine *e)
             return RR_FAIL(c, RR_ERR_NOMEM, "out of memory");
         e->wake_recs[e->n_wake_recs++] = w;
     }
-    w->val = e->cycle;
+    w->val[0] = e->epoch;
+    w->val[1] = e->cycle;
     for (int i = 0, j = 0; i < n; i++) {
         if (i == e->rank)
             continue;
-        RR_MPI(c, MPI_Isend(&w->val, 1, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm, &w->req[j++]));
+        RR_MPI(c, MPI_Isend(w->val, 2, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm, &w->req[j++]));
     }
     return RR_OK;
 }
