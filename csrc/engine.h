@@ -287,6 +287,9 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s);
 
 /* engine.c */
 double rr_now(void);
+/* Put a message in the calling thread's rr_engine_last_error; returns code. */
+rr_status rr_efail(rr_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rr_entry_free(rr_entry *ent);
 void rr_engine_complete(rr_engine *e, rr_entry *ent, rr_status st, const char *msg);
 void rr_engine_fail_all(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_set_fatal(rr_engine *e, rr_status st, const char *msg);
