@@ -206,7 +206,7 @@ struct rr_engine {
     int rank, size;
     /* settings (rank 0's, broadcast at creation) */
     size_t fusion_threshold;
-    size_t fusion_max_tensor; /* larger tensors are reduced in place, not copied (0: any) */
+    size_t fusion_max_tensor; /* larger tensors skip the fusion buffer (0: no limit) */
     int cache_cap;
     double stall_check, stall_shutdown;
     int spin;
