@@ -301,15 +301,34 @@ static int flag_set(atomic_int *f)
     return atomic_load_explicit(f, memory_order_acquire) != 0;
 }
 
+static void sleep_done(rr_engine *e, atomic_int *flag, double s)
+{
+    pthread_mutex_lock(&e->mu);
+    atomic_fetch_add(&e->waiters, 1);
+    if (!flag_set(flag)) {
+        struct timespec ts;
+        abs_time(&ts, s);
+        pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
+    }
+    atomic_fetch_sub(&e->waiters, 1);
+    pthread_mutex_unlock(&e->mu);
+}
+
 void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
 {
     double deadline = timeout_s < 0 ? 1e300 : rr_now() + timeout_s;
     pauser p;
     pause_reset(&p);
     atomic_fetch_add(&e->drivers, 1);
-    int driving = 1;
+    int driving = 1; /* counted in e->drivers: the background thread stays out of the way */
     while (!flag_set(flag)) {
-        if (!atomic_load(&e->stopped) && pthread_mutex_trylock(&e->plock) == 0) {
+        if (atomic_load(&e->stopped))
+            break; /* every request has been failed */
+        if (pthread_mutex_trylock(&e->plock) == 0) {
+            if (!driving) {
+                atomic_fetch_add(&e->drivers, 1);
+                driving = 1;
+            }
             int r, ran = 0;
             while (!flag_set(flag) && (r = progress(e)) == 1)
                 ran = 1;
@@ -318,6 +337,18 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
                 pause_reset(&p);
             if (flag_set(flag))
                 break;
+        } else {
+            /* Another thread drives (the background thread): sleep until our request is
+             * done instead of taking cores from it. */
+            if (driving) {
+                atomic_fetch_sub(&e->drivers, 1);
+                driving = 0;
+            }
+            double now = rr_now();
+            if (now >= deadline)
+                break;
+            sleep_done(e, flag, deadline - now < 1e-3 ? deadline - now : 1e-3);
+            continue;
         }
         double s = pause_step(e, &p, e->wait_yield_s);
         if (s <= 0) {
@@ -336,15 +367,7 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
             driving = 0;
             wake_bg(e);
         }
-        pthread_mutex_lock(&e->mu);
-        atomic_fetch_add(&e->waiters, 1);
-        if (!flag_set(flag)) {
-            struct timespec ts;
-            abs_time(&ts, s);
-            pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
-        }
-        atomic_fetch_sub(&e->waiters, 1);
-        pthread_mutex_unlock(&e->mu);
+        sleep_done(e, flag, s);
     }
     if (driving) {
         atomic_fetch_sub(&e->drivers, 1);
