@@ -206,7 +206,7 @@ struct rr_engine {
     int rank, size;
     /* settings (rank 0's, broadcast at creation) */
     size_t fusion_threshold;
-    size_t fusion_max_tensor; /* larger tensors are reduced in place, not copied (0: any) */
+    size_t fusion_max_tensor; /* larger tensors skip the fusion buffer (0: no limit) */
     int cache_cap;
     double stall_check, stall_shutdown;
     int spin;
@@ -245,7 +245,8 @@ struct rr_engine {
     uint64_t cycle;         /* number of the next cycle */
     atomic_ullong n_cycles, n_slow; /* cycles run, and of those through the slow path */
     MPI_Request wake_req;
-    uint64_t wake_in;
+    uint64_t wake_in[2];    /* {epoch, cycle} */
+    uint64_t epoch;         /* this engine's id, the same on every rank */
     struct rr_wake_rec **wake_recs; /* wake sends in flight (progress.c) */
     int n_wake_recs;
     int skipped_polls;
@@ -286,6 +287,9 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s);
 
 /* engine.c */
 double rr_now(void);
+/* Put a message in the calling thread's rr_engine_last_error; returns code. */
+rr_status rr_efail(rr_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rr_entry_free(rr_entry *ent);
 void rr_engine_complete(rr_engine *e, rr_entry *ent, rr_status st, const char *msg);
 void rr_engine_fail_all(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_set_fatal(rr_engine *e, rr_status st, const char *msg);

@@ -47,14 +47,16 @@ static int poll_wake(rr_engine *e)
         }
         if (!flag)
             return woken;
-        uint64_t k = e->wake_in;
-        err = MPI_Irecv(&e->wake_in, 1, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
+        uint64_t epoch = e->wake_in[0], k = e->wake_in[1];
+        err = MPI_Irecv(e->wake_in, 2, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
                         e->comm->comm, &e->wake_req);
         if (err != MPI_SUCCESS) {
             e->wake_posted = 0;
             rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");
             return -1;
         }
+        if (epoch != e->epoch)
+            continue; /* left over from an earlier engine on a recycled communicator */
         if (k > e->cycle) {
             RR_FAIL(e->comm, RR_ERR_STATE, "engine protocol error: woken for cycle %llu while "
                     "the next cycle is %llu", (unsigned long long)k,
@@ -69,7 +71,7 @@ static int poll_wake(rr_engine *e)
  * blocks on them: a send may need the receiver to progress MPI, which it does not do while
  * it waits inside a collective of a shared-memory transport. */
 struct rr_wake_rec {
-    uint64_t val;
+    uint64_t val[2]; /* {epoch, cycle} */
     MPI_Request req[];
 };
 
@@ -104,11 +106,12 @@ static rr_status send_wakes(rr_engine *e)
             return RR_FAIL(c, RR_ERR_NOMEM, "out of memory");
         e->wake_recs[e->n_wake_recs++] = w;
     }
-    w->val = e->cycle;
+    w->val[0] = e->epoch;
+    w->val[1] = e->cycle;
     for (int i = 0, j = 0; i < n; i++) {
         if (i == e->rank)
             continue;
-        RR_MPI(c, MPI_Isend(&w->val, 1, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm, &w->req[j++]));
+        RR_MPI(c, MPI_Isend(w->val, 2, MPI_UINT64_T, i, RR_TAG_WAKE, c->comm, &w->req[j++]));
     }
     return RR_OK;
 }
@@ -298,15 +301,34 @@ static int flag_set(atomic_int *f)
     return atomic_load_explicit(f, memory_order_acquire) != 0;
 }
 
+static void sleep_done(rr_engine *e, atomic_int *flag, double s)
+{
+    pthread_mutex_lock(&e->mu);
+    atomic_fetch_add(&e->waiters, 1);
+    if (!flag_set(flag)) {
+        struct timespec ts;
+        abs_time(&ts, s);
+        pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
+    }
+    atomic_fetch_sub(&e->waiters, 1);
+    pthread_mutex_unlock(&e->mu);
+}
+
 void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
 {
     double deadline = timeout_s < 0 ? 1e300 : rr_now() + timeout_s;
     pauser p;
     pause_reset(&p);
     atomic_fetch_add(&e->drivers, 1);
-    int driving = 1;
+    int driving = 1; /* counted in e->drivers: the background thread stays out of the way */
     while (!flag_set(flag)) {
-        if (!atomic_load(&e->stopped) && pthread_mutex_trylock(&e->plock) == 0) {
+        if (atomic_load(&e->stopped))
+            break; /* every request has been failed */
+        if (pthread_mutex_trylock(&e->plock) == 0) {
+            if (!driving) {
+                atomic_fetch_add(&e->drivers, 1);
+                driving = 1;
+            }
             int r, ran = 0;
             while (!flag_set(flag) && (r = progress(e)) == 1)
                 ran = 1;
@@ -315,6 +337,18 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
                 pause_reset(&p);
             if (flag_set(flag))
                 break;
+        } else {
+            /* Another thread drives (the background thread): sleep until our request is
+             * done instead of taking cores from it. */
+            if (driving) {
+                atomic_fetch_sub(&e->drivers, 1);
+                driving = 0;
+            }
+            double now = rr_now();
+            if (now >= deadline)
+                break;
+            sleep_done(e, flag, deadline - now < 1e-3 ? deadline - now : 1e-3);
+            continue;
         }
         double s = pause_step(e, &p, e->wait_yield_s);
         if (s <= 0) {
@@ -333,15 +367,7 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
             driving = 0;
             wake_bg(e);
         }
-        pthread_mutex_lock(&e->mu);
-        atomic_fetch_add(&e->waiters, 1);
-        if (!flag_set(flag)) {
-            struct timespec ts;
-            abs_time(&ts, s);
-            pthread_cond_timedwait(&e->done_cv, &e->mu, &ts);
-        }
-        atomic_fetch_sub(&e->waiters, 1);
-        pthread_mutex_unlock(&e->mu);
+        sleep_done(e, flag, s);
     }
     if (driving) {
         atomic_fetch_sub(&e->drivers, 1);

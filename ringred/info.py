@@ -18,11 +18,11 @@ SETTINGS = {
     "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "shm: give up on a live peer after this (0: never)"),
     # the background engine (allreduce_async & co.; rank 0's values are used everywhere)
     "RINGRED_FUSION_THRESHOLD": ("67108864", "bytes of small allreduces fused into one (0: off)"),
-    "RINGRED_FUSION_MAX_TENSOR": ("65536", "larger tensors are reduced in place, not fused"),
+    "RINGRED_FUSION_MAX_TENSOR": ("65536", "larger tensors skip the fusion buffer"),
     "RINGRED_CACHE_CAPACITY": ("1024", "negotiated names remembered (0: off)"),
     "RINGRED_STALL_CHECK_SECONDS": ("60", "warn about tensors some ranks never sent (0: off)"),
     "RINGRED_STALL_SHUTDOWN_SECONDS": ("0", "fail such tensors after this long (0: never)"),
-    "RINGRED_TIMELINE": ("", "write a Chrome-trace timeline here (rank 0)"),
+    "RINGRED_TIMELINE": ("off", "write a Chrome-trace timeline to this file (rank 0)"),
     # GPU buffers (docs/gpu.md)
     "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
     "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),
