@@ -240,6 +240,7 @@ struct rr_engine {
     atomic_int drivers;     /* waiting threads polling the engine themselves */
     atomic_int outstanding; /* submitted, not yet done */
     atomic_int inside;      /* threads inside rr_engine_wait */
+    atomic_ullong lease_ns; /* until then a user thread that just drove is expected back */
 
     /* background thread [bg] */
     uint64_t cycle;         /* number of the next cycle */
@@ -280,7 +281,12 @@ struct rr_engine {
 };
 
 /* progress.c */
+#define RR_LEASE_S 100e-6
 void *rr_bg_main(void *arg);
+/* A thread that drove the engine in rr_engine_wait holds a lease of RR_LEASE_S: a
+ * submission meanwhile need not wake the background thread, which looks again when the
+ * lease runs out (a submit-then-wait loop then costs no thread wake-up per call). */
+int rr_engine_lease_active(rr_engine *e, double now);
 /* Drive the engine (when the progress lock is free) until *flag is set or timeout_s
  * passes (< 0: no limit); spins, yields, then sleeps on done_cv. */
 void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s);
