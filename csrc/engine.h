@@ -235,7 +235,6 @@ struct rr_engine {
 
     /* progress lock: held by whichever thread drives the engine (progress.c) */
     pthread_mutex_t plock;
-    int run_next;           /* [plock] the last cycle asks for another at once */
     atomic_int stopped;     /* [plock to set] the last cycle has run */
     atomic_int drivers;     /* waiting threads polling the engine themselves */
     atomic_int outstanding; /* submitted, not yet done */
@@ -301,8 +300,7 @@ void rr_engine_fail_all(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_set_fatal(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_warn(rr_engine *e, const char *text);
 
-/* negotiate.c: one collective cycle.  Returns 1 to run the next cycle at once, 0 to go
- * idle, -1 to stop the thread. */
+/* negotiate.c: one collective cycle.  Returns 0 (go idle) or -1 (the engine stops). */
 int rr_cycle(rr_engine *e);
 void rr_requeue_slot(rr_engine *e, int slot);
 

@@ -18,7 +18,6 @@
 
 #include "engine.h"
 
-#define FL_NEWS 1u
 #define FL_JOINED 2u
 #define FL_SHUTDOWN 4u
 #define FL_ERROR 8u
@@ -401,20 +400,17 @@ int rr_cycle(rr_engine *e)
 
     uint32_t flags = 0;
     rr_entry *q = drain(e);
-    if (q) {
-        flags |= FL_NEWS;
+    if (q)
         classify(e, q);
-    }
     rr_stall_tick(e, now);
     if (e->stall_action) {
         e->stall_action = 0;
         rr_stall_scan_hits(e, now);
         if (e->rank == 0)
             flags |= FL_SLOW;
-        flags |= FL_NEWS;
     }
     if (atomic_load(&e->stop_req))
-        flags |= FL_SHUTDOWN | FL_NEWS;
+        flags |= FL_SHUTDOWN;
     if (e->my_joined)
         flags |= FL_JOINED;
     if (e->join_new) {
@@ -423,7 +419,7 @@ int rr_cycle(rr_engine *e)
         e->join_new = 0;
     }
     if (e->local_err)
-        flags |= FL_ERROR | FL_NEWS;
+        flags |= FL_ERROR;
     build_message(e, now);
     if (e->sbuf.oom)
         return fatal_exit(e, RR_ERR_NOMEM, "out of memory");

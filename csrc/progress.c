@@ -171,7 +171,7 @@ static int progress(rr_engine *e)
 {
     if (atomic_load(&e->stopped))
         return -1;
-    int woken = 0, local = e->run_next ? 0 : local_event(e, rr_now());
+    int woken = 0, local = local_event(e, rr_now());
     /* Poll for wake messages when there is nothing to do here, and anyway from time to time
      * (MPI_Test is not free) so that stale ones never pile up. */
     if (e->size > 1 && (!local || ++e->skipped_polls >= 16)) {
@@ -180,7 +180,7 @@ static int progress(rr_engine *e)
         if (woken < 0)
             return fail_mpi(e);
     }
-    if (!e->run_next && !woken) {
+    if (!woken) {
         if (!local)
             return 0;
         /* We start the cycle: tell everybody (a rank woken by a peer needs not). */
@@ -192,7 +192,6 @@ static int progress(rr_engine *e)
         finish_engine(e);
         return -1;
     }
-    e->run_next = r;
     return 1;
 }
 
