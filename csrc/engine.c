@@ -108,7 +108,7 @@ void rr_engine_complete(rr_engine *e, rr_entry *ent, rr_status st, const char *m
         rr_smap_del(&e->inflight, ent->d.name);
     atomic_fetch_sub(&e->outstanding, 1);
     atomic_store_explicit(&ent->done, 1, memory_order_release);
-    if (atomic_load_explicit(&e->waiters, memory_order_relaxed) > 0)
+    if (ent->refs > 0 && atomic_load_explicit(&e->waiters, memory_order_relaxed) > 0)
         pthread_cond_broadcast(&e->done_cv);
     if (ent->released && ent->refs == 0)
         rr_entry_free(ent);

@@ -235,11 +235,11 @@ struct rr_engine {
 
     /* progress lock: held by whichever thread drives the engine (progress.c) */
     pthread_mutex_t plock;
-    int run_next;           /* [plock] the last cycle asks for another at once */
     atomic_int stopped;     /* [plock to set] the last cycle has run */
     atomic_int drivers;     /* waiting threads polling the engine themselves */
     atomic_int outstanding; /* submitted, not yet done */
     atomic_int inside;      /* threads inside rr_engine_wait */
+    atomic_ullong lease_ns; /* until then a user thread that just drove is expected back */
 
     /* background thread [bg] */
     uint64_t cycle;         /* number of the next cycle */
@@ -280,7 +280,12 @@ struct rr_engine {
 };
 
 /* progress.c */
+#define RR_LEASE_S 100e-6
 void *rr_bg_main(void *arg);
+/* A thread that drove the engine in rr_engine_wait holds a lease of RR_LEASE_S: a
+ * submission meanwhile need not wake the background thread, which looks again when the
+ * lease runs out (a submit-then-wait loop then costs no thread wake-up per call). */
+int rr_engine_lease_active(rr_engine *e, double now);
 /* Drive the engine (when the progress lock is free) until *flag is set or timeout_s
  * passes (< 0: no limit); spins, yields, then sleeps on done_cv. */
 void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s);
@@ -295,8 +300,7 @@ void rr_engine_fail_all(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_set_fatal(rr_engine *e, rr_status st, const char *msg);
 void rr_engine_warn(rr_engine *e, const char *text);
 
-/* negotiate.c: one collective cycle.  Returns 1 to run the next cycle at once, 0 to go
- * idle, -1 to stop the thread. */
+/* negotiate.c: one collective cycle.  Returns 0 (go idle) or -1 (the engine stops). */
 int rr_cycle(rr_engine *e);
 void rr_requeue_slot(rr_engine *e, int slot);
 

@@ -189,8 +189,8 @@ static rr_status enqueue_locked(rr_engine *e, rr_entry **ents, size_t n, uint64_
     }
     atomic_fetch_add(&e->outstanding, (int)n);
     atomic_fetch_add_explicit(&e->nqueued, (int)n, memory_order_release);
-    if (e->bg_sleeping)
-        pthread_cond_signal(&e->bg_cv);
+    if (e->bg_sleeping && !rr_engine_lease_active(e, rr_now()))
+        pthread_cond_signal(&e->bg_cv); /* at once (see the lease in engine.h) */
     return RR_OK;
 }
 

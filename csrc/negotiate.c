@@ -18,7 +18,6 @@
 
 #include "engine.h"
 
-#define FL_NEWS 1u
 #define FL_JOINED 2u
 #define FL_SHUTDOWN 4u
 #define FL_ERROR 8u
@@ -252,7 +251,7 @@ static rr_status fast_path(rr_engine *e, const uint8_t *bits, int njoined, doubl
 
 /* ---------------------------------------------------------------- slow path */
 
-static rr_status slow_path(rr_engine *e, double now, int any_error, rr_resp_list *L,
+static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
                            uint32_t **evicts, uint32_t *nevict, rr_status *fatal_code,
                            char **fatal_text)
 {
@@ -317,6 +316,7 @@ static rr_status slow_path(rr_engine *e, double now, int any_error, rr_resp_list
     }
 
     /* Parse. */
+    double now = rr_now(); /* the responses are known from now on */
     rr_rd rd = {e->rbuf.p, len, 0, 0};
     uint32_t ne = rr_get_u32(&rd);
     if (ne > (uint32_t)e->cache.cap)
@@ -401,20 +401,17 @@ int rr_cycle(rr_engine *e)
 
     uint32_t flags = 0;
     rr_entry *q = drain(e);
-    if (q) {
-        flags |= FL_NEWS;
+    if (q)
         classify(e, q);
-    }
     rr_stall_tick(e, now);
     if (e->stall_action) {
         e->stall_action = 0;
         rr_stall_scan_hits(e, now);
         if (e->rank == 0)
             flags |= FL_SLOW;
-        flags |= FL_NEWS;
     }
     if (atomic_load(&e->stop_req))
-        flags |= FL_SHUTDOWN | FL_NEWS;
+        flags |= FL_SHUTDOWN;
     if (e->my_joined)
         flags |= FL_JOINED;
     if (e->join_new) {
@@ -423,7 +420,7 @@ int rr_cycle(rr_engine *e)
         e->join_new = 0;
     }
     if (e->local_err)
-        flags |= FL_ERROR | FL_NEWS;
+        flags |= FL_ERROR;
     build_message(e, now);
     if (e->sbuf.oom)
         return fatal_exit(e, RR_ERR_NOMEM, "out of memory");
@@ -474,7 +471,7 @@ int rr_cycle(rr_engine *e)
     int slow = any_len || (any & (FL_SLOW | FL_ERROR));
     int ret;
     if (!all_joined && hw > 0 && !(any & FL_ERROR)) {
-        st = fast_path(e, vec + base, njoined, now, &L);
+        st = fast_path(e, vec + base, njoined, rr_now(), &L);
         if (st != RR_OK) {
             ret = fatal_exit(e, st, "cycle negotiation");
             goto out;
@@ -482,7 +479,7 @@ int rr_cycle(rr_engine *e)
     }
     if (slow) {
         atomic_fetch_add_explicit(&e->n_slow, 1, memory_order_relaxed);
-        st = slow_path(e, now, (any & FL_ERROR) != 0, &L, &evicts, &nevict, &fatal_code,
+        st = slow_path(e, (any & FL_ERROR) != 0, &L, &evicts, &nevict, &fatal_code,
                        &fatal_text);
         if (st != RR_OK) {
             ret = fatal_exit(e, st, "slow-path negotiation");

@@ -171,7 +171,7 @@ static int progress(rr_engine *e)
 {
     if (atomic_load(&e->stopped))
         return -1;
-    int woken = 0, local = e->run_next ? 0 : local_event(e, rr_now());
+    int woken = 0, local = local_event(e, rr_now());
     /* Poll for wake messages when there is nothing to do here, and anyway from time to time
      * (MPI_Test is not free) so that stale ones never pile up. */
     if (e->size > 1 && (!local || ++e->skipped_polls >= 16)) {
@@ -180,7 +180,7 @@ static int progress(rr_engine *e)
         if (woken < 0)
             return fail_mpi(e);
     }
-    if (!e->run_next && !woken) {
+    if (!woken) {
         if (!local)
             return 0;
         /* We start the cycle: tell everybody (a rank woken by a peer needs not). */
@@ -192,7 +192,6 @@ static int progress(rr_engine *e)
         finish_engine(e);
         return -1;
     }
-    e->run_next = r;
     return 1;
 }
 
@@ -241,10 +240,11 @@ static double pause_step(rr_engine *e, pauser *p, double yield_s)
     return s;
 }
 
-static void bg_sleep(rr_engine *e, double s)
+/* Sleep on bg_cv for at most s seconds; unless `always`, not if work is queued. */
+static void bg_sleep(rr_engine *e, double s, int always)
 {
     pthread_mutex_lock(&e->mu);
-    if (atomic_load(&e->nqueued) == 0 && !atomic_load(&e->stop_req)) {
+    if ((always || atomic_load(&e->nqueued) == 0) && !atomic_load(&e->stop_req)) {
         struct timespec ts;
         abs_time(&ts, s);
         e->bg_sleeping = 1;
@@ -262,17 +262,33 @@ static void wake_bg(rr_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Seconds left on the drivers' lease (see rr_engine_lease_active), <= 0 if none. */
+static double lease_left(rr_engine *e, double now)
+{
+    return (double)atomic_load_explicit(&e->lease_ns, memory_order_relaxed) * 1e-9 - now;
+}
+
 void *rr_bg_main(void *arg)
 {
     rr_engine *e = arg;
     pauser p;
     pause_reset(&p);
     for (;;) {
-        if (atomic_load(&e->drivers) > 0 && !atomic_load(&e->stop_req)) {
-            /* A waiting thread drives the engine itself: stay out of its way. */
-            bg_sleep(e, 2e-3);
-            pause_reset(&p);
-            continue;
+        if (!atomic_load(&e->stop_req)) {
+            /* A waiting thread drives the engine itself, or did a moment ago and will most
+             * likely be back (its lease): stay out of its way.  Submissions during a lease
+             * do not wake us; we look again when it runs out. */
+            if (atomic_load(&e->drivers) > 0) {
+                bg_sleep(e, 2e-3, 1);
+                pause_reset(&p);
+                continue;
+            }
+            double lease = lease_left(e, rr_now());
+            if (lease > 0) {
+                bg_sleep(e, lease + 5e-6, 1);
+                pause_reset(&p);
+                continue;
+            }
         }
         int r = 0, ran = 0;
         if (pthread_mutex_trylock(&e->plock) == 0) {
@@ -286,7 +302,7 @@ void *rr_bg_main(void *arg)
             pause_reset(&p);
         double s = pause_step(e, &p, e->idle_yield_s);
         if (s > 0)
-            bg_sleep(e, s);
+            bg_sleep(e, s, 0);
         if (atomic_load(&e->nqueued) > 0)
             pause_reset(&p);
     }
@@ -321,6 +337,7 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
     pause_reset(&p);
     atomic_fetch_add(&e->drivers, 1);
     int driving = 1; /* counted in e->drivers: the background thread stays out of the way */
+    int drove = 0;
     while (!flag_set(flag)) {
         if (atomic_load(&e->stopped))
             break; /* every request has been failed */
@@ -333,6 +350,7 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
             while (!flag_set(flag) && (r = progress(e)) == 1)
                 ran = 1;
             pthread_mutex_unlock(&e->plock);
+            drove |= ran;
             if (ran)
                 pause_reset(&p);
             if (flag_set(flag))
@@ -369,10 +387,18 @@ void rr_progress_until(rr_engine *e, atomic_int *flag, double timeout_s)
         }
         sleep_done(e, flag, s);
     }
+    if (drove)
+        atomic_store_explicit(&e->lease_ns, (unsigned long long)((rr_now() + RR_LEASE_S) * 1e9),
+                              memory_order_relaxed);
     if (driving) {
         atomic_fetch_sub(&e->drivers, 1);
         /* Work left for others (overlap)?  Hand it back to the background thread. */
         if (atomic_load(&e->nqueued) > 0 || atomic_load(&e->outstanding) > 0)
             wake_bg(e);
     }
+}
+
+int rr_engine_lease_active(rr_engine *e, double now)
+{
+    return lease_left(e, now) > 0;
 }

@@ -228,6 +228,26 @@ def steady_state(iters: int) -> None:
         assert (ringred.allreduce_async(x, op=ringred.Sum).wait() == n).all()
 
 
+def overlap() -> None:
+    """The background thread communicates while the caller computes: a rank that sleeps
+    after submitting does not hold the others back until it waits."""
+    n, r = ringred.size(), ringred.rank()
+    if n < 2:
+        return
+    x = np.ones(1000)
+    for i in range(3):  # right after other waits (a driver's lease) and without
+        t0 = time.monotonic()
+        h = ringred.allreduce_async(x, op=ringred.Sum, name=f"overlap.{i}")
+        if r == 0:
+            time.sleep(0.6)  # "computing"
+            assert (h.wait() == n).all()
+        else:
+            assert (h.wait() == n).all()
+            assert time.monotonic() - t0 < 0.45, time.monotonic() - t0
+        ringred.barrier()
+        time.sleep(0.01 * i)
+
+
 def wait_timeout() -> None:
     """wait(timeout) raises TimeoutError and the operation stays pending."""
     n, r = ringred.size(), ringred.rank()
@@ -264,6 +284,7 @@ def body_main() -> None:
     zero_sized()
     many_allreduces(seed + 1, 120)  # again: now partly from the cache
     steady_state(int(os.environ.get("ITERS", "2000")))
+    overlap()
     ringred.barrier()
 
 
