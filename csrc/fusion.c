@@ -14,10 +14,21 @@
 
 #include "engine.h"
 
-static const char *transport_label(const rr_engine *e)
+/* Timeline label of the reduction step: the collective and the transport that carried it. */
+static const char *transport_label(const rr_engine *e, int kind)
 {
-    (void)e;
-    return "ALLREDUCE (mpi)";
+    static const char *const labels[4][2] = {
+        {"ALLREDUCE (mpi)", "ALLREDUCE (shm)"},
+        {"BROADCAST (mpi)", "BROADCAST (shm)"},
+        {"ALLGATHER (mpi)", "ALLGATHER (shm)"},
+        {"REDUCESCATTER (mpi)", "REDUCESCATTER (shm)"},
+    };
+    int shm = strcmp(rr_comm_transport(e->comm), "shm") == 0;
+    int row = kind == RR_REQ_BROADCAST       ? 1
+              : kind == RR_REQ_ALLGATHER     ? 2
+              : kind == RR_REQ_REDUCESCATTER ? 3
+                                             : 0;
+    return labels[row][shm];
 }
 
 void rr_fusion_free(rr_engine *e)
@@ -74,14 +85,7 @@ static void trace(rr_engine *e, const rr_entry *ent, double t_exec, const double
     rr_tl_span(&e->tl, nm, "QUEUE", ent->t_ready, t_exec);
     if (fused)
         rr_tl_span(&e->tl, nm, "MEMCPY_IN_FUSION", marks[0], marks[1]);
-    const char *op = transport_label(e);
-    if (ent->d.kind == RR_REQ_BROADCAST)
-        op = "BROADCAST (mpi)";
-    else if (ent->d.kind == RR_REQ_ALLGATHER)
-        op = "ALLGATHER (mpi)";
-    else if (ent->d.kind == RR_REQ_REDUCESCATTER)
-        op = "REDUCESCATTER (mpi)";
-    rr_tl_span(&e->tl, nm, op, marks[1], marks[2]);
+    rr_tl_span(&e->tl, nm, transport_label(e, ent->d.kind), marks[1], marks[2]);
     if (fused)
         rr_tl_span(&e->tl, nm, "MEMCPY_OUT_FUSION", marks[2], marks[3]);
 }

@@ -40,8 +40,10 @@ def test_stall_shutdown():
             timeout=120)
 
 
-def test_timeline(tmp_path):
-    run_mpi(2, "engine", "timeline", str(tmp_path / "timeline.json"), timeout=120)
+@pytest.mark.parametrize("transport", ["shm", "mpi"])
+def test_timeline(tmp_path, transport):
+    run_mpi(2, "engine", "timeline", str(tmp_path / "timeline.json"),
+            env={"RINGRED_TRANSPORT": transport}, timeout=120)
 
 
 def test_first_error_is_reported_everywhere():

@@ -376,7 +376,9 @@ def body_timeline() -> None:
         with open(path) as f:
             events = json.load(f)
         names = {e["name"] for e in events}
-        for want in ("NEGOTIATE", "QUEUE", "MEMCPY_IN_FUSION", "ALLREDUCE (mpi)",
+        tr = ringred.transport()
+        for want in ("NEGOTIATE", "QUEUE", "MEMCPY_IN_FUSION", f"ALLREDUCE ({tr})",
+                     f"BROADCAST ({tr})",
                      "MEMCPY_OUT_FUSION", "CYCLE_START", "thread_name"):
             assert want in names, (want, sorted(names))
         tensors = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
