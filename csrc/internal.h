@@ -30,6 +30,7 @@ typedef struct rr_settings {
     /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
+    size_t shm_stream_bytes; /* allreduce outputs from this size on: non-temporal stores */
     double shm_timeout_s;   /* give up waiting for a live peer after this long (0: never) */
     double shm_spin_us;     /* a shm wait polls this long before yielding */
 } rr_settings;
@@ -138,6 +139,8 @@ int rr_dtype_is_float(int dtype);
 void rr_device_free(rr_comm *c);
 /* ---- copy.c: memcpy without glibc's slow case for a misaligned destination ---- */
 void rr_copy(void *dst, const void *src, size_t n);
+/* The same with non-temporal stores: for large outputs that will not stay in the cache. */
+void rr_copy_stream(void *dst, const void *src, size_t n);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

@@ -58,6 +58,7 @@ typedef struct plan {
     rr_op op;
     double pre, post;
     int64_t div;
+    int stream; /* copy results out with non-temporal stores */
 } plan;
 
 static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
@@ -104,7 +105,7 @@ static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
 static void copy_out(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo);
-    rr_copy(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+    (q->stream ? rr_copy_stream : rr_copy)(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
 }
 
 static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
@@ -148,6 +149,8 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t chunk = (bytes / pipeline + 4095) / 4096 * 4096;
     chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
-    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div};
+    size_t stream = c->cfg.shm_stream_bytes;
+    plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
+              stream != 0 && bytes >= stream};
     return large_path(c, &h, &q);
 }

@@ -131,15 +131,17 @@ static int cmp_double(const void *a, const void *b)
 /* Median of 9 interleaved rounds each of rr_allreduce and MPI_Allreduce (slowest rank). */
 static void timing(rr_comm *c)
 {
-    static char buf[1 << 20];
-    int sizes[] = {8, 4096, 16384, 32768, 65536, 262144, 1 << 20};
+    size_t sizes[] = {8, 4096, 16384, 32768, 65536, 262144, 1 << 20, 4 << 20, 64 << 20};
     enum { ROUNDS = 9 };
+    char *buf = calloc(64 << 20, 1);
+    if (buf == NULL)
+        return;
     if (rr_comm_rank(c) == 0)
         printf("transport %s, %d ranks, median of %d rounds\n", rr_comm_transport(c),
                rr_comm_size(c), ROUNDS);
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
-        int iters = sizes[s] >= 262144 ? 200 : 4000;
-        size_t count = (size_t)sizes[s] / 4;
+        int iters = sizes[s] >= (16 << 20) ? 5 : sizes[s] >= 262144 ? 200 : 4000;
+        size_t count = sizes[s] / 4;
         double tr[ROUNDS], tm[ROUNDS];
         for (int rep = 0; rep < ROUNDS; rep++) {
             double d;
@@ -159,9 +161,11 @@ static void timing(rr_comm *c)
         qsort(tr, ROUNDS, sizeof tr[0], cmp_double);
         qsort(tm, ROUNDS, sizeof tm[0], cmp_double);
         if (rr_comm_rank(c) == 0)
-            printf("%7d B: ringred %8.2f us, MPI_Allreduce %8.2f us, ratio %5.2fx\n", sizes[s],
-                   tr[ROUNDS / 2] * 1e6, tm[ROUNDS / 2] * 1e6, tm[ROUNDS / 2] / tr[ROUNDS / 2]);
+            printf("%9zu B: ringred %9.2f us, MPI_Allreduce %9.2f us, ratio %5.2fx\n",
+                   sizes[s], tr[ROUNDS / 2] * 1e6, tm[ROUNDS / 2] * 1e6,
+                   tm[ROUNDS / 2] / tr[ROUNDS / 2]);
     }
+    free(buf);
 }
 
 int main(int argc, char **argv)
