@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "internal.h"
+#include "copy.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "copy.h"
 #include "ringred.h"
 
 #define RR_ERRMSG_LEN 2048
@@ -137,10 +138,6 @@ int rr_dtype_is_float(int dtype);
 
 /* ---- device.c ---- */
 void rr_device_free(rr_comm *c);
-/* ---- copy.c: memcpy without glibc's slow case for a misaligned destination ---- */
-void rr_copy(void *dst, const void *src, size_t n);
-/* The same with non-temporal stores: for large outputs that will not stay in the cache. */
-void rr_copy_stream(void *dst, const void *src, size_t n);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

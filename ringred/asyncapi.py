@@ -28,10 +28,18 @@ from typing import Any
 import numpy as np
 
 from . import _state
-from ._arrays import _CODES, FLOAT_CODES, Wrapped, as_array, cbuf, contiguous
+from ._arrays import Wrapped, as_array, cbuf, contiguous
 from ._engine import Handle
 from ._lib import ffi, lib
-from .collectives import _finish, _output, _scales, split_rows
+from .collectives import (
+    _C_OP,
+    _finish,
+    _output,
+    _scales,
+    check_scales,
+    fast_allreduce_args,
+    split_rows,
+)
 from .ops import ReduceOp
 from .process_sets import ProcessSet, context_of
 
@@ -43,8 +51,6 @@ __all__ = [
 
 _ALLREDUCE, _BROADCAST, _ALLGATHER, _REDUCESCATTER = (
     lib.RR_REQ_ALLREDUCE, lib.RR_REQ_BROADCAST, lib.RR_REQ_ALLGATHER, lib.RR_REQ_REDUCESCATTER)
-_C_OP = {ReduceOp.Average: 0, ReduceOp.Sum: 0, ReduceOp.Min: 1, ReduceOp.Max: 2,
-         ReduceOp.Product: 3}
 _MAX_DIMS = lib.RR_MAX_DIMS
 
 
@@ -70,8 +76,7 @@ def _fields(name: Any, kind: int, send: Any, recv: Any, count: int, code: int, c
 
 
 def _check_scales(w: Wrapped, pre: float, post: float, what: str) -> None:
-    if w.code not in FLOAT_CODES and (pre != 1.0 or post != 1.0):
-        raise ValueError(f"{what}: scale factors need a floating-point dtype, not {w.arr.dtype}")
+    check_scales(w.code, w.arr.dtype, pre, post, what)
 
 
 def allreduce_async(
@@ -93,20 +98,10 @@ def allreduce_async(
     op_ = ReduceOp(op)
     if name is None:
         name = eng.auto_name("allreduce")
-    if (type(x) is np.ndarray and x.flags.c_contiguous and prescale_factor == 1.0
-            and postscale_factor == 1.0 and x.ndim <= _MAX_DIMS
-            and (out is None or (type(out) is np.ndarray and out.flags.c_contiguous
-                                 and out.flags.writeable and out.shape == x.shape
-                                 and out.dtype == x.dtype))):
-        # Hot path: contiguous NumPy in (and out), no scale factors.
-        code = _CODES.get(x.dtype)
-        if code is not None and code != 6:
-            if op_ is ReduceOp.Average:
-                post, div = (1.0 / ctx.size, 1) if code >= 5 else (1.0, ctx.size)
-            else:
-                post, div = 1.0, 1
-            res = np.empty(x.shape, x.dtype) if out is None else out
-            return eng.allreduce(name, x, res, code, _C_OP[op_], post, div)
+    fast = fast_allreduce_args(ctx, x, op_, prescale_factor, postscale_factor, out)
+    if fast is not None and x.ndim <= _MAX_DIMS:
+        code, cop, post, div, res = fast
+        return eng.allreduce(name, x, res, code, cop, post, div)
     what = f"allreduce '{name}'"
     w = as_array(x)
     src = contiguous(w.arr)

@@ -37,6 +37,32 @@ _FAST_CODES = {dt: c for dt, c in _CODES.items() if c != 6}
 _FAST_OPS = {op: (_C_OP[op], op is ReduceOp.Average) for op in ReduceOp}
 
 
+def fast_allreduce_args(ctx: _state.Context, x: Any, op: Any, pre: float, post: float,
+                        out: Any) -> tuple[int, int, float, int, np.ndarray] | None:
+    """(dtype code, C op, postscale, divisor, output array) when ``x`` and ``out`` can go
+    straight to C: C-contiguous NumPy arrays of a native dtype, a writable ``out`` of the same
+    shape and dtype (or none: a new array), no scale factors.  None sends the call down the
+    general path, which also produces every error message.  About 1 us of Python."""
+    if type(x) is not np.ndarray or pre != 1.0 or post != 1.0:
+        return None
+    code = _FAST_CODES.get(x.dtype)
+    fop = _FAST_OPS.get(op)
+    if code is None or fop is None or not x.flags.c_contiguous:
+        return None
+    if out is None:
+        res = np.empty_like(x)
+    elif (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
+          and out.flags.c_contiguous and out.flags.writeable):
+        res = out
+    else:
+        return None
+    if not fop[1]:
+        return code, fop[0], 1.0, 1, res
+    if code >= 5:
+        return code, fop[0], 1.0 / ctx.size, 1, res
+    return code, fop[0], 1.0, ctx.size, res
+
+
 def _ptr(a: np.ndarray) -> Any:
     return cbuf(a, ffi)
 
@@ -87,6 +113,12 @@ def _finish(w: Wrapped, res: np.ndarray, wo: Any, out: Any) -> Any:
     return out
 
 
+def check_scales(code: int, dtype: Any, pre: float, post: float, what: str) -> None:
+    """Scale factors need a floating-point dtype: ValueError otherwise."""
+    if code not in FLOAT_CODES and (pre != 1.0 or post != 1.0):
+        raise ValueError(f"{what}: scale factors need a floating-point dtype, not {dtype}")
+
+
 def _scales(code: int, op: ReduceOp, size: int, pre: float, post: float) -> tuple[float, int]:
     """(postscale, integer divisor) for ``op``."""
     if op is ReduceOp.Average:
@@ -116,28 +148,15 @@ def allreduce(
     ctx = _state._ctx if process_set is None else context_of(process_set)
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
-    # Fast path (about 1 us of Python): native NumPy arrays in and out, C-contiguous
-    # (from_buffer refuses anything else), no scale factors, no integer averages.
-    # Everything else, errors included, takes the general path below.
-    if type(x) is np.ndarray and prescale_factor == 1.0 and postscale_factor == 1.0:
-        code = _FAST_CODES.get(x.dtype)
-        fop = _FAST_OPS.get(op)
-        if code is not None and fop is not None and (code >= 5 or not fop[1]) and (
-            out is None or (type(out) is np.ndarray and out.dtype == x.dtype
-                            and out.shape == x.shape and out.flags.writeable)
-        ):
-            res = np.empty_like(x, order="C") if out is None else out
-            try:
-                src, dst = ffi.from_buffer(x), ffi.from_buffer(res)
-            except ValueError:  # not C-contiguous
-                src = None
-            if src is not None:
-                st = lib.rr_allreduce(ctx.handle, src, dst, x.size, code, fop[0], 1.0,
-                                      1.0 / ctx.size if fop[1] else 1.0, 1)
-                if st:
-                    what = f"allreduce '{name}'" if name else "allreduce"
-                    _raise(ctx, st, what, x.shape, process_set)
-                return res
+    fast = fast_allreduce_args(ctx, x, op, prescale_factor, postscale_factor, out)
+    if fast is not None:
+        code, cop, post, div, res = fast
+        st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
+                              code, cop, 1.0, post, div)
+        if st:
+            what = f"allreduce '{name}'" if name else "allreduce"
+            _raise(ctx, st, what, x.shape, process_set)
+        return res
     what = f"allreduce '{name}'" if name else "allreduce"
     if is_device_array(x):
         return _device.allreduce(ctx, x, op, what, prescale_factor, postscale_factor, out)
@@ -147,9 +166,8 @@ def allreduce(
         w = as_array(x)
         src = contiguous(w.arr)
         dst, wo = _output(w, out, src.shape, what)
+        check_scales(w.code, src.dtype, prescale_factor, postscale_factor, what)
         post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
-        if w.code not in FLOAT_CODES and (prescale_factor != 1.0 or postscale_factor != 1.0):
-            raise ValueError(f"{what}: scale factors need a floating-point dtype, not {src.dtype}")
         return op_, w, src, dst, wo, post, div
 
     op_, w, src, dst, wo, post, div = _prepare(ctx, KIND_ALLREDUCE, prep)

@@ -16,7 +16,6 @@ from . import collectives as _coll
 from ._arrays import (
     BACKEND_CUDA,
     BACKEND_FAKE,
-    FLOAT_CODES,
     DeviceView,
     device_assign,
     device_back,
@@ -107,8 +106,7 @@ def allreduce(ctx: Any, x: Any, op: ReduceOp, what: str, prescale: float, postsc
     def prep():
         op_ = ReduceOp(op)
         v = device_view(x)
-        if v.code not in FLOAT_CODES and (prescale != 1.0 or postscale != 1.0):
-            raise ValueError(f"{what}: scale factors need a floating-point dtype, not {v.dtype}")
+        _coll.check_scales(v.code, v.dtype, prescale, postscale, what)
         dst, copy_into = _output(v, out, v.shape, what)
         post, div = _coll._scales(v.code, op_, ctx.size, prescale, postscale)
         return op_, v, dst, copy_into, post, div

@@ -6,7 +6,10 @@
  *    subnormals and extreme integers; dst aliasing srcs[0] too;
  * 3. float16/bfloat16 conversions on all 65536 bit patterns against a reference rounding
  *    (nearest value by search, ties to even), through sum-with(-0), scaling and random sums.
+ * 4. rr_copy / rr_copy_stream (csrc/copy.c, compiled in) against memcpy for every destination
+ *    and source offset in a cache line and lengths around the vector and alignment steps.
  * Prints "kernel_check: OK" and exits 0, or prints the first difference and exits 1. */
+#include "copy.h"
 #include "ringred.h"
 
 #include <math.h>
@@ -238,9 +241,43 @@ static void check_scale(const char *path, int dt, const void *src, size_t n, dou
     }
 }
 
+static void check_copies(void)
+{
+    enum { CMAX = 70000 };
+    static const size_t lens[] = {0, 1, 63, 64, 65, 255, 256, 257, 300, 1000, 4096, 4099, 65599,
+                                  CMAX};
+    uint8_t *src = malloc(CMAX + 128), *dst = malloc(CMAX + 256), *want = malloc(CMAX + 256);
+    if (!src || !dst || !want) {
+        printf("out of memory\n");
+        fails++;
+        return;
+    }
+    for (size_t i = 0; i < CMAX + 128; i++) src[i] = (uint8_t)rnd();
+    for (int stream = 0; stream < 2 && !fails; stream++)
+        for (size_t li = 0; li < sizeof lens / sizeof *lens && !fails; li++)
+            for (size_t so = 0; so < 64 && !fails; so += (lens[li] > 5000 ? 13 : 1))
+                for (size_t d0 = 0; d0 < 64 && !fails; d0 += (lens[li] > 5000 ? 7 : 1)) {
+                    size_t n = lens[li];
+                    memset(dst, 0xA5, CMAX + 256);
+                    memset(want, 0xA5, CMAX + 256);
+                    memcpy(want + 64 + d0, src + so, n);
+                    (stream ? rr_copy_stream : rr_copy)(dst + 64 + d0, src + so, n);
+                    if (memcmp(dst, want, CMAX + 256) != 0) {
+                        printf("%s: length %zu, source offset %zu, destination offset %zu "
+                               "differs from memcpy\n", stream ? "rr_copy_stream" : "rr_copy",
+                               n, so, d0);
+                        fails++;
+                    }
+                }
+    free(src);
+    free(dst);
+    free(want);
+}
+
 int main(void)
 {
     ref_init();
+    check_copies();
     static const double factors[] = {1.0, 0.5, 3.0, 1.0 / 3.0, -0.7, 0x1p-10, 1024.0, 1e-5, 1e5, 0x1p-120, 0x1p100, 0.0};
     static const int64_t divisors[] = {1, 2, 3, -1, -7, 1000, INT64_C(1) << 40, INT64_MIN, 0x7fffffff};
     static uint16_t all[65536], negz[65536];

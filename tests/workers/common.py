@@ -29,6 +29,17 @@ if BF16 is not None:
     EPS[BF16] = 2.0**-7
 
 
+def expect(exc_type, fn, *words):
+    """Call fn; it must raise exc_type with every one of words in its message."""
+    try:
+        fn()
+    except exc_type as e:
+        for w in words:
+            assert w in str(e), (w, str(e))
+        return e
+    raise AssertionError(f"{fn} did not raise {exc_type.__name__}")
+
+
 def data(rank: int, dtype: np.dtype, count: int, seed: int, op: str = "sum") -> np.ndarray:
     """Rank-specific input every rank can regenerate."""
     rng = np.random.default_rng([seed, rank, count, DTYPES.index(dtype) if dtype in DTYPES else 0])

@@ -18,19 +18,9 @@ import numpy as np
 import ringred
 
 from .collectives import close, reference
-from .common import DTYPES, data, main
+from .common import DTYPES, data, expect, main
 
 OPS = {"sum": ringred.Sum, "avg": ringred.Average, "min": ringred.Min, "max": ringred.Max}
-
-
-def expect(exc_type, fn, *words):
-    try:
-        fn()
-    except exc_type as e:
-        for w in words:
-            assert w in str(e), (w, str(e))
-        return e
-    raise AssertionError(f"{fn} did not raise {exc_type.__name__}")
 
 
 def random_order(items: list, seed: int) -> list:

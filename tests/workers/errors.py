@@ -6,17 +6,7 @@ import numpy as np
 
 import ringred
 
-from .common import main
-
-
-def expect(exc_type, fn, *words):
-    try:
-        fn()
-    except exc_type as e:
-        for w in words:
-            assert w in str(e), (w, str(e))
-        return e
-    raise AssertionError(f"{fn} did not raise {exc_type.__name__}")
+from .common import expect, main
 
 
 def still_works():
