@@ -56,7 +56,7 @@ void rr_settings_load(rr_settings *s)
         s->cuda_aware = 1;
     s->shm_small_bytes = rr_env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
     s->shm_slot_bytes = rr_env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
-    s->shm_stream_bytes = rr_env_size("RINGRED_SHM_STREAM_BYTES", 4u << 20, 0, SIZE_MAX);
+    s->shm_stream_bytes = rr_env_size("RINGRED_SHM_STREAM_BYTES", 8u << 20, 0, SIZE_MAX);
     s->shm_timeout_s = rr_env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
     s->shm_spin_us = rr_env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
 }

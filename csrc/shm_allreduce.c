@@ -15,7 +15,16 @@
  * reading slot i-1 (its OUT(i-1)), and writes result chunk i after every IN(i), which each
  * peer signals after copying result chunk i-2 out.
  *
- * Every element is reduced by the same expression on both paths (all inputs in rank order
+ * Two ranks, messages below the streaming threshold: each rank reduces the whole chunk
+ * itself.  For chunk i each rank copies all of it into its slot and signals IN(i); once the
+ * peer's IN(i) is there it reduces chunk i from both (its own part straight from its input)
+ * directly into its output and copies chunk i+1 in.  No result chunks and no second copy:
+ * 15-20% faster than the slice plan from 64 KiB to 4 MiB here, but it reads twice as much
+ * from the peer, and from 8 MiB on (outputs out of the cache) the slice plan with
+ * non-temporal copy-out is faster.  Slot reuse: a rank writes slot i+1 (the parity of i-1)
+ * after the peer's IN(i), which the peer signals after reducing chunk i-1.
+ *
+ * Every element is reduced by the same expression on every path (all inputs in rank order
  * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
 #include <string.h>
 
@@ -133,6 +142,47 @@ static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
     return RR_OK;
 }
 
+/* Two ranks: the whole of chunk i into our slot. */
+static void pair_copy_in(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo);
+    copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
+}
+
+/* Two ranks: chunk i from both slots (ours straight from the input) into the output. */
+static void pair_reduce(rr_shm *s, const plan *q, uint64_t i)
+{
+    size_t lo, len = chunk_len(q, i, &lo);
+    for (int p = 0; p < 2; p++)
+        s->srcs[p] = rr_shm_big(s, p, i);
+    if (q->pre == 1.0)
+        s->srcs[s->me] = q->x + lo * q->es;
+    uint8_t *dst = q->y + lo * q->es;
+    rr_reduce_many(dst, s->srcs, 2, len, q->dt, q->op);
+    if (q->post != 1.0 || q->div != 1)
+        rr_scale(dst, dst, len, q->dt, q->post, q->div);
+}
+
+static rr_status pair_path(rr_comm *c, const rr_header *h, const plan *q)
+{
+    rr_shm *s = c->shm;
+    RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
+    uint64_t k = (q->count + q->ce - 1) / q->ce;
+    uint64_t base = rr_shm_steps(s, k);
+    int peer = 1 - s->me;
+    pair_copy_in(s, q, 0);
+    rr_shm_signal(s, RR_CTR_IN, base + 1);
+    for (uint64_t i = 0; i < k; i++) {
+        RR_CHECK(rr_shm_wait(c, RR_CTR_IN, peer, base + i + 1));
+        pair_reduce(s, q, i);
+        if (i + 1 < k) {
+            pair_copy_in(s, q, i + 1);
+            rr_shm_signal(s, RR_CTR_IN, base + i + 2);
+        }
+    }
+    return RR_OK;
+}
+
 rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
                            rr_dtype dt, rr_op op, double prescale, double postscale,
                            int64_t avg_div)
@@ -152,5 +202,7 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t stream = c->cfg.shm_stream_bytes;
     plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
               stream != 0 && bytes >= stream};
+    if (s->n == 2 && !q.stream)
+        return pair_path(c, &h, &q);
     return large_path(c, &h, &q);
 }

@@ -14,9 +14,11 @@ CONFIGS = {
     # every message through the latency path
     "mpi-small-only": {**MPI, "RINGRED_SMALL_BYTES": "16777216"},
     "shm": SHM,
-    # every message through the chunked path, in many 4 KiB chunks, copied out with
-    # non-temporal stores
-    "shm-chunks-4k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "4096",
+    # every message through the chunked path, in many 4 KiB chunks: two ranks reduce every
+    # chunk each, more ranks a slice each
+    "shm-chunks-4k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "4096"},
+    # the same, streaming: slices for every rank count, copied out with non-temporal stores
+    "shm-slices-4k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "4096",
                       "RINGRED_SHM_STREAM_BYTES": "1"},
     # every message (up to 320 KB here) through the one-sync path
     "shm-small-only": {**SHM, "RINGRED_SHM_SMALL_BYTES": "1M"},

@@ -23,6 +23,8 @@ ENVS = {
                     "RINGRED_SEGMENT_BYTES": "4096"},
     "shm": {"RINGRED_TRANSPORT": "shm"},
     "shm-chunks-4k": {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_SMALL_BYTES": "0",
+                      "RINGRED_SHM_SLOT_BYTES": "4096"},
+    "shm-slices-4k": {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_SMALL_BYTES": "0",
                       "RINGRED_SHM_SLOT_BYTES": "4096", "RINGRED_SHM_STREAM_BYTES": "1"},
 }
 

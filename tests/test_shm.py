@@ -14,9 +14,10 @@ import pytest
 from .mpi import ROOT, mpiexec, run_mpi
 
 # small thresholds so that a few hundred calls cover the one-sync path, single chunks and
-# many chunks, and the sizes straddle each boundary
+# many chunks, and the sizes straddle each boundary; allreduces from 40000 bytes on stream
+# (two ranks: the slice plan, below it each rank reduces every chunk), so both plans alternate
 STRESS = {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_SMALL_BYTES": "4096",
-          "RINGRED_SHM_SLOT_BYTES": "16384"}
+          "RINGRED_SHM_SLOT_BYTES": "16384", "RINGRED_SHM_STREAM_BYTES": "40000"}
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
