@@ -74,6 +74,24 @@ static rr_status comm_setup(rr_comm *c, MPI_Comm user)
     return RR_OK;
 }
 
+/* Settings that shape the protocol (which algorithm a size takes, how messages are cut):
+ * every rank must use the same values, so rank 0's apply everywhere.  Purely local ones
+ * (window, spin counts, timeouts) stay each rank's own. */
+static rr_status agree_settings(rr_comm *c)
+{
+    rr_settings *s = &c->cfg;
+    uint64_t v[6] = {s->small_bytes, s->segment_bytes, s->device_segment_bytes,
+                     s->shm_small_bytes, s->shm_slot_bytes, s->shm_stream_bytes};
+    RR_MPI(c, MPI_Bcast(v, 6, MPI_UINT64_T, 0, c->comm));
+    s->small_bytes = (size_t)v[0];
+    s->segment_bytes = (size_t)v[1];
+    s->device_segment_bytes = (size_t)v[2];
+    s->shm_small_bytes = (size_t)v[3];
+    s->shm_slot_bytes = (size_t)v[4];
+    s->shm_stream_bytes = (size_t)v[5];
+    return RR_OK;
+}
+
 rr_status rr_comm_create(int fcomm, rr_comm **out)
 {
     return rr_comm_create_ex(fcomm, NULL, out);
@@ -100,6 +118,8 @@ rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
         return RR_ERR_INVALID;
     }
     rr_status st = comm_setup(c, user);
+    if (st == RR_OK)
+        st = agree_settings(c);
     if (st == RR_OK)
         st = choose_transport(c, transport);
     if (st != RR_OK) {

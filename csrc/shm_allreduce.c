@@ -199,7 +199,7 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t chunk = (bytes / pipeline + 4095) / 4096 * 4096;
     chunk = chunk < MIN_CHUNK ? MIN_CHUNK : chunk;
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
-    size_t stream = c->cfg.shm_stream_bytes;
+    size_t stream = s->stream_bytes; /* rank 0's: the plan must be the same on every rank */
     plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
               stream != 0 && bytes >= stream};
     if (s->n == 2 && !q.stream)

@@ -127,3 +127,34 @@ def test_transport_choice_errors():
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert res.stdout.count("INITERROR") == 2, res.stdout + res.stderr
     assert "different transports" in res.stdout
+
+
+# Per transport: rank 0's settings and rank 1's, both far from the defaults and each other.
+RANK_SETTINGS = {
+    "shm": ({"RINGRED_SHM_SMALL_BYTES": "4096", "RINGRED_SHM_SLOT_BYTES": "16384",
+             "RINGRED_SHM_STREAM_BYTES": "40000"},
+            {"RINGRED_SHM_SMALL_BYTES": "65536", "RINGRED_SHM_SLOT_BYTES": "4096",
+             "RINGRED_SHM_STREAM_BYTES": "0"}),
+    "mpi": ({"RINGRED_SMALL_BYTES": "0", "RINGRED_SEGMENT_BYTES": "4096"},
+            {"RINGRED_SMALL_BYTES": "1M", "RINGRED_SEGMENT_BYTES": "65536"}),
+}
+
+
+@pytest.mark.parametrize("transport", list(RANK_SETTINGS))
+def test_rank_zero_settings_apply_everywhere(transport):
+    """Ranks started with different settings use rank 0's where they shape the protocol
+    (which path a size takes, how it is cut): otherwise they would wait on each other."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               RINGRED_TRANSPORT=transport, PYTHONUNBUFFERED="1",
+               RINGRED_SHM_TIMEOUT_SECONDS="30")
+    worker = [sys.executable, "-m", "tests.workers.stress", "120"]
+    cmd = [mpiexec()]
+    for rank, settings in enumerate(RANK_SETTINGS[transport]):
+        if rank:
+            cmd.append(":")
+        cmd += ["-n", "1"]
+        for k, v in settings.items():
+            cmd += ["-env", k, v]
+        cmd += worker
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
