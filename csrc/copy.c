@@ -73,24 +73,24 @@ static int has_avx2(void)
     return __builtin_cpu_supports("avx2");
 }
 
-void rr_copy(void *dst, const void *src, size_t n)
+typedef void (*copy_fn)(void *, const void *, size_t);
+
+static void dispatch(void *dst, const void *src, size_t n, copy_fn avx2, copy_fn sse2)
 {
     if (n < SMALL_COPY)
         memcpy(dst, src, n);
-    else if (has_avx2())
-        copy_avx2(dst, src, n);
     else
-        copy_sse2(dst, src, n);
+        (has_avx2() ? avx2 : sse2)(dst, src, n);
+}
+
+void rr_copy(void *dst, const void *src, size_t n)
+{
+    dispatch(dst, src, n, copy_avx2, copy_sse2);
 }
 
 void rr_copy_stream(void *dst, const void *src, size_t n)
 {
-    if (n < SMALL_COPY)
-        memcpy(dst, src, n);
-    else if (has_avx2())
-        stream_avx2(dst, src, n);
-    else
-        stream_sse2(dst, src, n);
+    dispatch(dst, src, n, stream_avx2, stream_sse2);
 }
 
 #else
