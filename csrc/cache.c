@@ -40,11 +40,17 @@ void rr_cache_touch(rr_cache *c, int slot)
     c->slots[slot].stamp = ++c->clock;
 }
 
+static uint64_t allreduce_bytes(const rr_desc *d)
+{
+    return d->kind == RR_REQ_ALLREDUCE ? d->count * rr_dtype_size(d->dtype) : 0;
+}
+
 void rr_cache_remove(rr_cache *c, int slot)
 {
     rr_cache_slot *s = &c->slots[slot];
     if (!s->used)
         return;
+    c->allreduce_bytes -= allreduce_bytes(&s->d);
     rr_smap_del(&c->byname, s->d.name);
     rr_desc_free(&s->d);
     s->used = 0;
@@ -86,6 +92,7 @@ int rr_cache_insert(rr_cache *c, const rr_desc *d, int *victim)
         return -1;
     }
     s->used = 1;
+    c->allreduce_bytes += allreduce_bytes(&s->d);
     rr_cache_touch(c, slot);
     return slot;
 }

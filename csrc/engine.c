@@ -40,6 +40,7 @@ double rr_now(void)
 /* Settings every rank must share: rank 0's values are broadcast at creation. */
 typedef struct shared_settings {
     double fusion_threshold, fusion_max_tensor, cache_cap, stall_check, stall_shutdown;
+    double cold_set;
 } shared_settings;
 
 static rr_status load_settings(rr_engine *e)
@@ -52,8 +53,10 @@ static rr_status load_settings(rr_engine *e)
     s.cache_cap = rr_env_number("RINGRED_CACHE_CAPACITY", 1024, 1);
     s.stall_check = rr_env_number("RINGRED_STALL_CHECK_SECONDS", 60, 1);
     s.stall_shutdown = rr_env_number("RINGRED_STALL_SHUTDOWN_SECONDS", 0, 1);
+    s.cold_set = (double)rr_env_size("RINGRED_ENGINE_COLD_SET_BYTES", (size_t)32 << 20, 0,
+                                     SIZE_MAX);
     MPI_Request r;
-    RR_MPI(e->comm, MPI_Ibcast(&s, 5, MPI_DOUBLE, 0, e->comm->comm, &r));
+    RR_MPI(e->comm, MPI_Ibcast(&s, 6, MPI_DOUBLE, 0, e->comm->comm, &r));
     RR_CHECK(rr_wait(e->comm, &r));
     /* An id for this engine, carried by its wake messages: MPI may give a later engine's
      * communicator the same context, and a wake message nobody received must not reach it. */
@@ -69,6 +72,7 @@ static rr_status load_settings(rr_engine *e)
     e->cache_cap = s.cache_cap < 0 ? 0 : s.cache_cap > 1e6 ? 1000000 : (int)s.cache_cap;
     e->stall_check = s.stall_check < 0 ? 0 : s.stall_check;
     e->stall_shutdown = s.stall_shutdown < 0 ? 0 : s.stall_shutdown;
+    e->cold_set_bytes = (size_t)s.cold_set;
     e->spin = e->comm->cfg.spin_count;
     e->idle_yield_s = rr_env_number("RINGRED_ENGINE_YIELD_US", 300, 1) * 1e-6;
     e->idle_sleep_max_s = rr_env_number("RINGRED_ENGINE_SLEEP_US", 500, 1) * 1e-6;

@@ -142,6 +142,7 @@ typedef struct rr_cache {
     rr_cache_slot *slots;
     rr_smap byname;
     uint64_t clock;
+    uint64_t allreduce_bytes; /* total size of the allreduce entries */
 } rr_cache;
 
 int rr_cache_init(rr_cache *c, int cap);
@@ -207,6 +208,7 @@ struct rr_engine {
     /* settings (rank 0's, broadcast at creation) */
     size_t fusion_threshold;
     size_t fusion_max_tensor; /* larger tensors skip the fusion buffer (0: no limit) */
+    size_t cold_set_bytes;    /* cached allreduces this large: stream shm outputs (0: off) */
     int cache_cap;
     double stall_check, stall_shutdown;
     int spin;

@@ -136,6 +136,14 @@ rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t e
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
 int rr_dtype_is_float(int dtype);
 
+/* ---- shm.c ---- */
+/* cold = 1: the next allreduces' outputs will not stay cached; a shared-memory communicator
+ * then streams outputs (non-temporal stores) from an eighth of RINGRED_SHM_STREAM_BYTES on
+ * (1 MiB by default) instead of from the setting itself.  cold = 0 restores the setting; with
+ * the setting 0 nothing is ever streamed.  The threshold picks the two-rank plan, so every
+ * rank must pass the same value before the same call. */
+void rr_comm_stream_cold(rr_comm *c, int cold);
+
 /* ---- device.c ---- */
 void rr_device_free(rr_comm *c);
 

@@ -527,6 +527,15 @@ rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const ch
     return rr_mismatch_report(c, all, &mine);
 }
 
+void rr_comm_stream_cold(rr_comm *c, int cold)
+{
+    rr_shm *s = c->shm;
+    if (s == NULL)
+        return;
+    size_t base = c->cfg.shm_stream_bytes; /* rank 0's, like s->stream_bytes at setup */
+    s->stream_bytes = cold && base >= 8 ? base / 8 : base;
+}
+
 size_t rr_shm_slice(size_t len, size_t es, int n, int p, size_t *lo)
 {
     size_t g = RR_SHM_LINE / es, units = (len + g - 1) / g;

@@ -23,6 +23,7 @@ SETTINGS = {
     "RINGRED_CACHE_CAPACITY": ("1024", "negotiated names remembered (0: off)"),
     "RINGRED_STALL_CHECK_SECONDS": ("60", "warn about tensors some ranks never sent (0: off)"),
     "RINGRED_STALL_SHUTDOWN_SECONDS": ("0", "fail such tensors after this long (0: never)"),
+    "RINGRED_ENGINE_COLD_SET_BYTES": ("33554432", "engine: gradient sets this large stream"),
     "RINGRED_TIMELINE": ("off", "write a Chrome-trace timeline to this file (rank 0)"),
     # GPU buffers (docs/gpu.md)
     "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),

@@ -11,6 +11,11 @@ CONFIGS = {
     "tiny-fusion": {"RINGRED_FUSION_THRESHOLD": "4096"},
     # far fewer slots than live names: constant LRU eviction and requeueing
     "tiny-cache": {"RINGRED_CACHE_CAPACITY": "8"},
+    # shared memory: once anything is cached the set counts as cold and tensors from 8 KiB on
+    # stream (two ranks: the slice plan), before that the two-rank plan: both alternate
+    "cold-set": {"RINGRED_TRANSPORT": "shm", "RINGRED_ENGINE_COLD_SET_BYTES": "1",
+                 "RINGRED_SHM_STREAM_BYTES": "65536", "RINGRED_SHM_SMALL_BYTES": "4096",
+                 "RINGRED_SHM_SLOT_BYTES": "16384"},
 }
 
 
@@ -21,7 +26,7 @@ def test_engine(n):
 
 
 @pytest.mark.parametrize("config,n", [("cache-off", 2), ("fusion-off", 2), ("tiny-fusion", 3),
-                                      ("tiny-cache", 3)])
+                                      ("tiny-cache", 3), ("cold-set", 2), ("cold-set", 3)])
 def test_engine_settings(config, n):
     run_mpi(n, "engine", env={**CONFIGS[config], "ITERS": "300"}, timeout=240)
 
