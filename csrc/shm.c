@@ -50,7 +50,6 @@ typedef struct shm_info {
 typedef struct shm_announce {
     char name[64];
     uint64_t small_bytes, slot_bytes, bytes;
-    uint64_t stream_bytes; /* chooses the allreduce plan: must be the same everywhere */
     int32_t err; /* errno of the leader's failure, 0 if the segment exists */
     int32_t pad;
 } shm_announce;
@@ -263,7 +262,6 @@ rr_status rr_shm_open(rr_comm *c)
     if (me == 0) {
         a.small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
         a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
-        a.stream_bytes = c->cfg.shm_stream_bytes;
         shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
         a.bytes = l.bytes;
         base = create_segment(&a, &l, n);
@@ -330,7 +328,7 @@ rr_status rr_shm_open(rr_comm *c)
     s->bytes = a.bytes;
     s->small_bytes = a.small_bytes;
     s->slot_bytes = a.slot_bytes;
-    s->stream_bytes = (size_t)a.stream_bytes;
+    s->stream_bytes = c->cfg.shm_stream_bytes; /* rank 0's (agree_settings in comm.c) */
     s->ctr = (rr_shm_line *)((uint8_t *)base + l.ctr);
     s->small = (uint8_t *)base + l.small;
     s->small_stride = l.stride;
@@ -532,7 +530,7 @@ void rr_comm_stream_cold(rr_comm *c, int cold)
     rr_shm *s = c->shm;
     if (s == NULL)
         return;
-    size_t base = c->cfg.shm_stream_bytes; /* rank 0's, like s->stream_bytes at setup */
+    size_t base = c->cfg.shm_stream_bytes; /* rank 0's (agree_settings in comm.c) */
     s->stream_bytes = cold && base >= 8 ? base / 8 : base;
 }
 

@@ -94,21 +94,27 @@ static void copy_in(rr_shm *s, const plan *q, uint64_t i)
         rr_copy(dst + (a + mine) * q->es, src + (a + mine) * q->es, (len - a - mine) * q->es);
 }
 
+/* Reduce elements [a, a + m) of chunk i (starting at element lo) from every rank's slot,
+ * ours straight from the input unless prescaled, into dst, and apply the postscale. */
+static void reduce_part(rr_shm *s, const plan *q, uint64_t i, size_t lo, size_t a, size_t m,
+                        uint8_t *dst)
+{
+    for (int p = 0; p < s->n; p++)
+        s->srcs[p] = rr_shm_big(s, p, i) + a * q->es;
+    if (q->pre == 1.0)
+        s->srcs[s->me] = q->x + (lo + a) * q->es;
+    rr_reduce_many(dst, s->srcs, s->n, m, q->dt, q->op);
+    if (q->post != 1.0 || q->div != 1)
+        rr_scale(dst, dst, m, q->dt, q->post, q->div);
+}
+
 /* Reduce our slice of chunk i into the result chunk. */
 static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo), a;
     size_t m = rr_shm_slice(len, q->es, s->n, s->me, &a);
-    if (m == 0)
-        return;
-    for (int p = 0; p < s->n; p++)
-        s->srcs[p] = rr_shm_big(s, p, i) + a * q->es;
-    if (q->pre == 1.0)
-        s->srcs[s->me] = q->x + (lo + a) * q->es;
-    uint8_t *dst = rr_shm_res(s, i) + a * q->es;
-    rr_reduce_many(dst, s->srcs, s->n, m, q->dt, q->op);
-    if (q->post != 1.0 || q->div != 1)
-        rr_scale(dst, dst, m, q->dt, q->post, q->div);
+    if (m > 0)
+        reduce_part(s, q, i, lo, a, m, rr_shm_res(s, i) + a * q->es);
 }
 
 static void copy_out(rr_shm *s, const plan *q, uint64_t i)
@@ -149,18 +155,11 @@ static void pair_copy_in(rr_shm *s, const plan *q, uint64_t i)
     copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
 }
 
-/* Two ranks: chunk i from both slots (ours straight from the input) into the output. */
+/* Two ranks: all of chunk i straight into the output. */
 static void pair_reduce(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo);
-    for (int p = 0; p < 2; p++)
-        s->srcs[p] = rr_shm_big(s, p, i);
-    if (q->pre == 1.0)
-        s->srcs[s->me] = q->x + lo * q->es;
-    uint8_t *dst = q->y + lo * q->es;
-    rr_reduce_many(dst, s->srcs, 2, len, q->dt, q->op);
-    if (q->post != 1.0 || q->div != 1)
-        rr_scale(dst, dst, len, q->dt, q->post, q->div);
+    reduce_part(s, q, i, lo, 0, len, q->y + lo * q->es);
 }
 
 static rr_status pair_path(rr_comm *c, const rr_header *h, const plan *q)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _state
-from ._arrays import Wrapped, as_array, cbuf, contiguous
+from ._arrays import as_array, cbuf, contiguous
 from ._engine import Handle
 from ._lib import ffi, lib
 from .collectives import (
@@ -75,10 +75,6 @@ def _fields(name: Any, kind: int, send: Any, recv: Any, count: int, code: int, c
             "group_size": group_size}
 
 
-def _check_scales(w: Wrapped, pre: float, post: float, what: str) -> None:
-    check_scales(w.code, w.arr.dtype, pre, post, what)
-
-
 def allreduce_async(
     x: Any,
     op: ReduceOp = ReduceOp.Average,
@@ -106,7 +102,7 @@ def allreduce_async(
     w = as_array(x)
     src = contiguous(w.arr)
     dst, wo = _output(w, out, src.shape, what)
-    _check_scales(w, prescale_factor, postscale_factor, what)
+    check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
     post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
     nm = ffi.new("char[]", name.encode())
     req = ffi.new("rr_request *", _fields(
@@ -213,7 +209,7 @@ def grouped_allreduce_async(
         w = as_array(x)
         src = contiguous(w.arr)
         dst = np.empty(src.shape, src.dtype)
-        _check_scales(w, prescale_factor, postscale_factor, what)
+        check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
         post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
         nm = ffi.new("char[]", f"{name}[{i}]".encode())
         keep.append(nm)

@@ -21,6 +21,15 @@ def mpiexec() -> str:
     return found
 
 
+def worker_env(**extra: str) -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH, unbuffered output, and extra."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra)
+    return env
+
+
 def run_mpi(
     n: int,
     module: str,
@@ -34,11 +43,7 @@ def run_mpi(
     With expect_ok (default) the test fails unless every rank exits 0 and prints
     ``RANK <r> OK``.  A hang is a failure after ``timeout`` seconds.
     """
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        full_env.update(env)
+    full_env = worker_env(**(env or {}))
     cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", f"tests.workers.{module}", *args]
     try:
         res = subprocess.run(

@@ -3,13 +3,12 @@
 The fake backend (csrc/device_fake.c) runs the real staging pipeline with worker threads
 as streams, random delays and poisoned staging slots (see tests/workers/device.py)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-from .mpi import ROOT, run_mpi
+from .mpi import ROOT, run_mpi, worker_env
 
 CONFIGS = {
     "default": {},
@@ -44,8 +43,7 @@ def test_import_without_cuda():
         "ok, why = ringred.device.backend_available('fake')\n"
         "assert ok and why == '', why\n"
     )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = worker_env()
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env=env)
     assert res.returncode == 0, res.stderr

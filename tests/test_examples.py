@@ -4,21 +4,19 @@ the training benchmark runs (tiny)."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 
 import pytest
 
-from .mpi import ROOT, mpiexec
+from .mpi import ROOT, mpiexec, worker_env
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 
 
 def run_example(script: str, *args: str, timeout: float = 180) -> str:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = worker_env()
     cmd = [mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / script), *args]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=timeout)
@@ -57,8 +55,7 @@ def test_torch_classifier():
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
 def test_train_benchmark_smoke():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = worker_env()
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "ringred.bench", "--workload", "train",
            "--rounds", "1", "--steps", "2", "--width", "64"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

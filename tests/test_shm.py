@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .mpi import ROOT, mpiexec, run_mpi
+from .mpi import ROOT, mpiexec, run_mpi, worker_env
 
 # small thresholds so that a few hundred calls cover the one-sync path, single chunks and
 # many chunks, and the sizes straddle each boundary; allreduces from 40000 bytes on stream
@@ -35,8 +35,7 @@ def _ours() -> set[str]:
 
 def _run_victim(n: int, victim: int, mode: str, wrap: bool, extra_env: dict | None = None):
     """Run tests.workers.kill; returns (stdout, {rank: pid}, [(rank, exc name, message)])."""
-    env = dict(os.environ, RINGRED_TRANSPORT="shm", PYTHONUNBUFFERED="1", **(extra_env or {}))
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env = worker_env(RINGRED_TRANSPORT="shm", PYTHONUNBUFFERED="1", **(extra_env or {}))
     worker = ["tests.workers.linger", "5", "kill"] if wrap else ["tests.workers.kill"]
     cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", *worker, str(victim), mode]
     t0 = time.monotonic()
@@ -82,7 +81,7 @@ def test_peer_hangs():
 
 def test_bench_compares_transports():
     """The bench times both transports and MPI_Allreduce in one run."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = worker_env()
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "ringred.bench", "--max-bytes", "4096",
            "--rounds", "1", "--transports", "shm,mpi"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -96,8 +95,7 @@ def test_bench_compares_transports():
 
 @pytest.mark.parametrize("transport", ["shm", "mpi"])
 def test_info_shows_transport(transport):
-    env = dict(os.environ, RINGRED_TRANSPORT=transport,
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = worker_env(RINGRED_TRANSPORT=transport)
     res = subprocess.run([sys.executable, "-m", "ringred.info"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
@@ -121,7 +119,7 @@ def test_transport_choice_errors():
     code = ("import ringred\n"
             "try:\n    ringred.init()\n"
             "except ringred.RingredError as e:\n    print('INITERROR', e, flush=True)\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = worker_env()
     cmd = [mpiexec(), "-n", "1", "-env", "RINGRED_TRANSPORT", "shm", sys.executable, "-c", code,
            ":", "-n", "1", "-env", "RINGRED_TRANSPORT", "mpi", sys.executable, "-c", code]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -144,9 +142,7 @@ RANK_SETTINGS = {
 def test_rank_zero_settings_apply_everywhere(transport):
     """Ranks started with different settings use rank 0's where they shape the protocol
     (which path a size takes, how it is cut): otherwise they would wait on each other."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               RINGRED_TRANSPORT=transport, PYTHONUNBUFFERED="1",
-               RINGRED_SHM_TIMEOUT_SECONDS="30")
+    env = worker_env(RINGRED_TRANSPORT=transport, RINGRED_SHM_TIMEOUT_SECONDS="30")
     worker = [sys.executable, "-m", "tests.workers.stress", "120"]
     cmd = [mpiexec()]
     for rank, settings in enumerate(RANK_SETTINGS[transport]):
