@@ -77,6 +77,10 @@ int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm);
 rr_status rr_barrier(rr_comm *comm);
 
+rr_status rr_mem_alloc(rr_comm *comm, size_t bytes, void **out);
+rr_status rr_mem_free(void *ptr);
+uint64_t rr_comm_zero_copy_calls(const rr_comm *comm);
+
 rr_status rr_allreduce(rr_comm *comm, const void *sendbuf, void *recvbuf, size_t count,
                        int dtype, int op, double prescale, double postscale, int64_t avg_div);
 rr_status rr_broadcast(rr_comm *comm, void *buf, size_t count, int dtype, int root);

@@ -34,6 +34,7 @@ typedef struct rr_settings {
     size_t shm_stream_bytes; /* allreduce outputs from this size on: non-temporal stores */
     double shm_timeout_s;   /* give up waiting for a live peer after this long (0: never) */
     double shm_spin_us;     /* a shm wait polls this long before yielding */
+    size_t shm_arena_bytes; /* per-rank arena for shared buffers (rr_mem_alloc; 0: none) */
 } rr_settings;
 
 /* The agreement header: what every rank must agree on before data moves. */

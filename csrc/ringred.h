@@ -73,6 +73,19 @@ int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
 rr_status rr_barrier(rr_comm *comm);
 
+/* ---- shared buffers (shared-memory transport) ----
+ * Memory in this rank's arena of the communicator's shared segment.  An allreduce whose
+ * input is such a buffer on every rank (output in place or shared too, for the fastest
+ * plan) reads the peers' buffers where they are instead of copying them through slots.
+ * Any buffer works in any collective; only the copies differ.  RR_ERR_UNSUPPORTED when the
+ * communicator does not use the shm transport (or RINGRED_SHM_ARENA_BYTES=0), RR_ERR_NOMEM
+ * when the arena or /dev/shm is full.  The pointer is 64-byte aligned. */
+rr_status rr_mem_alloc(rr_comm *comm, size_t bytes, void **out);
+/* Any time, also after the communicator is destroyed.  RR_ERR_INVALID: not such a buffer. */
+rr_status rr_mem_free(void *ptr);
+/* Collectives on this communicator that read shared buffers in place so far. */
+uint64_t rr_comm_zero_copy_calls(const rr_comm *comm);
+
 /* ---- collectives (blocking; release the GIL around them) ----
  * Average is RR_SUM with postscale 1/size (integers: exact truncating division,
  * requested with avg_div = size; pass 1 otherwise). */

@@ -59,4 +59,7 @@ void rr_settings_load(rr_settings *s)
     s->shm_stream_bytes = rr_env_size("RINGRED_SHM_STREAM_BYTES", 8u << 20, 0, SIZE_MAX);
     s->shm_timeout_s = rr_env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
     s->shm_spin_us = rr_env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
+    /* address space only: pages are taken when buffers are allocated */
+    s->shm_arena_bytes = rr_env_size("RINGRED_SHM_ARENA_BYTES", (size_t)16 << 30, 0,
+                                     (size_t)1 << 40);
 }

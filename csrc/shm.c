@@ -50,17 +50,21 @@ typedef struct shm_info {
 typedef struct shm_announce {
     char name[64];
     uint64_t small_bytes, slot_bytes, bytes;
+    uint64_t arena_bytes; /* per rank, after the control part (0: no arenas) */
     int32_t err; /* errno of the leader's failure, 0 if the segment exists */
     int32_t pad;
 } shm_announce;
 
 typedef struct shm_layout {
-    size_t info, ctr, small, stride, big, res, bytes;
+    size_t info, ctr, small, stride, big, res, bytes; /* the control part */
+    size_t arena, file;                               /* arenas start there; file size */
 } shm_layout;
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
-static shm_layout layout(int n, size_t small, size_t slot)
+#define ARENA_ALIGN ((size_t)2 << 20)
+
+static shm_layout layout(int n, size_t small, size_t slot, size_t arena)
 {
     shm_layout l;
     size_t off = RR_SHM_LINE; /* control line */
@@ -76,6 +80,8 @@ static shm_layout layout(int n, size_t small, size_t slot)
     l.res = off;
     off += 2 * slot;
     l.bytes = off;
+    l.arena = round_up(off, ARENA_ALIGN);
+    l.file = arena ? l.arena + (size_t)n * arena : l.bytes;
     return l;
 }
 
@@ -151,8 +157,9 @@ static void *map_fd(int fd, size_t bytes)
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Leader: create, size, map and format the segment.  Returns the mapping or NULL (errno). */
-static void *create_segment(shm_announce *a, const shm_layout *l, int n)
+/* Leader: create, size, map and format the segment.  Returns the mapping of the control
+ * part (its descriptor in *fd_out) or NULL (errno). */
+static void *create_segment(shm_announce *a, const shm_layout *l, int n, int *fd_out)
 {
     int fd = -1;
     for (int tries = 0; tries < 8 && fd < 0; tries++) {
@@ -165,21 +172,22 @@ static void *create_segment(shm_announce *a, const shm_layout *l, int n)
     if (fd < 0)
         return NULL;
     void *p = NULL;
-    if (ftruncate(fd, (off_t)l->bytes) == 0)
+    if (ftruncate(fd, (off_t)l->file) == 0)
         p = map_fd(fd, l->bytes);
-    int e = errno;
-    close(fd);
     if (p == NULL) {
+        int e = errno;
+        close(fd);
         shm_unlink(a->name);
         errno = e;
         return NULL;
     }
+    *fd_out = fd;
     shm_control ctl = {RR_SHM_MAGIC, (uint64_t)n, a->small_bytes, a->slot_bytes, l->bytes};
     memcpy(p, &ctl, sizeof ctl);
     return p;
 }
 
-static void *attach_segment(const shm_announce *a, int *err)
+static void *attach_segment(const shm_announce *a, const shm_layout *l, int *err, int *fd_out)
 {
     int fd = shm_open(a->name, O_RDWR | O_CLOEXEC, 0);
     if (fd < 0) {
@@ -190,11 +198,14 @@ static void *attach_segment(const shm_announce *a, int *err)
     void *p = NULL;
     if (fstat(fd, &st) != 0)
         *err = errno;
-    else if ((uint64_t)st.st_size != a->bytes)
+    else if ((uint64_t)st.st_size != l->file)
         *err = EINVAL;
     else if ((p = map_fd(fd, a->bytes)) == NULL)
         *err = errno;
-    close(fd);
+    if (p == NULL)
+        close(fd);
+    else
+        *fd_out = fd;
     return p;
 }
 
@@ -213,10 +224,13 @@ static void free_shm(rr_shm *s)
         return;
     if (s->base)
         munmap(s->base, s->bytes);
+    rr_arena_detach(s->arena);
     free(s->pid);
     free(s->start);
     free(s->watch);
     free(s->srcs);
+    free(s->zin);
+    free(s->zout);
     free(s);
 }
 
@@ -252,19 +266,23 @@ rr_status rr_shm_open(rr_comm *c)
     s->start = calloc((size_t)n, sizeof *s->start);
     s->watch = calloc((size_t)n, 1);
     s->srcs = calloc((size_t)n, sizeof *s->srcs);
-    if (!s->pid || !s->start || !s->watch || !s->srcs) {
+    s->zin = calloc((size_t)n, sizeof *s->zin);
+    s->zout = calloc((size_t)n, sizeof *s->zout);
+    if (!s->pid || !s->start || !s->watch || !s->srcs || !s->zin || !s->zout) {
         free_shm(s);
         return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
     }
     shm_announce a;
     memset(&a, 0, sizeof a);
     void *base = NULL;
+    int fd = -1;
     if (me == 0) {
         a.small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
         a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
-        shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+        a.arena_bytes = round_up(c->cfg.shm_arena_bytes, ARENA_ALIGN);
+        shm_layout l = layout(n, a.small_bytes, a.slot_bytes, a.arena_bytes);
         a.bytes = l.bytes;
-        base = create_segment(&a, &l, n);
+        base = create_segment(&a, &l, n, &fd);
         if (base == NULL)
             a.err = errno ? errno : EIO;
     }
@@ -272,6 +290,7 @@ rr_status rr_shm_open(rr_comm *c)
     if (e != MPI_SUCCESS) {
         if (base) {
             munmap(base, a.bytes);
+            close(fd);
             shm_unlink(a.name);
         }
         free_shm(s);
@@ -283,15 +302,17 @@ rr_status rr_shm_open(rr_comm *c)
                        "/dev/shm: %s", (unsigned long long)a.bytes, strerror(a.err));
     }
     int err = 0;
+    shm_layout l = layout(n, a.small_bytes, a.slot_bytes, a.arena_bytes);
     if (me != 0)
-        base = attach_segment(&a, &err);
-    shm_layout l = layout(n, a.small_bytes, a.slot_bytes);
+        base = attach_segment(&a, &l, &err, &fd);
     if (base != NULL) {
         shm_control ctl;
         memcpy(&ctl, base, sizeof ctl);
         if (ctl.magic != RR_SHM_MAGIC || ctl.n != (uint64_t)n || ctl.bytes != l.bytes) {
             err = EINVAL;
             munmap(base, a.bytes);
+            close(fd);
+            fd = -1;
             base = NULL;
         }
     }
@@ -314,8 +335,10 @@ rr_status rr_shm_open(rr_comm *c)
     if (me == 0)
         shm_unlink(a.name);
     if (e != MPI_SUCCESS || !all_ok) {
-        if (base)
+        if (base) {
             munmap(base, a.bytes);
+            close(fd);
+        }
         free_shm(s);
         if (e != MPI_SUCCESS)
             return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Allreduce(shm attach)");
@@ -342,6 +365,11 @@ rr_status rr_shm_open(rr_comm *c)
     s->yields = over ? 2 : YIELDS;
     s->what = "setup";
     learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
+    /* Shared buffers: without a mapping of the arenas (no address space, RINGRED_SHM_ARENA_
+     * BYTES=0) this rank never offers one, so no call reads buffers in place. */
+    s->arena = rr_arena_map(fd, l.arena, a.arena_bytes, n, me);
+    if (s->arena == NULL)
+        close(fd);
     c->shm = s;
     return RR_OK;
 }
@@ -352,10 +380,14 @@ void rr_shm_close(rr_comm *c)
     c->shm = NULL;
 }
 
-uint64_t rr_shm_extra(const rr_shm *s, int rank)
+_Static_assert(sizeof(rr_header) + RR_SHM_WORDS * sizeof(uint64_t) <= RR_SHM_HDR_BYTES,
+               "the header line holds the header and the posted words");
+
+uint64_t rr_shm_word(const rr_shm *s, int rank, int i)
 {
     uint64_t v;
-    memcpy(&v, rr_shm_small_slot(s, rank, s->call) + sizeof(rr_header), sizeof v);
+    memcpy(&v, rr_shm_small_slot(s, rank, s->call) + sizeof(rr_header) + (size_t)i * sizeof v,
+           sizeof v);
     return v;
 }
 
@@ -497,6 +529,13 @@ rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)
 
 rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const char *what)
 {
+    uint64_t words[RR_SHM_WORDS] = {extra, 0, 0};
+    return rr_shm_arrive_words(c, h, words, what);
+}
+
+rr_status rr_shm_arrive_words(rr_comm *c, const rr_header *h,
+                              const uint64_t words[RR_SHM_WORDS], const char *what)
+{
     rr_shm *s = c->shm;
     s->what = what;
     if (s->broken)
@@ -506,7 +545,7 @@ rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const ch
     rr_header mine = *h;
     mine.flags = 0;
     memcpy(slot, &mine, sizeof mine);
-    memcpy(slot + sizeof mine, &extra, sizeof extra);
+    memcpy(slot + sizeof mine, words, RR_SHM_WORDS * sizeof *words);
     s->call = call;
     rr_shm_signal(s, RR_CTR_ARRIVE, call);
     RR_CHECK(rr_shm_wait_all(c, RR_CTR_ARRIVE, call));

@@ -52,6 +52,7 @@ struct rr_shm {
     uint64_t step;       /* chunk counter base */
     const char *what;    /* collective in progress, for messages */
     const void **srcs;   /* n pointers: reduction inputs */
+    uint8_t **zin, **zout; /* n pointers each: peers' shared buffers in the current call */
     /* waiting */
     double spin_s;       /* poll this long before yielding (adaptive) */
     double spin_max_s;   /* ... at most this long */
@@ -64,7 +65,22 @@ struct rr_shm {
     unsigned char *watch; /* 1: liveness checks are meaningful for this peer */
     int broken;           /* a peer died or timed out: every later call fails */
     rr_status broken_code;
+    struct rr_arena *arena; /* shared buffers (shm_arena.c); NULL: none on this rank */
+    uint64_t zero_copy_calls; /* collectives that read the callers' shared buffers in place */
 };
+
+/* ---- shm_arena.c: shared buffers ---- */
+typedef struct rr_arena rr_arena;
+#define RR_ARENA_NONE UINT64_MAX
+/* Map every rank's arena (each bytes per rank, from file_off of segment fd); takes fd.
+ * NULL if each == 0 or the mapping fails (fd then still the caller's). */
+rr_arena *rr_arena_map(int fd, size_t file_off, size_t each, int n, int me);
+/* The communicator lets go; the mapping lives on while blocks do. */
+void rr_arena_detach(rr_arena *a);
+/* Offset of [p, p + bytes) in our own arena, or RR_ARENA_NONE. */
+uint64_t rr_arena_offset(const rr_arena *a, const void *p, size_t bytes);
+uint8_t *rr_arena_at(const rr_arena *a, int rank, uint64_t off);
+rr_status rr_arena_alloc(rr_comm *c, rr_arena *a, size_t bytes, void **out);
 
 /* ---- shm.c: segment and synchronization ---- */
 /* Collective over c->comm (all ranks on one host): create/map the segment or fail on every
@@ -86,8 +102,12 @@ static inline const uint8_t *rr_shm_payload(const rr_shm *s, int rank)
 {
     return rr_shm_small_slot(s, rank, s->call) + RR_SHM_HDR_BYTES;
 }
-/* The 8-byte value a rank posted beside its header (allgather: its count). */
-uint64_t rr_shm_extra(const rr_shm *s, int rank);
+/* The 8-byte values a rank posted beside its header in the call that just arrived (word 0:
+ * rr_shm_arrive's `extra`, the allgather count; allreduce: where its buffers are in its
+ * arena). */
+#define RR_SHM_WORDS 3
+uint64_t rr_shm_word(const rr_shm *s, int rank, int i);
+static inline uint64_t rr_shm_extra(const rr_shm *s, int rank) { return rr_shm_word(s, rank, 0); }
 static inline uint8_t *rr_shm_big(const rr_shm *s, int rank, uint64_t chunk)
 {
     return s->big + ((size_t)rank * 2 + (chunk & 1)) * s->slot_bytes;
@@ -101,6 +121,9 @@ static inline uint8_t *rr_shm_res(const rr_shm *s, uint64_t chunk)
  * written already), wait for every peer, check that all headers agree.  A disagreement
  * returns RR_ERR_MISMATCH on every rank with the usual message.  what: "allreduce", ... */
 rr_status rr_shm_arrive(rr_comm *c, const rr_header *h, uint64_t extra, const char *what);
+/* The same, posting RR_SHM_WORDS values (read them with rr_shm_word). */
+rr_status rr_shm_arrive_words(rr_comm *c, const rr_header *h,
+                              const uint64_t words[RR_SHM_WORDS], const char *what);
 /* Reserve k chunk steps for this call; chunk i of it is signalled with base + i + 1. */
 static inline uint64_t rr_shm_steps(rr_shm *s, uint64_t k)
 {

@@ -68,6 +68,10 @@ typedef struct plan {
     double pre, post;
     int64_t div;
     int stream; /* copy results out with non-temporal stores */
+    /* shared buffers (every rank's, by rank): inputs read in place, or NULL; outputs that
+     * peers copy the reduced slices from, or NULL */
+    const uint8_t *const *zin;
+    const uint8_t *const *zout;
 } plan;
 
 static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
@@ -83,6 +87,8 @@ static void copy_in(rr_shm *s, const plan *q, uint64_t i)
     size_t lo, len = chunk_len(q, i, &lo), a;
     uint8_t *dst = rr_shm_big(s, s->me, i);
     const uint8_t *src = q->x + lo * q->es;
+    if (q->zin)
+        return; /* the peers read our input where it is */
     if (q->pre != 1.0) {
         rr_scale(dst, src, len, q->dt, q->pre, 1);
         return;
@@ -100,7 +106,7 @@ static void reduce_part(rr_shm *s, const plan *q, uint64_t i, size_t lo, size_t 
                         uint8_t *dst)
 {
     for (int p = 0; p < s->n; p++)
-        s->srcs[p] = rr_shm_big(s, p, i) + a * q->es;
+        s->srcs[p] = q->zin ? q->zin[p] + (lo + a) * q->es : rr_shm_big(s, p, i) + a * q->es;
     if (q->pre == 1.0)
         s->srcs[s->me] = q->x + (lo + a) * q->es;
     rr_reduce_many(dst, s->srcs, s->n, m, q->dt, q->op);
@@ -123,10 +129,9 @@ static void copy_out(rr_shm *s, const plan *q, uint64_t i)
     (q->stream ? rr_copy_stream : rr_copy)(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
 }
 
-static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
+static rr_status large_path(rr_comm *c, const plan *q)
 {
     rr_shm *s = c->shm;
-    RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
     uint64_t k = (q->count + q->ce - 1) / q->ce;
     uint64_t base = rr_shm_steps(s, k);
     copy_in(s, q, 0);
@@ -152,7 +157,8 @@ static rr_status large_path(rr_comm *c, const rr_header *h, const plan *q)
 static void pair_copy_in(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo);
-    copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
+    if (q->zin == NULL)
+        copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
 }
 
 /* Two ranks: all of chunk i straight into the output. */
@@ -162,10 +168,9 @@ static void pair_reduce(rr_shm *s, const plan *q, uint64_t i)
     reduce_part(s, q, i, lo, 0, len, q->y + lo * q->es);
 }
 
-static rr_status pair_path(rr_comm *c, const rr_header *h, const plan *q)
+static rr_status pair_path(rr_comm *c, const plan *q)
 {
     rr_shm *s = c->shm;
-    RR_CHECK(rr_shm_arrive(c, h, 0, "allreduce"));
     uint64_t k = (q->count + q->ce - 1) / q->ce;
     uint64_t base = rr_shm_steps(s, k);
     int peer = 1 - s->me;
@@ -180,6 +185,76 @@ static rr_status pair_path(rr_comm *c, const rr_header *h, const plan *q)
         }
     }
     return RR_OK;
+}
+
+/* Two ranks, both inputs shared, private outputs: each rank reduces everything straight from
+ * both inputs into its output; then both wait until the other has finished reading. */
+static rr_status pair_shared(rr_comm *c, const plan *q)
+{
+    rr_shm *s = c->shm;
+    uint64_t base = rr_shm_steps(s, 1);
+    reduce_part(s, q, 0, 0, 0, q->count, q->y);
+    rr_shm_signal(s, RR_CTR_OUT, base + 1);
+    return rr_shm_wait(c, RR_CTR_OUT, 1 - s->me, base + 1);
+}
+
+/* Every input and output shared: for chunk i each rank reduces its slice from every input
+ * into its own output and signals OUT(i), then copies every peer's slice of chunk i from
+ * that peer's output once the peer's OUT(i) is there.  In place, a rank overwrites the
+ * part of its input that peer p reads only after p's OUT(i), and its own slice is read by
+ * nobody else.  The end: IN(k) once every copy is done, and every rank waits for all. */
+static rr_status shared_path(rr_comm *c, const plan *q)
+{
+    rr_shm *s = c->shm;
+    uint64_t k = (q->count + q->ce - 1) / q->ce;
+    uint64_t base = rr_shm_steps(s, k);
+    void (*copy)(void *, const void *, size_t) = q->stream ? rr_copy_stream : rr_copy;
+    for (uint64_t i = 0; i < k; i++) {
+        size_t lo, len = chunk_len(q, i, &lo), a;
+        size_t m = rr_shm_slice(len, q->es, s->n, s->me, &a);
+        if (m > 0)
+            reduce_part(s, q, i, lo, a, m, q->y + (lo + a) * q->es);
+        rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
+        for (int d = 1; d < s->n; d++) {
+            int p = (s->me + d) % s->n;
+            RR_CHECK(rr_shm_wait(c, RR_CTR_OUT, p, base + i + 1));
+            size_t pm = rr_shm_slice(len, q->es, s->n, p, &a);
+            if (pm > 0)
+                copy(q->y + (lo + a) * q->es, q->zout[p] + (lo + a) * q->es, pm * q->es);
+        }
+    }
+    rr_shm_signal(s, RR_CTR_IN, base + k);
+    return rr_shm_wait_all(c, RR_CTR_IN, base + k);
+}
+
+/* Where [p, p + bytes) is in our arena (RR_ARENA_NONE if not shared). */
+static uint64_t shared_at(const rr_shm *s, const void *p, size_t bytes)
+{
+    return rr_arena_offset(s->arena, p, bytes);
+}
+
+/* After the arrival: every rank's buffers if every input is shared (and every output, for
+ * zout).  All ranks see the same posted words, so all choose the same plan.  Returns
+ * whether some output is shared (some rank may then write into its own input). */
+static int find_shared(rr_shm *s, plan *q)
+{
+    int all_in = 1, all_out = 1, any_out = 0;
+    for (int p = 0; p < s->n && all_in; p++) {
+        uint64_t in = rr_shm_word(s, p, 1), out = rr_shm_word(s, p, 2);
+        all_in = in != RR_ARENA_NONE;
+        all_out &= out != RR_ARENA_NONE;
+        any_out |= out != RR_ARENA_NONE;
+        if (s->arena != NULL && all_in) {
+            s->zin[p] = rr_arena_at(s->arena, p, in);
+            s->zout[p] = out != RR_ARENA_NONE ? rr_arena_at(s->arena, p, out) : NULL;
+        }
+    }
+    if (s->arena == NULL || !all_in)
+        return 0;
+    q->zin = (const uint8_t *const *)s->zin;
+    q->zout = all_out ? (const uint8_t *const *)s->zout : NULL;
+    s->zero_copy_calls++;
+    return any_out;
 }
 
 rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
@@ -200,8 +275,25 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
     size_t stream = s->stream_bytes; /* rank 0's: the plan must be the same on every rank */
     plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
-              stream != 0 && bytes >= stream};
-    if (s->n == 2 && !q.stream)
-        return pair_path(c, &h, &q);
-    return large_path(c, &h, &q);
+              stream != 0 && bytes >= stream, NULL, NULL};
+    /* Offer our buffers if they are shared: the input when it is not prescaled (the peers
+     * read it as it is) and the output does not partly overlap it; the output when it is
+     * the input or shared too. */
+    uint64_t words[RR_SHM_WORDS] = {0, RR_ARENA_NONE, RR_ARENA_NONE};
+    const uint8_t *x = sendbuf, *y = recvbuf;
+    if (prescale == 1.0 && (x == y || x + bytes <= y || y + bytes <= x)) {
+        words[1] = shared_at(s, x, bytes);
+        words[2] = x == y ? words[1] : shared_at(s, y, bytes);
+    }
+    RR_CHECK(rr_shm_arrive_words(c, &h, words, "allreduce"));
+    int some_out = find_shared(s, &q);
+    if (q.zout)
+        return shared_path(c, &q);
+    if (s->n == 2 && !q.stream && !q.zin)
+        return pair_path(c, &q);
+    /* pair_shared writes outputs while the peer reads inputs: only if no output is shared
+     * (so none is an input); the slice plan writes an output chunk after every peer read it */
+    if (s->n == 2 && !q.stream && !some_out)
+        return pair_shared(c, &q);
+    return large_path(c, &q);
 }
