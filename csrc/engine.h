@@ -276,6 +276,7 @@ struct rr_engine {
     int *gcounts, *gdispls;
     uint8_t *fbuf;          /* fusion buffer */
     size_t fbuf_cap;
+    int fbuf_shared;        /* fbuf is a shared buffer (rr_mem_alloc): reduced in place */
     size_t *rs_counts;      /* reducescatter receive counts (size entries) */
     double next_stall_check;
     rr_timeline tl;

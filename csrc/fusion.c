@@ -31,13 +31,23 @@ static const char *transport_label(const rr_engine *e, int kind)
     return labels[row][shm];
 }
 
+static void release(void *p, int shared)
+{
+    if (shared)
+        rr_mem_free(p);
+    else
+        free(p);
+}
+
 void rr_fusion_free(rr_engine *e)
 {
-    free(e->fbuf);
+    release(e->fbuf, e->fbuf_shared);
     e->fbuf = NULL;
     e->fbuf_cap = 0;
 }
 
+/* The fusion buffer lives in the shared segment where there is one: the shm transport then
+ * reads every rank's buffer in place instead of copying it through its slots. */
 static void *fusion_buffer(rr_engine *e, size_t bytes)
 {
     if (bytes == 0)
@@ -45,11 +55,16 @@ static void *fusion_buffer(rr_engine *e, size_t bytes)
     if (bytes > e->fbuf_cap) {
         size_t cap = bytes < (1u << 16) ? (1u << 16) : bytes;
         void *p = NULL;
-        if (posix_memalign(&p, 64, cap) != 0)
-            return NULL;
-        free(e->fbuf);
+        int shared = e->comm->shm != NULL && rr_mem_alloc(e->comm, cap, &p) == RR_OK;
+        if (!shared) {
+            e->comm->errmsg[0] = '\0';
+            if (posix_memalign(&p, 64, cap) != 0)
+                return NULL;
+        }
+        release(e->fbuf, e->fbuf_shared);
         e->fbuf = p;
         e->fbuf_cap = cap;
+        e->fbuf_shared = shared;
     }
     return e->fbuf;
 }

@@ -49,12 +49,14 @@ from .errors import (
 from .objects import allgather_object, broadcast_object
 from .ops import Average, Max, Min, Product, ReduceOp, Sum
 from .process_sets import ProcessSet, add_process_set, global_process_set, remove_process_set
+from .shared import empty, empty_like, zeros
 from .topology import local_rank, local_size, rank, size, transport
 
 __version__ = "0.1.0"
 
 __all__ = [
     "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size", "transport",
+    "empty", "zeros", "empty_like",
     "barrier", "alltoall", "allreduce", "broadcast", "allgather", "reducescatter",
     "broadcast_object", "allgather_object",
     "ProcessSet", "add_process_set", "remove_process_set", "global_process_set",

@@ -5,6 +5,7 @@ Usage: python -m tests.workers.collectives [quick|full]
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -102,6 +103,56 @@ def check_allreduce(full: bool) -> None:
             assert same_on_all_ranks(got)
 
 
+def shm_small_bytes() -> int:
+    """The shm transport's one-sync threshold in force (RINGRED_SHM_SMALL_BYTES)."""
+    v = os.environ.get("RINGRED_SHM_SMALL_BYTES", "32k").strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(v[-1:], 1)
+    return (int(v.rstrip("kmg")) * mult + 63) // 64 * 64
+
+
+def shared_allreduce(variant: str, x: np.ndarray, op: ringred.ReduceOp, r: int) -> np.ndarray:
+    """Allreduce of a shared copy of ``x`` in one of the ways check_shared_allreduce tries."""
+    xs = ringred.empty(x.shape, x.dtype)
+    xs[...] = x
+    if variant == "in":
+        return ringred.allreduce(xs, op=op)
+    if variant == "inplace":
+        return ringred.allreduce(xs, op=op, out=xs)
+    if variant == "both":
+        return ringred.allreduce(xs, op=op, out=ringred.empty_like(xs))
+    if variant == "some-ranks":  # odd ranks bring private inputs
+        return ringred.allreduce(xs if r % 2 == 0 else x.copy(), op=op)
+    # every input shared; even ranks in place, odd ones to private outputs
+    return ringred.allreduce(xs, op=op, out=xs if r % 2 == 0 else None)
+
+
+def check_shared_allreduce() -> None:
+    """Shared buffers (ringred.empty) as input / output / in place, on every rank or only on
+    some: bit-identical to the result from private arrays, and read in place exactly when
+    every rank's input is shared (and the message takes the chunked path)."""
+    n, r = ringred.size(), ringred.rank()
+    shm = ringred.transport() == "shm"
+    small = shm_small_bytes()
+    seed = 500
+    for dtype in DTYPES:
+        for opname, op in OPS.items():
+            for count in sizes(n, False):
+                seed += 1
+                x = data(r, dtype, count, seed, opname)
+                want = ringred.allreduce(x, op=op)
+                zc = int(shm and count * dtype.itemsize > small)
+
+                for variant, expect_zc in (("in", zc), ("inplace", zc), ("both", zc),
+                                           ("some-ranks", zc if n == 1 else 0),
+                                           ("mixed-outputs", zc)):
+                    before = ringred.shared.zero_copy_calls()
+                    got = shared_allreduce(variant, x, op, r)
+                    calls = ringred.shared.zero_copy_calls() - before
+                    what = (variant, dtype, opname, count)
+                    assert calls == (expect_zc if n > 1 else 0), (what, calls)
+                    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), what
+
+
 def check_scales() -> None:
     n, r = ringred.size(), ringred.rank()
     for dtype in [d for d in DTYPES if d in FLOATS]:
@@ -161,6 +212,7 @@ def check_reducescatter() -> None:
 def body() -> None:
     full = len(sys.argv) > 1 and sys.argv[1] == "full"
     check_allreduce(full)
+    check_shared_allreduce()
     check_scales()
     check_broadcast()
     check_allgather()

@@ -2,6 +2,7 @@
 result checked against NumPy: catches slot-reuse races in the transports.
 
 Usage: python -m tests.workers.stress [iterations]
+Shared buffers (ringred.empty) are reused across iterations as inputs, outputs and in place.
 Sizes straddle RINGRED_SHM_SMALL_BYTES and span several RINGRED_SHM_SLOT_BYTES chunks when
 the test sets them small (4 KiB and 16 KiB).
 """
@@ -34,9 +35,13 @@ def body() -> None:
     n, r = ringred.size(), ringred.rank()
     iters = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     pick = np.random.default_rng(12345)  # the same schedule on every rank
+    # shared buffers, reused by every iteration: a rank refills its input for the next call
+    # while a slow peer may still be finishing the last one
+    sx = {dt: ringred.empty(max(COUNTS), dt) for dt in (np.dtype(np.float32), np.dtype(np.int32))}
+    sy = {dt: ringred.empty(max(COUNTS), dt) for dt in sx}
     for it in range(iters):
         count = int(pick.choice(COUNTS))
-        kind = int(pick.integers(0, 6))
+        kind = int(pick.integers(0, 9))
         dtype = np.dtype(np.float32 if pick.integers(0, 2) else np.int32)
         xs = inputs(it, n, count, dtype)
         x = xs[r]
@@ -63,6 +68,16 @@ def body() -> None:
             lo = sum(split[:r])
             want = np.sum(xs, axis=0, dtype=dtype)[lo : lo + split[r]]
             assert np.array_equal(got, want), what
+        elif kind >= 6:
+            # shared input; output: private (6), in place (7), shared (8); every third
+            # iteration odd ranks go in place while even ones don't
+            xs_ = sx[dtype][:count]
+            xs_[:] = x
+            out = {6: None, 7: xs_, 8: sy[dtype][:count]}[kind]
+            if it % 3 == 0 and r % 2:
+                out = xs_
+            got = ringred.allreduce(xs_, op=ringred.Sum, out=out)
+            assert np.array_equal(got, np.sum(xs, axis=0, dtype=dtype)), what
         else:
             xf = x.astype(np.float64)
             got = ringred.allreduce(xf, op=ringred.Average, prescale_factor=2.0)
