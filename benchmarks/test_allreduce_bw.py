@@ -50,6 +50,17 @@ def test_ringred_allreduce(benchmark, nbytes):
 
 
 @pytest.mark.parametrize("nbytes", SIZES)
+def test_ringred_allreduce_shared(benchmark, nbytes):
+    """The same with shared buffers (ringred.empty): read in place by the shm transport."""
+    x = ringred.empty(max(1, nbytes // 4), np.float32)
+    x.fill(1)
+    y = ringred.empty_like(x)
+    benchmark.group = f"allreduce {nbytes} B"
+    _run(benchmark, lambda: ringred.allreduce(x, op=ringred.Sum, out=y), x.nbytes,
+         "ringred (shared buffers)")
+
+
+@pytest.mark.parametrize("nbytes", SIZES)
 def test_mpi_allreduce(benchmark, nbytes):
     x = np.ones(max(1, nbytes // 4), np.float32)
     y = np.empty_like(x)

@@ -234,27 +234,26 @@ static uint64_t shared_at(const rr_shm *s, const void *p, size_t bytes)
 }
 
 /* After the arrival: every rank's buffers if every input is shared (and every output, for
- * zout).  All ranks see the same posted words, so all choose the same plan.  Returns
- * whether some output is shared (some rank may then write into its own input). */
-static int find_shared(rr_shm *s, plan *q)
+ * zout).  All ranks see the same posted words, so all choose the same plan.  *in_place:
+ * 0 no rank reduces in place, 1 some do, 2 all do. */
+static void find_shared(rr_shm *s, plan *q, int *in_place)
 {
-    int all_in = 1, all_out = 1, any_out = 0;
+    int all_in = s->arena != NULL, all_out = 1, some = 0, all = 1;
     for (int p = 0; p < s->n && all_in; p++) {
         uint64_t in = rr_shm_word(s, p, 1), out = rr_shm_word(s, p, 2);
         all_in = in != RR_ARENA_NONE;
         all_out &= out != RR_ARENA_NONE;
-        any_out |= out != RR_ARENA_NONE;
-        if (s->arena != NULL && all_in) {
-            s->zin[p] = rr_arena_at(s->arena, p, in);
-            s->zout[p] = out != RR_ARENA_NONE ? rr_arena_at(s->arena, p, out) : NULL;
-        }
+        some |= out == in;
+        all &= out == in;
+        s->zin[p] = all_in ? rr_arena_at(s->arena, p, in) : NULL;
+        s->zout[p] = out != RR_ARENA_NONE ? rr_arena_at(s->arena, p, out) : NULL;
     }
-    if (s->arena == NULL || !all_in)
-        return 0;
+    *in_place = all ? 2 : some;
+    if (!all_in)
+        return;
     q->zin = (const uint8_t *const *)s->zin;
     q->zout = all_out ? (const uint8_t *const *)s->zout : NULL;
     s->zero_copy_calls++;
-    return any_out;
 }
 
 rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
@@ -286,14 +285,19 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
         words[2] = x == y ? words[1] : shared_at(s, y, bytes);
     }
     RR_CHECK(rr_shm_arrive_words(c, &h, words, "allreduce"));
-    int some_out = find_shared(s, &q);
-    if (q.zout)
-        return shared_path(c, &q);
-    if (s->n == 2 && !q.stream && !q.zin)
-        return pair_path(c, &q);
-    /* pair_shared writes outputs while the peer reads inputs: only if no output is shared
-     * (so none is an input); the slice plan writes an output chunk after every peer read it */
-    if (s->n == 2 && !q.stream && !some_out)
+    int in_place;
+    find_shared(s, &q, &in_place);
+    if (q.zin == NULL)
+        return s->n == 2 && !q.stream ? pair_path(c, &q) : large_path(c, &q);
+    /* pair_shared writes outputs while the peer still reads inputs: only when no rank
+     * reduces in place (a shared output never partly overlaps its input) */
+    if (s->n == 2 && !q.stream && in_place == 0)
         return pair_shared(c, &q);
+    /* Streamed sizes (outputs beyond the caches) into separate outputs: the two-phase plan
+     * writes each output line twice over (its slice with ordinary stores after reading it
+     * for ownership, the rest streamed); the slice plan's single streamed copy-out is
+     * faster there.  In place, the two-phase plan writes lines it has just read. */
+    if (q.zout && (!q.stream || in_place == 2))
+        return shared_path(c, &q);
     return large_path(c, &q);
 }

@@ -1,6 +1,7 @@
 /* Standalone multi-rank check of the C core, used by the sanitizer build in CI and for
  * C-level latency numbers:  mpiexec -n N ./collective_check [--time] */
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,48 @@ static void check_allreduce(rr_comm *c, size_t count)
     free(a);
     free(x);
     free(y);
+}
+
+/* Shared buffers: every way of passing them (input, output, in place, on some ranks only)
+ * gives the exact sum; with the shm transport the in-place call reads them where they are. */
+static void check_shared(rr_comm *c, size_t count)
+{
+    int r = rr_comm_rank(c), n = rr_comm_size(c);
+    int shm = strcmp(rr_comm_transport(c), "shm") == 0;
+    double *x = NULL, *y = NULL, *p = malloc((count + 1) * sizeof *p);
+    rr_status st = rr_mem_alloc(c, (count + 1) * sizeof *x, (void **)&x);
+    if (!shm || n == 1) {
+        EXPECT(!shm ? st == RR_ERR_UNSUPPORTED : 1, "rr_mem_alloc without shm: %d\n", st);
+        if (st == RR_OK)
+            rr_mem_free(x);
+        free(p);
+        return;
+    }
+    EXPECT(st == RR_OK, "rr_mem_alloc: %s\n", rr_comm_last_error(c));
+    st = rr_mem_alloc(c, (count + 1) * sizeof *y, (void **)&y);
+    EXPECT(st == RR_OK, "rr_mem_alloc: %s\n", rr_comm_last_error(c));
+    if (x == NULL || y == NULL)
+        return;
+    for (int v = 0; v < 4; v++) {
+        for (size_t i = 0; i < count; i++)
+            x[i] = (double)(i % 977) * (r + 1);
+        double *out = v == 0 ? p : v == 1 ? y : v == 2 ? x : (r % 2 ? x : p);
+        uint64_t before = rr_comm_zero_copy_calls(c);
+        st = rr_allreduce(c, x, out, count, RR_FLOAT64, RR_SUM, 1.0, 1.0, 1);
+        EXPECT(st == RR_OK, "shared allreduce(%zu, variant %d): %s\n", count, v,
+               rr_comm_last_error(c));
+        for (size_t i = 0; i < count && st == RR_OK; i++)
+            if (out[i] != (double)(i % 977) * n * (n + 1) / 2) {
+                EXPECT(0, "shared allreduce(%zu, variant %d)[%zu] = %g\n", count, v, i, out[i]);
+                break;
+            }
+        if (count >= 70001)
+            EXPECT(rr_comm_zero_copy_calls(c) == before + 1, "variant %d not read in place\n", v);
+    }
+    EXPECT(rr_mem_free(y) == RR_OK, "rr_mem_free\n");
+    EXPECT(rr_mem_free(x) == RR_OK, "rr_mem_free\n");
+    EXPECT(rr_mem_free(NULL) == RR_OK, "rr_mem_free(NULL)\n");
+    free(p);
 }
 
 static void check_mismatch(rr_comm *c)
@@ -186,11 +229,21 @@ int main(int argc, char **argv)
             check_allreduce(c, sizes[i]);
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
             check_device(c, sizes[i]);
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+            check_shared(c, sizes[i]);
         if (rr_comm_size(c) > 1)
             check_mismatch(c);
     }
     int rank = rr_comm_rank(c);
+    /* a shared buffer outlives its communicator */
+    double *keep = NULL;
+    if (rr_mem_alloc(c, 1 << 20, (void **)&keep) != RR_OK)
+        keep = NULL;
     rr_comm_destroy(c);
+    if (keep) {
+        memset(keep, 1, 1 << 20);
+        EXPECT(rr_mem_free(keep) == RR_OK, "rr_mem_free after destroy\n");
+    }
     int all = 0;
     MPI_Allreduce(&fails, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && argc == 1)

@@ -27,11 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--in-place", action="store_true",
+                   help="sweep: every variant reduces in place (MPI_Allreduce with MPI_IN_PLACE)")
     p.add_argument("--json", help="also write the rows as JSON to this file (rank 0)")
     p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
     p.add_argument("--transports", default=None,
-                   help="comma-separated ringred transports to time, e.g. shm,mpi (default: "
-                        "shm,mpi when every rank shares a host, else mpi)")
+                   help="comma-separated ringred transports to time, e.g. shm,mpi; "
+                        "shm+shared: shm with arrays from ringred.empty (default: "
+                        "shm,shm+shared,mpi when every rank shares a host, else mpi)")
     args = p.parse_args(argv)
 
     ringred.init()
@@ -59,18 +62,18 @@ def main(argv: list[str] | None = None) -> None:
         ringred.shutdown()
         return
     one_host = ringred.local_size() == ringred.size()
-    wanted = args.transports or ("shm,mpi" if one_host else "mpi")
+    wanted = args.transports or ("shm,shm+shared,mpi" if one_host else "mpi")
     transports = [t.strip() for t in wanted.split(",") if t.strip()]
     contexts = contexts_for(transports)
     sizes = [s for s in DEFAULT_SIZES if args.min_bytes <= s <= args.max_bytes]
     try:
-        rows = run_sweep(sizes, args.rounds, args.dtype, contexts)
+        rows = run_sweep(sizes, args.rounds, args.dtype, contexts, args.in_place)
     finally:
-        for ctx in contexts.values():
+        for ctx in {id(c): c for c in contexts.values()}.values():
             if ctx is not ringred._state.current():
                 ctx.close()
     if ringred.rank() == 0:
-        print(format_table(rows, ringred.size(), ringred.transport()), flush=True)
+        print(format_table(rows, ringred.size(), ringred.transport(), args.in_place), flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"ranks": ringred.size(), "rows": rows}, f, indent=1)
