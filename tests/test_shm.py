@@ -72,6 +72,18 @@ def test_peer_killed(n, victim, wrap):
     assert _ours() <= before, _ours() - before
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+@pytest.mark.parametrize("n,victim", [(2, 1), (3, 2)])
+def test_peer_killed_while_its_shared_buffer_is_read(n, victim):
+    """The same with shared buffers, which the peers read in the victim's memory."""
+    before = _ours()
+    out, pids, reports = _run_victim(n, victim, "kill", True, {"KILL_SHARED_BUFFERS": "1"})
+    assert {r for r, _, _ in reports} == set(range(n)) - {victim}, out
+    for _rank, kind, msg in reports:
+        assert kind == "PeerError" and f"rank {victim} (pid {pids[victim]}) died" in msg, out
+    assert _ours() <= before, _ours() - before
+
+
 def test_peer_hangs():
     """A rank stops calling: the others give up after RINGRED_SHM_TIMEOUT_SECONDS."""
     out, pids, reports = _run_victim(2, 1, "hang", False, {"RINGRED_SHM_TIMEOUT_SECONDS": "1"})
@@ -154,3 +166,26 @@ def test_rank_zero_settings_apply_everywhere(transport):
         cmd += worker
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_shared_buffers(n):
+    run_mpi(n, "shared", "full", env={"RINGRED_TRANSPORT": "shm"}, timeout=120)
+
+
+@pytest.mark.parametrize("mode,env", [
+    ("none", {"RINGRED_TRANSPORT": "mpi"}),
+    ("none", {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_ARENA_BYTES": "0"}),
+    ("tiny", {"RINGRED_TRANSPORT": "shm", "RINGRED_SHM_ARENA_BYTES": "4m"}),
+], ids=["mpi-transport", "no-arena", "tiny-arena"])
+def test_shared_buffers_fall_back(mode, env):
+    run_mpi(2, "shared", mode, env=env, timeout=120)
+
+
+def test_shared_buffers_before_init():
+    import ringred
+
+    if ringred.is_initialized():
+        pytest.skip("initialized in this process")
+    with pytest.raises(ringred.NotInitializedError):
+        ringred.empty(4)

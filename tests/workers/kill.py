@@ -2,6 +2,7 @@
 notice.
 
 Usage: python -m tests.workers.kill VICTIM [kill|hang]
+KILL_SHARED_BUFFERS=1: the large allreduces use a shared buffer (ringred.empty).
 Each rank prints ``PID <rank> <pid>`` first.  A survivor that notices prints
 ``RANK <r> <ExceptionName> <message>``, lingers a moment (so that the other survivors get to
 report too before mpiexec takes the job down) and exits 3 without MPI_Finalize.
@@ -27,13 +28,20 @@ def main() -> None:
     print(f"PID {r} {os.getpid()}", flush=True)
     small = np.ones(16, np.float32)
     large = np.ones(300_000, np.float32)  # the chunked path
+    shared = os.environ.get("KILL_SHARED_BUFFERS") == "1"
+    if shared:  # peers read it in place: the victim dies while they read its memory
+        large = ringred.empty(300_000, np.float32)
+        large.fill(1)
     try:
         for i in range(1_000_000):
             if r == victim and i == 300:
                 if mode == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(3600)
-            ringred.allreduce(large if i % 3 == 0 else small, op=ringred.Sum)
+            if shared and i % 3 == 0:
+                ringred.allreduce(large, op=ringred.Max, out=large if i % 2 else None)
+            else:
+                ringred.allreduce(large if i % 3 == 0 else small, op=ringred.Sum)
     except ringred.RingredError as exc:
         print(f"RANK {r} {type(exc).__name__} {exc}", flush=True)
         time.sleep(1.0)
