@@ -15,6 +15,7 @@ SETTINGS = {
     "RINGRED_SHM_SMALL_BYTES": ("32768", "shm: messages up to this take the one-sync path"),
     "RINGRED_SHM_SLOT_BYTES": ("262144", "shm: pipeline chunk of large messages"),
     "RINGRED_SHM_STREAM_BYTES": ("8388608", "shm: non-temporal stores for outputs this large"),
+    "RINGRED_SHM_ARENA_BYTES": ("17179869184", "shm: address space per rank for shared buffers"),
     "RINGRED_SHM_SPIN_US": ("50", "shm: most microseconds a waiting rank polls before yielding"),
     "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "shm: give up on a live peer after this (0: never)"),
     # the background engine (allreduce_async & co.; rank 0's values are used everywhere)
