@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
     p.add_argument("--transports", default=None,
                    help="comma-separated ringred transports to time, e.g. shm,mpi; "
-                        "shm+shared: shm with arrays from ringred.empty (default: "
+                        "shm+shared: shm with inputs from ringred.empty (default: "
                         "shm,shm+shared,mpi when every rank shares a host, else mpi)")
     args = p.parse_args(argv)
 

@@ -15,7 +15,7 @@ from .timing import algbw, busbw, compare, human
 
 DEFAULT_SIZES = [8 << i for i in range(0, 24, 1)]  # 8 B .. 64 MiB
 BASELINE = "MPI_Allreduce"
-SHARED = "+shared"  # label suffix: inputs and outputs from ringred.empty
+SHARED = "+shared"  # label suffix: inputs from ringred.empty
 
 
 def run_sweep(
@@ -27,7 +27,7 @@ def run_sweep(
 ) -> list[dict]:
     """Measure every size; returns one row per size (rank 0's view of the medians).
 
-    ``contexts`` maps a label (a transport name, ``+shared`` for arrays from
+    ``contexts`` maps a label (a transport name, ``+shared`` for inputs from
     :func:`ringred.empty`) to the ringred context to time; default: the active context,
     labelled with its transport.  Each row has ``bytes`` and, for every
     label and for ``MPI_Allreduce``, ``{label: {"us", "algbw", "busbw"}}``, plus
@@ -72,11 +72,11 @@ def run_sweep(
 
 
 def shared_fn(ctx: _state.Context, count: int, dt: np.dtype, in_place: bool = False) -> Any:
-    """allreduce(x, out=y) with x and y shared buffers of ``ctx`` (ringred.empty); y is x
-    when ``in_place``."""
+    """allreduce(x, out=y) with x a shared buffer of ``ctx`` (ringred.empty) and y an
+    ordinary array like the other columns' (y is x when ``in_place``)."""
     with _state.using(ctx):
         xs = ringred.empty(count, dt)
-        ys = xs if in_place else ringred.empty(count, dt)
+    ys = xs if in_place else np.empty(count, dt)
     xs.fill(0 if in_place else 1)
 
     def rr() -> None:
