@@ -132,6 +132,8 @@ typedef struct rr_request {
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);
+rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
+uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 rr_status rr_engine_stop(rr_engine *eng);
 rr_status rr_engine_destroy(rr_engine *eng);
 const char *rr_engine_last_error(const rr_engine *eng);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "shm.h"
 
 static _Thread_local char tls_err[RR_ERRMSG_LEN];
 
@@ -186,6 +187,16 @@ void rr_engine_warn(rr_engine *e, const char *text)
 
 rr_status rr_engine_create(int fcomm, rr_engine **out)
 {
+    return rr_engine_create_ex(fcomm, NULL, out);
+}
+
+uint64_t rr_engine_zero_copy_calls(const rr_engine *e)
+{
+    return e ? rr_comm_zero_copy_calls(e->comm) : 0;
+}
+
+rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out)
+{
     if (out == NULL)
         return rr_efail(RR_ERR_INVALID, "rr_engine_create: NULL out");
     *out = NULL;
@@ -219,6 +230,10 @@ rr_status rr_engine_create(int fcomm, rr_engine **out)
     }
     e->rank = e->comm->rank;
     e->size = e->comm->size;
+    /* Collective, before the thread starts; not being able to share is no error. */
+    if (arena_from != NULL && e->comm->shm != NULL &&
+        rr_shm_share_arena(e->comm, arena_from) != RR_OK)
+        e->comm->errmsg[0] = '\0';
     st = load_settings(e);
     if (st != RR_OK) {
         rr_efail(st, "engine settings: %s", e->comm->errmsg);

@@ -171,6 +171,12 @@ typedef struct rr_request {
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);
+/* The same; arena_from (or NULL): a communicator over the same ranks in the same order whose
+ * shared buffers (rr_mem_alloc) the engine should read in place too, and where it puts its
+ * fusion buffer.  If any rank cannot share it, every rank's engine keeps its own arena. */
+rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
+/* rr_comm_zero_copy_calls of the engine's communicator (safe from any thread). */
+uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */
 rr_status rr_engine_stop(rr_engine *eng);
 rr_status rr_engine_destroy(rr_engine *eng);

@@ -66,7 +66,8 @@ struct rr_shm {
     int broken;           /* a peer died or timed out: every later call fails */
     rr_status broken_code;
     struct rr_arena *arena; /* shared buffers (shm_arena.c); NULL: none on this rank */
-    uint64_t zero_copy_calls; /* collectives that read the callers' shared buffers in place */
+    _Atomic uint64_t zero_copy_calls; /* calls that read shared buffers in place (any thread
+                                         * may read it) */
 };
 
 /* ---- shm_arena.c: shared buffers ---- */
@@ -81,6 +82,10 @@ void rr_arena_detach(rr_arena *a);
 uint64_t rr_arena_offset(const rr_arena *a, const void *p, size_t bytes);
 uint8_t *rr_arena_at(const rr_arena *a, int rank, uint64_t off);
 rr_status rr_arena_alloc(rr_comm *c, rr_arena *a, size_t bytes, void **out);
+/* Collective over c: use from's arena instead of c's own (both shm, the same ranks in the
+ * same order), so that buffers allocated from `from` are read in place by c's collectives.
+ * RR_ERR_UNSUPPORTED on every rank (nothing changed) if any rank cannot. */
+rr_status rr_shm_share_arena(rr_comm *c, rr_comm *from);
 
 /* ---- shm.c: segment and synchronization ---- */
 /* Collective over c->comm (all ranks on one host): create/map the segment or fail on every

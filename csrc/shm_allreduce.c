@@ -253,7 +253,7 @@ static void find_shared(rr_shm *s, plan *q, int *in_place)
         return;
     q->zin = (const uint8_t *const *)s->zin;
     q->zout = all_out ? (const uint8_t *const *)s->zout : NULL;
-    s->zero_copy_calls++;
+    atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
 }
 
 rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,

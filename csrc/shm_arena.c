@@ -8,8 +8,9 @@
  * SIGBUS later.  A block starts with a 64-byte header (magic, arena, length); the caller
  * gets the bytes after it, 64-byte aligned.
  *
- * Lifetime: the arena is reference-counted by its communicator and by its live blocks.
- * When the communicator closes with blocks still alive, the mapping stays until the last
+ * Lifetime: the arena is reference-counted by the communicators that use it (its own, and
+ * an engine's that shares it: rr_shm_share_arena) and by its live blocks.  When the last
+ * communicator closes with blocks still alive, the mapping stays until the last
  * of them is freed (the segment's name is long gone, so nothing outlives the process), and
  * the arrays built on them stay valid memory; they are just no longer shared by anyone. */
 #include <errno.h>
@@ -39,7 +40,7 @@ struct rr_arena {
     size_t file_off;   /* where arena 0 starts in the segment */
     size_t committed;  /* our arena's pages [0, committed) are allocated */
     size_t live;       /* blocks handed out and not yet freed */
-    int detached;      /* the communicator has closed */
+    int owners;        /* communicators using it */
     span *free;        /* sorted by offset, coalesced */
     size_t nfree, capfree;
 };
@@ -76,6 +77,7 @@ rr_arena *rr_arena_map(int fd, size_t file_off, size_t each, int n, int me)
     a->fd = fd;
     a->file_off = file_off;
     a->capfree = 16;
+    a->owners = 1;
     a->nfree = 1;
     a->free[0] = (span){0, each};
     return a;
@@ -96,11 +98,30 @@ void rr_arena_detach(rr_arena *a)
     if (a == NULL)
         return;
     pthread_mutex_lock(&a->mu);
-    a->detached = 1;
-    int last = a->live == 0;
+    int last = --a->owners == 0 && a->live == 0;
     pthread_mutex_unlock(&a->mu);
     if (last)
         destroy(a);
+}
+
+rr_status rr_shm_share_arena(rr_comm *c, rr_comm *from)
+{
+    rr_arena *a = from && from->shm ? from->shm->arena : NULL;
+    int mine = c->shm && a && c->size == from->size && a->n == c->size ? from->rank : -1;
+    int *ranks = NULL;
+    RR_CHECK(rr_scratch(c, 1, (size_t)c->size * sizeof *ranks, (void **)&ranks));
+    RR_MPI(c, MPI_Allgather(&mine, 1, MPI_INT, ranks, 1, MPI_INT, c->comm));
+    /* the same answer on every rank: rank p here must be rank p there, for every p */
+    for (int p = 0; p < c->size; p++)
+        if (ranks[p] != p)
+            return RR_FAIL(c, RR_ERR_UNSUPPORTED, "cannot share the shared-buffer arena: rank %d "
+                           "of this communicator is not rank %d there, or has no arena", p, p);
+    pthread_mutex_lock(&a->mu);
+    a->owners++;
+    pthread_mutex_unlock(&a->mu);
+    rr_arena_detach(c->shm->arena);
+    c->shm->arena = a;
+    return RR_OK;
 }
 
 uint64_t rr_arena_offset(const rr_arena *a, const void *p, size_t bytes)
@@ -221,7 +242,7 @@ rr_status rr_mem_free(void *ptr)
     memset(blk, 0, sizeof h); /* a second free of this block is refused */
     give(a, off, h.len);
     a->live--;
-    int last = a->detached && a->live == 0;
+    int last = a->owners == 0 && a->live == 0;
     pthread_mutex_unlock(&a->mu);
     if (last)
         destroy(a);
@@ -244,5 +265,5 @@ rr_status rr_mem_alloc(rr_comm *c, size_t bytes, void **out)
 
 uint64_t rr_comm_zero_copy_calls(const rr_comm *c)
 {
-    return c && c->shm ? c->shm->zero_copy_calls : 0;
+    return c && c->shm ? atomic_load_explicit(&c->shm->zero_copy_calls, memory_order_relaxed) : 0;
 }

@@ -71,9 +71,11 @@ class Handle:
 class Engine:
     """One C engine: its own communicator and background thread."""
 
-    def __init__(self, mpi_comm: Any, rank: int, size: int):
+    def __init__(self, mpi_comm: Any, rank: int, size: int, arena_from: Any = None):
+        """``arena_from``: the rr_comm whose shared buffers (ringred.empty) the engine should
+        read in place (the context's; collective like the creation itself)."""
         out = ffi.new("rr_engine **")
-        st = lib.rr_engine_create(mpi_comm.py2f(), out)
+        st = lib.rr_engine_create_ex(mpi_comm.py2f(), arena_from or ffi.NULL, out)
         if st != 0:
             raise error_for(st, f"cannot start the ringred engine: {_last_error(ffi.NULL)}")
         self.h = out[0]

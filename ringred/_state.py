@@ -52,7 +52,7 @@ class Context:
                 if self.engine is None:
                     from ._engine import Engine
 
-                    self.engine = Engine(self.mpi_comm, self.rank, self.size)
+                    self.engine = Engine(self.mpi_comm, self.rank, self.size, self.handle)
                 eng = self.engine
         return eng
 

@@ -79,9 +79,14 @@ def empty_like(x: Any, process_set: ProcessSet | None = None) -> np.ndarray:
 
 
 def zero_copy_calls(process_set: ProcessSet | None = None) -> int:
-    """How many collectives of ``process_set`` so far read shared buffers in place."""
+    """How many collectives of ``process_set`` so far read shared buffers in place, the
+    background engine's (``allreduce_async`` & co.) included."""
     ctx = context_of(process_set)
-    return int(lib.rr_comm_zero_copy_calls(ctx.handle))
+    n = int(lib.rr_comm_zero_copy_calls(ctx.handle))
+    eng = ctx.engine
+    if eng is not None and not eng.closed:
+        n += int(lib.rr_engine_zero_copy_calls(eng.h))
+    return n
 
 
 __all__ = ["empty", "zeros", "empty_like", "zero_copy_calls"]

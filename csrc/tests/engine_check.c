@@ -3,6 +3,7 @@
  * Submits many named allreduces in a different random order on every rank, checks every
  * result, then a mismatch and a few cycles of the steady state. */
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +37,38 @@ static void fill(rr_request *q, const char *name, const void *s, void *r, size_t
     q->shape[0] = (int64_t)count;
 }
 
-static void many(rr_engine *e, int rank, int n, int ntensors)
+/* Buffers from the communicator's arena when c is given and can (rr_mem_alloc), else malloc. */
+static double *buffer(rr_comm *c, size_t count, int *shared)
+{
+    void *p = NULL;
+    *shared = c != NULL && rr_mem_alloc(c, count * sizeof(double), &p) == RR_OK;
+    return *shared ? p : malloc(count * sizeof(double));
+}
+
+static void release(double *p, int shared)
+{
+    if (shared)
+        rr_mem_free(p);
+    else
+        free(p);
+}
+
+/* c: allocate the buffers as shared buffers of c (every tenth tensor is then too large to
+ * be fused, so the engine reduces it straight from them). */
+static void many(rr_engine *e, rr_comm *c, int rank, int n, int ntensors)
 {
     char (*names)[32] = malloc((size_t)ntensors * sizeof *names);
     double **in = malloc((size_t)ntensors * sizeof *in), **out = malloc((size_t)ntensors * sizeof *out);
     size_t *cnt = malloc((size_t)ntensors * sizeof *cnt);
     int *order = malloc((size_t)ntensors * sizeof *order);
     uint64_t *ids = malloc((size_t)ntensors * sizeof *ids);
+    int *sh = calloc(2 * (size_t)ntensors, sizeof *sh);
     srand(1234u + (unsigned)rank);
     for (int i = 0; i < ntensors; i++) {
         snprintf(names[i], sizeof names[i], "t%d", i);
-        cnt[i] = (size_t)(1 + (i * 37) % 5000);
-        in[i] = malloc(cnt[i] * sizeof(double));
-        out[i] = malloc(cnt[i] * sizeof(double));
+        cnt[i] = (size_t)(1 + (i * 37) % 5000) + (c && i % 10 == 0 ? 20000 : 0);
+        in[i] = buffer(c, cnt[i], &sh[2 * i]);
+        out[i] = buffer(c, cnt[i], &sh[2 * i + 1]);
         for (size_t k = 0; k < cnt[i]; k++)
             in[i][k] = (double)(i + rank) + (double)k;
         order[i] = i;
@@ -76,9 +96,10 @@ static void many(rr_engine *e, int rank, int n, int ntensors)
             }
         }
         rr_engine_release(e, ids[i]);
-        free(in[i]);
-        free(out[i]);
+        release(in[i], sh[2 * i]);
+        release(out[i], sh[2 * i + 1]);
     }
+    free(sh);
     free(names);
     free(in);
     free(out);
@@ -270,14 +291,21 @@ int main(int argc, char **argv)
     rr_engine *e = NULL;
     rr_status st = rr_comm_create((int)MPI_Comm_c2f(MPI_COMM_WORLD), &c);
     EXPECT(st == RR_OK, "comm: %s\n", rr_comm_last_error(c));
-    st = rr_engine_create((int)MPI_Comm_c2f(MPI_COMM_WORLD), &e);
+    /* the engine reads c's shared buffers in place */
+    st = rr_engine_create_ex((int)MPI_Comm_c2f(MPI_COMM_WORLD), c, &e);
     EXPECT(st == RR_OK, "engine: %s\n", rr_engine_last_error(NULL));
     if (st == RR_OK) {
         if (!timing) {
-            many(e, rank, n, 300);
+            many(e, NULL, rank, n, 300);
             mismatch(e, rank, n);
             others(e, rank, n);
-            many(e, rank, n, 50);
+            uint64_t zc = rr_engine_zero_copy_calls(e);
+            many(e, c, rank, n, 100);
+            if (n > 1 && strcmp(rr_comm_transport(c), "shm") == 0)
+                EXPECT(rr_engine_zero_copy_calls(e) >= zc + 10, "engine: shared buffers were "
+                       "not read in place (%llu calls)\n",
+                       (unsigned long long)(rr_engine_zero_copy_calls(e) - zc));
+            many(e, NULL, rank, n, 50);
             join(e, rank, n);
             others(e, rank, n);
         }
