@@ -24,6 +24,9 @@
  * non-temporal copy-out is faster.  Slot reuse: a rank writes slot i+1 (the parity of i-1)
  * after the peer's IN(i), which the peer signals after reducing chunk i-1.
  *
+ * Shared buffers (shm_arena.c): when every rank's input is in its arena, nobody copies it in;
+ * the ranks read each other's inputs where they are (see the plans at the end of this file).
+ *
  * Every element is reduced by the same expression on every path (all inputs in rank order
  * through rr_reduce_many), so results are bit-identical on every rank and for every size. */
 #include <string.h>
@@ -71,7 +74,7 @@ typedef struct plan {
     /* shared buffers (every rank's, by rank): inputs read in place, or NULL; outputs that
      * peers copy the reduced slices from, or NULL */
     const uint8_t *const *zin;
-    const uint8_t *const *zout;
+    uint8_t *const *zout;
 } plan;
 
 static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
@@ -198,11 +201,12 @@ static rr_status pair_shared(rr_comm *c, const plan *q)
     return rr_shm_wait(c, RR_CTR_OUT, 1 - s->me, base + 1);
 }
 
-/* Every input and output shared: for chunk i each rank reduces its slice from every input
- * into its own output and signals OUT(i), then copies every peer's slice of chunk i from
- * that peer's output once the peer's OUT(i) is there.  In place, a rank overwrites the
- * part of its input that peer p reads only after p's OUT(i), and its own slice is read by
- * nobody else.  The end: IN(k) once every copy is done, and every rank waits for all. */
+/* Every buffer shared and in place, streamed sizes: for chunk i each rank reduces its slice
+ * from every input into its own output and signals OUT(i), then copies (streaming) every
+ * peer's slice of chunk i from that peer's output once the peer's OUT(i) is there.  A rank
+ * overwrites the part of its input that peer p reads only after p's OUT(i), and its own
+ * slice is read by nobody else.  The end: IN(k) once every copy is done; all wait for all.
+ * (Also correct for separate shared outputs; they take the slice plan, which is faster.) */
 static rr_status shared_path(rr_comm *c, const plan *q)
 {
     rr_shm *s = c->shm;
@@ -225,6 +229,42 @@ static rr_status shared_path(rr_comm *c, const plan *q)
     }
     rr_shm_signal(s, RR_CTR_IN, base + k);
     return rr_shm_wait_all(c, RR_CTR_IN, base + k);
+}
+
+#define SCATTER_BLOCK (8u << 10) /* bytes reduced into L1 before they are copied out */
+
+/* Every input and output shared, below the streaming threshold: rank r alone computes slice
+ * r of the message.  Block by block it reduces slice r of every input into a small buffer
+ * that stays in L1 and copies the block into slice r of every rank's output.  Nobody else
+ * touches slice r, so any mix of in place and separate outputs is safe (a block is read
+ * before it is written, by the same rank).  One pass, no per-chunk synchronization, no line
+ * that another rank has just written is read; at the end every rank waits until all have
+ * written.  Measured (2 ranks, in place): 64 KiB 5.5-5.9 us against 10.6-11.6 for the
+ * two-phase plan, 1 MiB 85 against 97-104 us.  From the streaming threshold on, in place,
+ * the two-phase plan is faster (64 MiB 9.0-11.1 ms against 10.7-11.4 ms: half of its
+ * writes go to lines it has just read, and it streams the other half). */
+static rr_status scatter_path(rr_comm *c, const plan *q)
+{
+    rr_shm *s = c->shm;
+    uint64_t base = rr_shm_steps(s, 1);
+    size_t a, m = rr_shm_slice(q->count, q->es, s->n, s->me, &a);
+    uint8_t *tmp = NULL;
+    RR_CHECK(rr_scratch(c, 1, SCATTER_BLOCK, (void **)&tmp));
+    size_t be = SCATTER_BLOCK / q->es;
+    for (size_t off = 0; off < m; off += be) {
+        size_t len = m - off < be ? m - off : be, at = (a + off) * q->es;
+        for (int p = 0; p < s->n; p++)
+            s->srcs[p] = q->zin[p] + at;
+        rr_reduce_many(tmp, s->srcs, s->n, len, q->dt, q->op);
+        if (q->post != 1.0 || q->div != 1)
+            rr_scale(tmp, tmp, len, q->dt, q->post, q->div);
+        for (int d = 0; d < s->n; d++) {
+            int p = (s->me + d) % s->n;
+            rr_copy(q->zout[p] + at, tmp, len * q->es);
+        }
+    }
+    rr_shm_signal(s, RR_CTR_OUT, base + 1);
+    return rr_shm_wait_all(c, RR_CTR_OUT, base + 1);
 }
 
 /* Where [p, p + bytes) is in our arena (RR_ARENA_NONE if not shared). */
@@ -252,7 +292,7 @@ static void find_shared(rr_shm *s, plan *q, int *in_place)
     if (!all_in)
         return;
     q->zin = (const uint8_t *const *)s->zin;
-    q->zout = all_out ? (const uint8_t *const *)s->zout : NULL;
+    q->zout = all_out ? s->zout : NULL;
     atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
 }
 
@@ -293,11 +333,14 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
      * reduces in place (a shared output never partly overlaps its input) */
     if (s->n == 2 && !q.stream && in_place == 0)
         return pair_shared(c, &q);
-    /* Streamed sizes (outputs beyond the caches) into separate outputs: the two-phase plan
-     * writes each output line twice over (its slice with ordinary stores after reading it
+    /* Every output shared: one pass below the streaming threshold; from it on, in place,
+     * the two-phase plan.  Streamed sizes into separate outputs: the two-phase plan would
+     * write each output line twice over (its slice with ordinary stores after reading it
      * for ownership, the rest streamed); the slice plan's single streamed copy-out is
-     * faster there.  In place, the two-phase plan writes lines it has just read. */
-    if (q.zout && (!q.stream || in_place == 2))
+     * faster there. */
+    if (q.zout && !q.stream)
+        return scatter_path(c, &q);
+    if (q.zout && in_place == 2)
         return shared_path(c, &q);
     return large_path(c, &q);
 }
