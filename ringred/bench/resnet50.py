@@ -71,12 +71,23 @@ def run_resnet50(rounds: int = 11) -> dict[str, float]:
     outs = [np.empty_like(g) for g in grads]
     total = sum(g.size for g in grads)
     concat_out = np.empty(total, np.float32)
+    # the same gradients in shared buffers (ringred.empty), averaged in place as in training
+    shared = [ringred.empty(g.shape, g.dtype) for g in grads]
     names = [f"resnet50/{nm}" for nm, _ in shapes]
     backward = list(range(len(grads)))[::-1]
 
     def engine() -> None:
         hs = [ringred.allreduce_async(grads[i], op=ringred.Sum, name=names[i], out=outs[i])
               for i in backward]
+        for h in hs:
+            h.wait()
+
+    for s_, g in zip(shared, grads, strict=True):
+        s_[...] = g
+
+    def engine_shared() -> None:  # averaged in place: the values stay put round after round
+        hs = [ringred.allreduce_async(shared[i], op=ringred.Average, name=names[i] + "/shared",
+                                      out=shared[i]) for i in backward]
         for h in hs:
             h.wait()
 
@@ -92,12 +103,13 @@ def run_resnet50(rounds: int = 11) -> dict[str, float]:
         buf = np.concatenate([grads[i].ravel() for i in backward])
         comm.Allreduce(buf, concat_out, op=MPI.SUM)
 
-    fns = {"engine": engine, "mpi_per_tensor": per_tensor, "mpi_concat": concatenated,
-           "sync_per_tensor": sync_per_tensor}
+    fns = {"engine": engine, "engine_shared": engine_shared, "mpi_per_tensor": per_tensor,
+           "mpi_concat": concatenated, "sync_per_tensor": sync_per_tensor}
     for fn in fns.values():  # warm-up (and fills the response cache)
         fn()
     expect = n * (n + 1) / 2
     assert all(float(o.flat[0]) == expect for o in outs), "wrong ResNet-50 result"
+    assert all(float(s_.flat[0]) == expect / n for s_ in shared), "wrong ResNet-50 result"
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
@@ -134,6 +146,8 @@ def format_resnet50(res: dict[str, float], n: int) -> str:
         f"engine speedup {p / e:5.2f}x",
         f"  MPI_Allreduce of one concatenated buffer        {c * 1e3:9.2f} ms   "
         f"engine speedup {c / e:5.2f}x",
+        f"  ringred engine, gradients in ringred.empty      {res['engine_shared'] * 1e3:9.2f} ms   "
+        "(averaged in place)",
         f"  ringred.allreduce per tensor (synchronous)      {res['sync_per_tensor'] * 1e3:9.2f} ms",
         "# 4 KiB allreduce latency",
         f"  allreduce_async + wait  {res['lat4k_async'] * 1e6:8.2f} us",
