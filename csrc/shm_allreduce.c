@@ -248,8 +248,7 @@ static rr_status scatter_path(rr_comm *c, const plan *q)
     rr_shm *s = c->shm;
     uint64_t base = rr_shm_steps(s, 1);
     size_t a, m = rr_shm_slice(q->count, q->es, s->n, s->me, &a);
-    uint8_t *tmp = NULL;
-    RR_CHECK(rr_scratch(c, 1, SCATTER_BLOCK, (void **)&tmp));
+    _Alignas(64) uint8_t tmp[SCATTER_BLOCK]; /* nothing to allocate: nothing can fail here */
     size_t be = SCATTER_BLOCK / q->es;
     for (size_t off = 0; off < m; off += be) {
         size_t len = m - off < be ? m - off : be, at = (a + off) * q->es;
