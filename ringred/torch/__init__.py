@@ -69,5 +69,6 @@ from .mpi_ops import (
     synchronize,
 )
 from .optimizer import DistributedOptimizer, broadcast_optimizer_state, broadcast_parameters
+from .shared import share_gradients, shared_zeros_like
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -247,6 +247,42 @@ def check_scheduler_and_delegation() -> None:
     opt.remove_hooks()
 
 
+def check_shared_gradients() -> None:
+    """share_gradients: the same training as check_equivalence, the gradients stay the same
+    shared tensors across steps, and (with the shm transport) the large one is read in place."""
+    import ringred.torch as rt
+
+    x, y = data()
+    rows = local_rows()
+    m = model(0)
+    big = torch.nn.Linear(256, 256)  # 512 KiB of float64: not fused, reduced on its own
+    torch.nn.init.constant_(big.weight, 0.01)
+    torch.nn.init.zeros_(big.bias)
+    assert rt.share_gradients(list(m.parameters()) + list(big.parameters())) == 8
+    ptrs = [p.grad.data_ptr() for p in m.parameters()]
+    opt = ringred.DistributedOptimizer(sgd_nesterov(m), named_parameters=m.named_parameters())
+    opt_big = ringred.DistributedOptimizer(torch.optim.SGD(big.parameters(), lr=0.1),
+                                           named_parameters=big.named_parameters())
+    xs, ys = x[rows], y[rows]
+    before = ringred.shared.zero_copy_calls()
+    for step in range(STEPS):
+        opt.zero_grad(set_to_none=False)
+        opt_big.zero_grad(set_to_none=False)
+        loss_fn(m, xs, ys).backward()
+        opt.step()
+        z = torch.full((4, 256), float(ringred.rank() + step))
+        big(z).sum().backward()
+        opt_big.step()
+    close(m, reference(sgd_nesterov))
+    assert identical(m) and all(same_on_all_ranks(p.detach().numpy()) for p in big.parameters())
+    assert [p.grad.data_ptr() for p in m.parameters()] == ptrs, "gradients were replaced"
+    used = ringred.shared.zero_copy_calls() - before
+    if ringred.transport() == "shm" and ringred.size() > 1:
+        assert used >= STEPS, used
+    opt.remove_hooks()
+    opt_big.remove_hooks()
+
+
 def body() -> None:
     check_equivalence(sgd_nesterov, 1)
     check_equivalence(adam, 1)
@@ -258,6 +294,7 @@ def body() -> None:
     check_clipping_and_zero_grad()
     check_periodic_averaging()
     check_scheduler_and_delegation()
+    check_shared_gradients()
 
 
 if __name__ == "__main__":
