@@ -252,6 +252,14 @@ def check_shared_gradients() -> None:
     shared tensors across steps, and (with the shm transport) the large one is read in place."""
     import ringred.torch as rt
 
+    for dt in (torch.bfloat16, torch.float16, torch.int32):
+        t = rt.shared_zeros_like(torch.ones(2, 3, dtype=dt))
+        assert t.dtype == dt and t.shape == (2, 3) and not t.any()
+    try:
+        rt.shared_zeros_like(torch.ones(2, dtype=torch.complex64))
+        raise AssertionError("complex64 accepted")
+    except TypeError:
+        pass
     x, y = data()
     rows = local_rows()
     m = model(0)
