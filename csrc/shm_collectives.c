@@ -159,6 +159,23 @@ static void scatter_reduce(rr_shm *s, const scatter *q, size_t lo, size_t len, i
         rr_scale(dst, dst, b - a, q->dt, q->post, q->div);
 }
 
+/* Every input shared (rr_mem_alloc): one pass, each rank reducing its range straight from
+ * every input; then every rank waits until all have finished reading. */
+static rr_status scatter_shared(rr_comm *c, const scatter *q)
+{
+    rr_shm *s = c->shm;
+    uint64_t base = rr_shm_steps(s, 1);
+    if (q->my_n > 0) {
+        for (int p = 0; p < s->n; p++)
+            s->srcs[p] = rr_arena_at(s->arena, p, rr_shm_word(s, p, 1)) + q->my_lo * q->es;
+        rr_reduce_many(q->y, s->srcs, s->n, q->my_n, q->dt, q->op);
+        if (q->post != 1.0 || q->div != 1)
+            rr_scale(q->y, q->y, q->my_n, q->dt, q->post, q->div);
+    }
+    rr_shm_signal(s, RR_CTR_OUT, base + 1);
+    return rr_shm_wait_all(c, RR_CTR_OUT, base + 1);
+}
+
 rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, void *recvbuf,
                                const size_t *recvcounts, rr_dtype dt, rr_op op, double prescale,
                                double postscale, int64_t avg_div)
@@ -181,7 +198,20 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
         scatter_reduce(s, &q, 0, count, 1, 0);
         return RR_OK;
     }
-    RR_CHECK(rr_shm_arrive(c, &h, 0, "reducescatter"));
+    /* Offer the input if it is shared, not prescaled and clear of the output. */
+    uint64_t words[RR_SHM_WORDS] = {0, RR_ARENA_NONE, 0};
+    const uint8_t *x = sendbuf, *y = recvbuf;
+    size_t in_bytes = count * es, out_bytes = q.my_n * es;
+    if (prescale == 1.0 && (out_bytes == 0 || y + out_bytes <= x || x + in_bytes <= y))
+        words[1] = rr_arena_offset(s->arena, x, in_bytes);
+    RR_CHECK(rr_shm_arrive_words(c, &h, words, "reducescatter"));
+    int all = s->arena != NULL;
+    for (int p = 0; p < s->n && all; p++)
+        all = rr_shm_word(s, p, 1) != RR_ARENA_NONE;
+    if (all) {
+        atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
+        return scatter_shared(c, &q);
+    }
     uint64_t k = (count + q.ce - 1) / q.ce, base = rr_shm_steps(s, k);
     scatter_post(s, &q, 0, base);
     for (uint64_t i = 0; i < k; i++) {

@@ -195,6 +195,8 @@ def check_allgather() -> None:
 
 def check_reducescatter() -> None:
     n, r = ringred.size(), ringred.rank()
+    shm = ringred.transport() == "shm"
+    small = shm_small_bytes()
     for dtype in DTYPES:
         for opname in ("sum", "avg", "max"):
             for rows in (0, 1, n + 1, 10_007):
@@ -207,6 +209,16 @@ def check_reducescatter() -> None:
                 assert got.shape == want.shape, (got.shape, want.shape)
                 assert close(got.ravel(), want.ravel(), dtype, opname, n, rows * 2, 13,
                              slice(2 * lo, 2 * (lo + split[r]))), (dtype, opname, rows)
+                # the same from a shared input: read in place on the chunked path
+                xs = ringred.empty(x.shape, dtype)
+                xs[...] = x
+                before = ringred.shared.zero_copy_calls()
+                got_s = ringred.reducescatter(xs, op=OPS[opname])
+                calls = ringred.shared.zero_copy_calls() - before
+                zc = int(shm and n > 1 and x.nbytes > small)
+                assert calls == zc, ("reducescatter", dtype, opname, rows, calls)
+                assert np.array_equal(got_s.view(np.uint8), got.view(np.uint8)), (
+                    "shared reducescatter", dtype, opname, rows)
 
 
 def body() -> None:
