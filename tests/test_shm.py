@@ -189,3 +189,18 @@ def test_shared_buffers_before_init():
         pytest.skip("initialized in this process")
     with pytest.raises(ringred.NotInitializedError):
         ringred.empty(4)
+
+
+def test_file_size_limit_leaves_shm_without_arenas():
+    """Under `ulimit -f` smaller than the arenas, the segment is made without them: shm
+    still works, arrays are ordinary.  (Python ignores SIGXFSZ, so this takes the retry after
+    a failed ftruncate; C programs are kept from SIGXFSZ by a getrlimit check first.)"""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 30, 1 << 30))
+
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "tests.workers.shared", "none"]
+    res = subprocess.run(cmd, cwd=ROOT, env=worker_env(RINGRED_TRANSPORT="shm"),
+                         capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert res.returncode == 0 and "RANK 1 OK" in res.stdout, res.stdout + res.stderr
