@@ -282,16 +282,13 @@ rr_status rr_shm_open(rr_comm *c)
         a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
         a.arena_bytes = round_up(c->cfg.shm_arena_bytes, ARENA_ALIGN);
         shm_layout l = layout(n, a.small_bytes, a.slot_bytes, a.arena_bytes);
-        struct rlimit rl; /* beyond RLIMIT_FSIZE, ftruncate would raise SIGXFSZ */
-        if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            (uint64_t)rl.rlim_cur < (uint64_t)l.file) {
-            a.arena_bytes = 0;
-            l = layout(n, a.small_bytes, a.slot_bytes, 0);
-        }
-        a.bytes = l.bytes;
-        base = create_segment(&a, &l, n, &fd);
+        a.bytes = l.bytes; /* the control part, arenas or not */
+        struct rlimit rl;  /* beyond RLIMIT_FSIZE, ftruncate would raise SIGXFSZ */
+        int fits = getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+                   (uint64_t)rl.rlim_cur >= (uint64_t)l.file;
+        base = fits ? create_segment(&a, &l, n, &fd) : NULL;
         if (base == NULL && a.arena_bytes) {
-            /* a file that large refused (a file size limit, say): no arenas, shm still */
+            /* no room for a file that large (a file size limit, say): no arenas, shm still */
             a.arena_bytes = 0;
             l = layout(n, a.small_bytes, a.slot_bytes, 0);
             base = create_segment(&a, &l, n, &fd);

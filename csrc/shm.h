@@ -81,6 +81,9 @@ void rr_arena_detach(rr_arena *a);
 /* Offset of [p, p + bytes) in our own arena, or RR_ARENA_NONE. */
 uint64_t rr_arena_offset(const rr_arena *a, const void *p, size_t bytes);
 uint8_t *rr_arena_at(const rr_arena *a, int rank, uint64_t off);
+/* After an arrival in which every rank posted its input's arena offset as word 1: whether
+ * every input is shared (then the call is counted as read in place). */
+int rr_shm_inputs_shared(rr_shm *s);
 rr_status rr_arena_alloc(rr_comm *c, rr_arena *a, size_t bytes, void **out);
 /* Collective over c: use from's arena instead of c's own (both shm, the same ranks in the
  * same order), so that buffers allocated from `from` are read in place by c's collectives.

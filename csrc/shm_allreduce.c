@@ -160,8 +160,7 @@ static rr_status large_path(rr_comm *c, const plan *q)
 static void pair_copy_in(rr_shm *s, const plan *q, uint64_t i)
 {
     size_t lo, len = chunk_len(q, i, &lo);
-    if (q->zin == NULL)
-        copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
+    copy_scaled(rr_shm_big(s, s->me, i), q->x + lo * q->es, len, q->dt, q->pre);
 }
 
 /* Two ranks: all of chunk i straight into the output. */
@@ -266,33 +265,26 @@ static rr_status scatter_path(rr_comm *c, const plan *q)
     return rr_shm_wait_all(c, RR_CTR_OUT, base + 1);
 }
 
-/* Where [p, p + bytes) is in our arena (RR_ARENA_NONE if not shared). */
-static uint64_t shared_at(const rr_shm *s, const void *p, size_t bytes)
-{
-    return rr_arena_offset(s->arena, p, bytes);
-}
-
 /* After the arrival: every rank's buffers if every input is shared (and every output, for
  * zout).  All ranks see the same posted words, so all choose the same plan.  *in_place:
  * 0 no rank reduces in place, 1 some do, 2 all do. */
 static void find_shared(rr_shm *s, plan *q, int *in_place)
 {
-    int all_in = s->arena != NULL, all_out = 1, some = 0, all = 1;
-    for (int p = 0; p < s->n && all_in; p++) {
+    *in_place = 0;
+    if (!rr_shm_inputs_shared(s))
+        return;
+    int all_out = 1, some = 0, all = 1;
+    for (int p = 0; p < s->n; p++) {
         uint64_t in = rr_shm_word(s, p, 1), out = rr_shm_word(s, p, 2);
-        all_in = in != RR_ARENA_NONE;
         all_out &= out != RR_ARENA_NONE;
         some |= out == in;
         all &= out == in;
-        s->zin[p] = all_in ? rr_arena_at(s->arena, p, in) : NULL;
+        s->zin[p] = rr_arena_at(s->arena, p, in);
         s->zout[p] = out != RR_ARENA_NONE ? rr_arena_at(s->arena, p, out) : NULL;
     }
     *in_place = all ? 2 : some;
-    if (!all_in)
-        return;
     q->zin = (const uint8_t *const *)s->zin;
     q->zout = all_out ? s->zout : NULL;
-    atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
 }
 
 rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
@@ -320,8 +312,8 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     uint64_t words[RR_SHM_WORDS] = {0, RR_ARENA_NONE, RR_ARENA_NONE};
     const uint8_t *x = sendbuf, *y = recvbuf;
     if (prescale == 1.0 && (x == y || x + bytes <= y || y + bytes <= x)) {
-        words[1] = shared_at(s, x, bytes);
-        words[2] = x == y ? words[1] : shared_at(s, y, bytes);
+        words[1] = rr_arena_offset(s->arena, x, bytes);
+        words[2] = x == y ? words[1] : rr_arena_offset(s->arena, y, bytes);
     }
     RR_CHECK(rr_shm_arrive_words(c, &h, words, "allreduce"));
     int in_place;

@@ -139,6 +139,17 @@ uint8_t *rr_arena_at(const rr_arena *a, int rank, uint64_t off)
     return a->base + (size_t)rank * a->each + off;
 }
 
+int rr_shm_inputs_shared(rr_shm *s)
+{
+    if (s->arena == NULL)
+        return 0;
+    for (int p = 0; p < s->n; p++)
+        if (rr_shm_word(s, p, 1) == RR_ARENA_NONE)
+            return 0;
+    atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
+    return 1;
+}
+
 /* Take len bytes (a multiple of 64) from the first free span that holds them. */
 static int take(rr_arena *a, size_t len, size_t *off)
 {

@@ -205,13 +205,8 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
     if (prescale == 1.0 && (out_bytes == 0 || y + out_bytes <= x || x + in_bytes <= y))
         words[1] = rr_arena_offset(s->arena, x, in_bytes);
     RR_CHECK(rr_shm_arrive_words(c, &h, words, "reducescatter"));
-    int all = s->arena != NULL;
-    for (int p = 0; p < s->n && all; p++)
-        all = rr_shm_word(s, p, 1) != RR_ARENA_NONE;
-    if (all) {
-        atomic_fetch_add_explicit(&s->zero_copy_calls, 1, memory_order_relaxed);
+    if (rr_shm_inputs_shared(s))
         return scatter_shared(c, &q);
-    }
     uint64_t k = (count + q.ce - 1) / q.ce, base = rr_shm_steps(s, k);
     scatter_post(s, &q, 0, base);
     for (uint64_t i = 0; i < k; i++) {

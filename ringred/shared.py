@@ -24,9 +24,6 @@ import numpy as np
 from ._lib import ffi, lib, make_error
 from .process_sets import ProcessSet, context_of
 
-RR_ERR_UNSUPPORTED = 2
-RR_ERR_NOMEM = 3
-
 
 def _shape(shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (int, np.integer)):
@@ -55,9 +52,9 @@ def empty(shape: Any, dtype: Any = np.float32,
     st = lib.rr_mem_alloc(ctx.handle, nbytes, out)
     if st != 0:
         err = make_error(st, ctx.handle, "shared buffer")
-        if st not in (RR_ERR_UNSUPPORTED, RR_ERR_NOMEM):
+        if st not in (lib.RR_ERR_UNSUPPORTED, lib.RR_ERR_NOMEM):
             raise err
-        if st == RR_ERR_NOMEM:
+        if st == lib.RR_ERR_NOMEM:
             warnings.warn(f"{err}; using ordinary memory", ResourceWarning, stacklevel=2)
         return np.empty(shp, dt)
     ptr = ffi.gc(out[0], lib.rr_mem_free)

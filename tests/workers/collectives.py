@@ -69,6 +69,7 @@ def sizes(n: int, full: bool) -> list[int]:
 
 def check_allreduce(full: bool) -> None:
     n, r = ringred.size(), ringred.rank()
+    small = shm_small_bytes()
     seed = 1
     for dtype in DTYPES:
         for opname, op in OPS.items():
@@ -92,6 +93,7 @@ def check_allreduce(full: bool) -> None:
                 xs = np.repeat(x, 2)[::2]
                 assert np.array_equal(ringred.allreduce(xs, op=op).view(np.uint8),
                                       got.view(np.uint8)), "strided input"
+                check_shared(x, op, got, small)
     if full:
         for dtype, opname in ((np.dtype(np.float32), "sum"), (np.dtype(np.int64), "max"),
                               (np.dtype(np.float16), "avg")):
@@ -111,7 +113,7 @@ def shm_small_bytes() -> int:
 
 
 def shared_allreduce(variant: str, x: np.ndarray, op: ringred.ReduceOp, r: int) -> np.ndarray:
-    """Allreduce of a shared copy of ``x`` in one of the ways check_shared_allreduce tries."""
+    """Allreduce of a shared copy of ``x`` in one of the ways check_shared tries."""
     xs = ringred.empty(x.shape, x.dtype)
     xs[...] = x
     if variant == "in":
@@ -126,31 +128,21 @@ def shared_allreduce(variant: str, x: np.ndarray, op: ringred.ReduceOp, r: int) 
     return ringred.allreduce(xs, op=op, out=xs if r % 2 == 0 else None)
 
 
-def check_shared_allreduce() -> None:
+def check_shared(x: np.ndarray, op: ringred.ReduceOp, want: np.ndarray, small: int) -> None:
     """Shared buffers (ringred.empty) as input / output / in place, on every rank or only on
-    some: bit-identical to the result from private arrays, and read in place exactly when
-    every rank's input is shared (and the message takes the chunked path)."""
+    some: bit-identical to ``want`` (the result from private arrays, checked against NumPy),
+    and read in place exactly when every rank's input is shared (and the message takes the
+    chunked path: more than ``small`` bytes)."""
     n, r = ringred.size(), ringred.rank()
-    shm = ringred.transport() == "shm"
-    small = shm_small_bytes()
-    seed = 500
-    for dtype in DTYPES:
-        for opname, op in OPS.items():
-            for count in sizes(n, False):
-                seed += 1
-                x = data(r, dtype, count, seed, opname)
-                want = ringred.allreduce(x, op=op)
-                zc = int(shm and count * dtype.itemsize > small)
-
-                for variant, expect_zc in (("in", zc), ("inplace", zc), ("both", zc),
-                                           ("some-ranks", zc if n == 1 else 0),
-                                           ("mixed-outputs", zc)):
-                    before = ringred.shared.zero_copy_calls()
-                    got = shared_allreduce(variant, x, op, r)
-                    calls = ringred.shared.zero_copy_calls() - before
-                    what = (variant, dtype, opname, count)
-                    assert calls == (expect_zc if n > 1 else 0), (what, calls)
-                    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), what
+    zc = int(ringred.transport() == "shm" and x.nbytes > small)
+    for variant, expect_zc in (("in", zc), ("inplace", zc), ("both", zc),
+                               ("some-ranks", zc if n == 1 else 0), ("mixed-outputs", zc)):
+        before = ringred.shared.zero_copy_calls()
+        got = shared_allreduce(variant, x, op, r)
+        calls = ringred.shared.zero_copy_calls() - before
+        what = (variant, x.dtype, op, x.size)
+        assert calls == (expect_zc if n > 1 else 0), (what, calls)
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), what
 
 
 def check_scales() -> None:
@@ -224,7 +216,6 @@ def check_reducescatter() -> None:
 def body() -> None:
     full = len(sys.argv) > 1 and sys.argv[1] == "full"
     check_allreduce(full)
-    check_shared_allreduce()
     check_scales()
     check_broadcast()
     check_allgather()
