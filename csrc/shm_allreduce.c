@@ -6,23 +6,28 @@
  *
  * Large messages: chunks of at most slot_bytes go through two slots per rank.  For chunk i
  * each rank copies into its slot the parts of its chunk that the other ranks reduce (all of
- * it when prescaling) and signals IN(i); once every peer's IN(i) is there, rank r copies the
- * result chunk i-1 out (a peer signals IN(i) after its OUT(i-1), so that chunk is complete),
- * reduces slice r of chunk i in one pass from every peer's slot (its own part read from its
- * input) into result chunk i, applies the postscale, signals OUT(i), and copies chunk i+1 in.
- * One wait per chunk; the last chunk waits for every OUT.  Slot reuse needs no other wait:
- * a rank writes slot i+1 after every IN(i), which each peer signals after it finished
- * reading slot i-1 (its OUT(i-1)), and writes result chunk i after every IN(i), which each
- * peer signals after copying result chunk i-2 out.
+ * it when prescaling) and signals IN(i).  Once every peer's IN(i) is there, rank r does three
+ * independent jobs, interleaved in steps of BLOCK bytes of its slice: it copies the peers'
+ * slices of result chunk i-1 out (a peer signals IN(i) after its OUT(i-1), so they are
+ * complete); it reduces slice r of chunk i from every peer's slot (its own part read from its
+ * input) into result chunk i, for the peers, applies the postscale, and copies the block,
+ * still in L1, into its own output; and it copies chunk i+1 in.  Then it signals OUT(i) and
+ * IN(i+1).  One wait per chunk; the last chunk waits for every OUT.  Slot reuse needs no
+ * other wait: a rank writes slot i+1 after every IN(i), which each peer signals after it
+ * finished reading slot i-1 (its OUT(i-1)), and writes result chunk i after every IN(i),
+ * which each peer signals after copying result chunk i-2 out.  Interleaving mixes the reads
+ * of the input with the writes of the output, as one copy does, and nobody reads its own
+ * slice back from the result chunk: 64 MiB (2 ranks, C, alternating launches) 12.2-13.0 ms
+ * against 14.4-14.5 ms for the three jobs one after the other with the whole result chunk
+ * copied out; 1 MiB 82-88 us against 86-94.
  *
- * Two ranks, messages below the streaming threshold: each rank reduces the whole chunk
- * itself.  For chunk i each rank copies all of it into its slot and signals IN(i); once the
- * peer's IN(i) is there it reduces chunk i from both (its own part straight from its input)
- * directly into its output and copies chunk i+1 in.  No result chunks and no second copy:
- * 15-20% faster than the slice plan from 64 KiB to 4 MiB here, but it reads twice as much
- * from the peer, and from 8 MiB on (outputs out of the cache) the slice plan with
- * non-temporal copy-out is faster.  Slot reuse: a rank writes slot i+1 (the parity of i-1)
- * after the peer's IN(i), which the peer signals after reducing chunk i-1.
+ * Two ranks, below PAIR_BELOW (and below the streaming threshold): each rank reduces the
+ * whole chunk itself.  For chunk i each rank copies all of it into its slot and signals
+ * IN(i); once the peer's IN(i) is there it reduces chunk i from both (its own part straight
+ * from its input) directly into its output and copies chunk i+1 in.  No result chunks and no
+ * second copy, but it reads twice as much from the peer: 5-10% faster than the slice plan
+ * at 256 and 512 KiB here, 5% slower from 1 MiB on.  Slot reuse: a rank writes slot i+1 (the
+ * parity of i-1) after the peer's IN(i), which the peer signals after reducing chunk i-1.
  *
  * Shared buffers (shm_arena.c): when every rank's input is in its arena, nobody copies it in;
  * the ranks read each other's inputs where they are (see the plans at the end of this file).
@@ -36,6 +41,7 @@
 
 #define MIN_CHUNK (32u << 10) /* the pipeline's smallest chunk, bytes */
 #define PIPELINE 4            /* aim for at least this many chunks */
+#define PAIR_BELOW (1u << 20) /* two ranks: the pair plan below this many bytes */
 
 static void copy_scaled(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
 {
@@ -84,23 +90,49 @@ static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
     return left < q->ce ? left : q->ce;
 }
 
-/* Put the parts of chunk i the peers reduce into our slot. */
-static void copy_in(rr_shm *s, const plan *q, uint64_t i)
+#define BLOCK (8u << 10) /* bytes of our slice reduced per step: the result is still in L1 */
+
+/* The j-th of `steps` line-aligned parts of the elements of [0, len) outside [a, a + m), as
+ * up to two ranges r[h] = {from, to}. */
+static void outside(size_t len, size_t es, size_t a, size_t m, unsigned j, unsigned steps,
+                    size_t r[2][2])
 {
-    size_t lo, len = chunk_len(q, i, &lo), a;
-    uint8_t *dst = rr_shm_big(s, s->me, i);
-    const uint8_t *src = q->x + lo * q->es;
+    size_t from, to = rr_shm_slice(len - m, es, (int)steps, (int)j, &from);
+    to += from;
+    if (m == 0)
+        a = 0;
+    r[0][0] = from < a ? from : a;
+    r[0][1] = to < a ? to : a;
+    r[1][0] = (from < a ? a : from) + m;
+    r[1][1] = (to < a ? a : to) + m;
+}
+
+/* Our slice of chunk i: [*a, *a + return) elements of the chunk (starting at element *lo). */
+static size_t slice_of(const rr_shm *s, const plan *q, uint64_t i, size_t *lo, size_t *len,
+                       size_t *a)
+{
+    *len = chunk_len(q, i, lo);
+    return rr_shm_slice(*len, q->es, s->n, s->me, a);
+}
+
+/* Step j of `steps` of chunk i's copy-in: part of what the peers reduce (all of the chunk when
+ * prescaling, else all but our slice, which we reduce straight from the input). */
+static void copy_in(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
+{
+    size_t lo, len, a, r[2][2];
     if (q->zin)
         return; /* the peers read our input where it is */
-    if (q->pre != 1.0) {
-        rr_scale(dst, src, len, q->dt, q->pre, 1);
-        return;
+    size_t mine = slice_of(s, q, i, &lo, &len, &a);
+    outside(len, q->es, a, q->pre != 1.0 ? 0 : mine, j, steps, r);
+    uint8_t *dst = rr_shm_big(s, s->me, i);
+    const uint8_t *src = q->x + lo * q->es;
+    for (int h = 0; h < 2; h++) {
+        size_t off = r[h][0] * q->es, m = r[h][1] - r[h][0];
+        if (m > 0 && q->pre != 1.0)
+            rr_scale(dst + off, src + off, m, q->dt, q->pre, 1);
+        else if (m > 0)
+            rr_copy(dst + off, src + off, m * q->es);
     }
-    size_t mine = rr_shm_slice(len, q->es, s->n, s->me, &a);
-    if (a)
-        rr_copy(dst, src, a * q->es);
-    if (a + mine < len)
-        rr_copy(dst + (a + mine) * q->es, src + (a + mine) * q->es, (len - a - mine) * q->es);
 }
 
 /* Reduce elements [a, a + m) of chunk i (starting at element lo) from every rank's slot,
@@ -117,19 +149,39 @@ static void reduce_part(rr_shm *s, const plan *q, uint64_t i, size_t lo, size_t 
         rr_scale(dst, dst, m, q->dt, q->post, q->div);
 }
 
-/* Reduce our slice of chunk i into the result chunk. */
-static void reduce_slice(rr_shm *s, const plan *q, uint64_t i)
+/* Step j of `steps`: reduce that part of our slice of chunk i into the result chunk, for
+ * the peers, and copy it from there (still in L1) into our output. */
+static void reduce_slice(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
 {
-    size_t lo, len = chunk_len(q, i, &lo), a;
-    size_t m = rr_shm_slice(len, q->es, s->n, s->me, &a);
-    if (m > 0)
-        reduce_part(s, q, i, lo, a, m, rr_shm_res(s, i) + a * q->es);
+    size_t lo, len, a, b;
+    size_t m = slice_of(s, q, i, &lo, &len, &a);
+    m = rr_shm_slice(m, q->es, (int)steps, (int)j, &b);
+    if (m == 0)
+        return;
+    uint8_t *res = rr_shm_res(s, i) + (a + b) * q->es;
+    reduce_part(s, q, i, lo, a + b, m, res);
+    (q->stream ? rr_copy_stream : rr_copy)(q->y + (lo + a + b) * q->es, res, m * q->es);
 }
 
-static void copy_out(rr_shm *s, const plan *q, uint64_t i)
+/* Step j of `steps` of copying the peers' slices of result chunk i out. */
+static void copy_out(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
 {
-    size_t lo, len = chunk_len(q, i, &lo);
-    (q->stream ? rr_copy_stream : rr_copy)(q->y + lo * q->es, rr_shm_res(s, i), len * q->es);
+    size_t lo, len, a, r[2][2];
+    size_t mine = slice_of(s, q, i, &lo, &len, &a);
+    outside(len, q->es, a, mine, j, steps, r);
+    for (int h = 0; h < 2; h++) {
+        size_t off = r[h][0] * q->es, m = r[h][1] - r[h][0];
+        if (m > 0)
+            (q->stream ? rr_copy_stream : rr_copy)(q->y + lo * q->es + off,
+                                                   rr_shm_res(s, i) + off, m * q->es);
+    }
+}
+
+/* Steps per chunk: our slice in blocks of at most BLOCK bytes. */
+static unsigned steps_for(const rr_shm *s, const plan *q)
+{
+    size_t a, mine = rr_shm_slice(q->ce, q->es, s->n, s->me, &a) * q->es;
+    return mine > BLOCK ? (unsigned)((mine + BLOCK - 1) / BLOCK) : 1;
 }
 
 static rr_status large_path(rr_comm *c, const plan *q)
@@ -137,22 +189,30 @@ static rr_status large_path(rr_comm *c, const plan *q)
     rr_shm *s = c->shm;
     uint64_t k = (q->count + q->ce - 1) / q->ce;
     uint64_t base = rr_shm_steps(s, k);
-    copy_in(s, q, 0);
+    unsigned steps = steps_for(s, q);
+    for (unsigned j = 0; j < steps; j++)
+        copy_in(s, q, 0, j, steps);
     rr_shm_signal(s, RR_CTR_IN, base + 1);
     for (uint64_t i = 0; i < k; i++) {
-        /* IN(i) of a peer comes after its OUT(i-1): result chunk i-1 is complete */
+        /* IN(i) of a peer comes after its OUT(i-1): result chunk i-1 is complete, the
+         * peers are done with slot i-1 (which chunk i+1 reuses) and with result chunk i-2
+         * (which chunk i reuses).  The three jobs below are independent: interleaved in
+         * small steps, the reads and writes of memory mix, as in one copy. */
         RR_CHECK(rr_shm_wait_all(c, RR_CTR_IN, base + i + 1));
-        if (i > 0)
-            copy_out(s, q, i - 1);
-        reduce_slice(s, q, i);
-        rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
-        if (i + 1 < k) {
-            copy_in(s, q, i + 1);
-            rr_shm_signal(s, RR_CTR_IN, base + i + 2);
+        for (unsigned j = 0; j < steps; j++) {
+            if (i > 0)
+                copy_out(s, q, i - 1, j, steps);
+            reduce_slice(s, q, i, j, steps);
+            if (i + 1 < k)
+                copy_in(s, q, i + 1, j, steps);
         }
+        rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
+        if (i + 1 < k)
+            rr_shm_signal(s, RR_CTR_IN, base + i + 2);
     }
     RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + k));
-    copy_out(s, q, k - 1);
+    for (unsigned j = 0; j < steps; j++)
+        copy_out(s, q, k - 1, j, steps);
     return RR_OK;
 }
 
@@ -319,7 +379,8 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     int in_place;
     find_shared(s, &q, &in_place);
     if (q.zin == NULL)
-        return s->n == 2 && !q.stream ? pair_path(c, &q) : large_path(c, &q);
+        return s->n == 2 && bytes < PAIR_BELOW && !q.stream ? pair_path(c, &q)
+                                                            : large_path(c, &q);
     /* pair_shared writes outputs while the peer still reads inputs: only when no rank
      * reduces in place (a shared output never partly overlaps its input) */
     if (s->n == 2 && !q.stream && in_place == 0)

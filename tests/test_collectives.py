@@ -20,6 +20,9 @@ CONFIGS = {
     # the same, streaming: slices for every rank count, copied out with non-temporal stores
     "shm-slices-4k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "4096",
                       "RINGRED_SHM_STREAM_BYTES": "1"},
+    # slices of 64 KiB chunks, each reduced in several steps (the interleaved plan), streaming
+    "shm-slices-64k": {**SHM, "RINGRED_SHM_SMALL_BYTES": "0", "RINGRED_SHM_SLOT_BYTES": "65536",
+                       "RINGRED_SHM_STREAM_BYTES": "1"},
     # every message (up to 320 KB here) through the one-sync path
     "shm-small-only": {**SHM, "RINGRED_SHM_SMALL_BYTES": "1M"},
 }
@@ -34,7 +37,7 @@ def test_collectives(n, config):
     run_mpi(n, "collectives", env=CONFIGS[config], timeout=240)
 
 
-@pytest.mark.parametrize("n,transport", [(2, "mpi"), (3, "mpi"), (3, "shm")])
+@pytest.mark.parametrize("n,transport", [(2, "mpi"), (3, "mpi"), (2, "shm"), (3, "shm")])
 def test_collectives_ten_million(n, transport):
     run_mpi(n, "collectives", "full", env={"RINGRED_TRANSPORT": transport}, timeout=400)
 
