@@ -25,6 +25,10 @@ rr_status rr_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t co
     if (count > SIZE_MAX / es)
         return RR_FAIL(c, RR_ERR_INVALID, "allreduce: element count %zu overflows", count);
     size_t bytes = count * es;
+    const uint8_t *x = sendbuf, *y = recvbuf;
+    if (bytes && x != y && x < y + bytes && y < x + bytes)
+        return RR_FAIL(c, RR_ERR_INVALID,
+                       "allreduce: sendbuf and recvbuf overlap without being the same buffer");
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dtype, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale};
     int post = postscale != 1.0 || avg_div != 1;

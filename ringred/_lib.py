@@ -30,7 +30,10 @@ def make_error(status: int, comm: Any = None, what: str = ""):
         detail = ffi.string(lib.rr_comm_last_error(comm)).decode(errors="replace")
     if not detail:
         detail = ffi.string(lib.rr_strerror(status)).decode()
-    return error_for(status, f"{what}: {detail}" if what else detail)
+    if what:
+        kind = what.split(" ", 1)[0] + ": "  # the C core names the collective too: once
+        detail = f"{what}: {detail.removeprefix(kind)}"
+    return error_for(status, detail)
 
 
 def cstr(p: Any) -> str:

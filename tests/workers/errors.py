@@ -81,7 +81,37 @@ def body() -> None:
     ro_in = np.arange(3.0)
     ro_in.flags.writeable = False
     assert np.array_equal(ringred.allreduce(ro_in, op=ringred.Sum), np.arange(3.0) * n)
+    check_partly_overlapping_out(n, r)
     ringred.barrier()
+
+
+def check_partly_overlapping_out(n: int, r: int) -> None:
+    """An ``out`` that partly overlaps the input: the result is as if they were separate
+    (NumPy's rule), on the one-sync path and the chunked one, sync and async, ordinary and
+    shared arrays; the C core refuses such a pair."""
+    offset = n * (n - 1) / 2  # sum over ranks of r
+    for count in (5, 300_000):
+        for make in (np.empty, ringred.empty):
+            for shift in (3, -3):
+                for run in ("sync", "async"):
+                    buf = make(count + 3, np.float64)
+                    buf[:] = np.arange(count + 3) + r
+                    x, out = (buf[:count], buf[3:]) if shift > 0 else (buf[3:], buf[:count])
+                    want = n * (np.arange(count) + (0 if shift > 0 else 3)) + offset
+                    if run == "sync":
+                        got = ringred.allreduce(x, op=ringred.Sum, out=out)
+                    else:
+                        got = ringred.allreduce_async(x, op=ringred.Sum, out=out).wait()
+                    assert got is out
+                    assert np.array_equal(out, want), (count, make, shift, run)
+    from ringred._lib import ffi, lib
+    from ringred._state import current
+
+    a = np.zeros(8)
+    st = lib.rr_allreduce(current().handle, ffi.from_buffer(a), ffi.from_buffer(a[1:]), 4,
+                          lib.RR_FLOAT64, lib.RR_SUM, 1.0, 1.0, 1)
+    assert st == lib.RR_ERR_INVALID, st
+    still_works()
 
 
 if __name__ == "__main__":
