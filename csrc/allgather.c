@@ -47,8 +47,12 @@ rr_status rr_allgather(rr_comm *c, const void *sendbuf, size_t count, void *recv
         memmove((uint8_t *)recvbuf + off[c->rank] * es, sendbuf, count * es);
     if (n == 1)
         return RR_OK;
-    if (c->shm)
+    if (c->shm) /* its arrival is the agreement */
         return rr_shm_allgather(c, recvbuf, (rr_dtype)dtype, counts, off);
+    /* Agree before the data moves: a rank that could not allocate its output between the
+     * phases takes part with rr_poison instead, and everyone fails instead of hanging. */
+    rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 1, (uint64_t)o, 1.0, 1.0};
+    RR_CHECK(rr_agree(c, &h, NULL, 0));
     rr_chunks ch = {off, counts};
     return rr_ring_allgather(c, recvbuf, &ch, es);
 }

@@ -302,7 +302,7 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
     /* A gradient set larger than the caches (the allreduces in the response cache add up to
      * cold_set_bytes) is cold when it is reduced: its outputs would not stay cached, so the
      * shared-memory transport streams them from 1 MiB on.  The cache is the same on every
-     * rank, so is the choice (it picks the two-rank plan). */
+     * rank, so is the choice (it picks among the plans). */
     rr_comm_stream_cold(e->comm,
                         e->cold_set_bytes && e->cache.allreduce_bytes >= e->cold_set_bytes);
     uint8_t *used = calloc(n, 1);

@@ -141,7 +141,7 @@ int rr_dtype_is_float(int dtype);
 /* cold = 1: the next allreduces' outputs will not stay cached; a shared-memory communicator
  * then streams outputs (non-temporal stores) from an eighth of RINGRED_SHM_STREAM_BYTES on
  * (1 MiB by default) instead of from the setting itself.  cold = 0 restores the setting; with
- * the setting 0 nothing is ever streamed.  The threshold picks the two-rank plan, so every
+ * the setting 0 nothing is ever streamed.  The threshold picks among the plans, so every
  * rank must pass the same value before the same call. */
 void rr_comm_stream_cold(rr_comm *c, int cold);
 

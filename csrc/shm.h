@@ -44,7 +44,7 @@ struct rr_shm {
     size_t bytes;
     int n, me;
     size_t small_bytes, slot_bytes; /* the leader's geometry */
-    size_t stream_bytes;            /* streaming threshold in force (picks the two-rank plan) */
+    size_t stream_bytes;            /* streaming threshold in force (picks among the plans) */
     rr_shm_line *ctr;               /* ctr[rank * RR_NCTR + which] */
     uint8_t *small, *big, *res;
     size_t small_stride; /* one small slot: header line + payload */

@@ -234,7 +234,8 @@ def allgather(x: Any, name: str | None = None, process_set: ProcessSet | None = 
         from .objects import allgather_object
 
         rows = sum(allgather_object(src.shape[0], process_set=process_set))
-    res = np.empty((rows,) + src.shape[1:], src.dtype)
+    # the peers learn of a failure here (out of memory) from the data phase's agreement
+    res = _prepare(ctx, KIND_ALLGATHER, lambda: np.empty((rows,) + src.shape[1:], src.dtype))
     st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, _ptr(res), w.code, row, counts)
     if st:
         _raise(ctx, st, what)

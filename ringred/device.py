@@ -171,12 +171,15 @@ def allgather(ctx: Any, x: Any, what: str) -> Any:
         from .objects import allgather_object
 
         rows = sum(allgather_object(v.shape[0]))
-    res = device_empty(v, (rows,) + tuple(v.shape[1:]))
-    if res.size:  # every rank knows the total: all skip the data phase together
-        st = lib.rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
-                                     _p(res), v.code, row, counts)
-        if st:
-            _coll._raise(ctx, st, what)
+    if rows * row == 0:  # every rank knows the total: all skip the data phase together
+        return device_back(v, device_empty(v, (rows,) + tuple(v.shape[1:])))
+    # the peers learn of a failure here (out of memory) from the data phase's agreement
+    res = _coll._prepare(ctx, _coll.KIND_ALLGATHER,
+                         lambda: device_empty(v, (rows,) + tuple(v.shape[1:])))
+    st = lib.rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
+                                 _p(res), v.code, row, counts)
+    if st:
+        _coll._raise(ctx, st, what)
     return device_back(v, res)
 
 

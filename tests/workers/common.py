@@ -75,3 +75,25 @@ def main(body) -> None:
         MPI.COMM_WORLD.Abort(1)  # take every rank down: a failure must not become a hang
     print(f"RANK {r} OK", flush=True)
     ringred.shutdown()
+
+
+def allgather_without_memory(call, module, name: str) -> None:
+    """The last rank cannot allocate the allgather's result (``module.name`` raises
+    MemoryError there): it gets that error, the others a mismatch naming it, nobody hangs,
+    and the next call works."""
+    n, r = ringred.size(), ringred.rank()
+    real = getattr(module, name)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("no memory for the result (injected)")
+
+    if r == n - 1:
+        setattr(module, name, no_memory)
+    try:
+        if r == n - 1:
+            expect(MemoryError, call, "injected")
+        else:
+            expect(ringred.MismatchError, call, "rejected locally", str(n - 1))
+    finally:
+        setattr(module, name, real)
+    call()

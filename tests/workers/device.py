@@ -17,7 +17,7 @@ import ringred
 from ringred.testing import FakeDeviceArray
 
 from .collectives import close, reference
-from .common import BF16, data, main, same_on_all_ranks
+from .common import BF16, allgather_without_memory, data, main, same_on_all_ranks
 
 FLOAT_DTYPES = [np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)] + (
     [BF16] if BF16 is not None else [])
@@ -111,6 +111,9 @@ def check_allgather() -> None:
     # nothing at all
     got = ringred.allgather(dev(np.zeros((0, 2), np.float64)))
     assert got.shape == (0, 2)
+    if n > 1:
+        allgather_without_memory(lambda: ringred.allgather(dev(np.ones((300, 4)))),
+                                 ringred.device, "device_empty")
 
 
 def check_reducescatter() -> None:
