@@ -1,5 +1,6 @@
 /* Allreduce: a latency path (recursive doubling that also carries the agreement header)
  * for small messages, the segmented ring for large ones. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -14,6 +15,10 @@ static void copy_in(void *dst, const void *src, size_t count, rr_dtype dt, doubl
         memcpy(dst, src, count * rr_dtype_size(dt));
 }
 
+static rr_status allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
+                           rr_dtype dt, rr_op op, double prescale, double postscale,
+                           int64_t avg_div);
+
 rr_status rr_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count, int dtype,
                        int op, double prescale, double postscale, int64_t avg_div)
 {
@@ -26,9 +31,32 @@ rr_status rr_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t co
         return RR_FAIL(c, RR_ERR_INVALID, "allreduce: element count %zu overflows", count);
     size_t bytes = count * es;
     const uint8_t *x = sendbuf, *y = recvbuf;
-    if (bytes && x != y && x < y + bytes && y < x + bytes)
-        return RR_FAIL(c, RR_ERR_INVALID,
-                       "allreduce: sendbuf and recvbuf overlap without being the same buffer");
+    if (bytes && x != y && x < y + bytes && y < x + bytes) {
+        /* An output that partly overlaps the input: reduce from a copy of the input, so
+         * that no element is read after it was written (NumPy's rule for overlapping
+         * arguments).  Out of memory here: the peers fail too instead of waiting. */
+        void *copy = malloc(bytes);
+        if (copy == NULL) {
+            rr_poison(c, RR_KIND_ALLREDUCE);
+            return RR_FAIL(c, RR_ERR_NOMEM, "allreduce: no memory for a copy of the input "
+                           "(%zu bytes; the output partly overlaps it)", bytes);
+        }
+        memcpy(copy, sendbuf, bytes);
+        rr_status st = allreduce(c, copy, recvbuf, count, dt, (rr_op)op, prescale, postscale,
+                                 avg_div);
+        free(copy);
+        return st;
+    }
+    return allreduce(c, sendbuf, recvbuf, count, dt, (rr_op)op, prescale, postscale, avg_div);
+}
+
+/* rr_allreduce after the argument checks; sendbuf and recvbuf are the same or disjoint. */
+static rr_status allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
+                           rr_dtype dt, rr_op op, double prescale, double postscale,
+                           int64_t avg_div)
+{
+    size_t es = rr_dtype_size(dt), bytes = count * es;
+    int dtype = (int)dt;
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dtype, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale};
     int post = postscale != 1.0 || avg_div != 1;

@@ -147,16 +147,6 @@ def cbuf(a: np.ndarray, ffi: Any) -> Any:
         return ffi.from_buffer(a.view(np.uint8 if a.itemsize == 1 else f"u{a.itemsize}"))
 
 
-def overlaps_partly(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when ``a`` and ``b`` share memory without being the same buffer (same start and
-    size): a reduction from one into the other would read elements it has already written."""
-    if a is b or (a.base is None and b.base is None):  # two distinct owners never overlap
-        return False
-    if not np.may_share_memory(a, b):
-        return False
-    return a.ctypes.data != b.ctypes.data or a.nbytes != b.nbytes
-
-
 def check_writable(a: np.ndarray, what: str = "output") -> None:
     """Raise ValueError for a read-only output."""
     if not a.flags.writeable:

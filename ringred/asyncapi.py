@@ -101,7 +101,7 @@ def allreduce_async(
     what = f"allreduce '{name}'"
     w = as_array(x)
     src = contiguous(w.arr)
-    dst, wo = _output(w, out, src.shape, what, src)
+    dst, wo = _output(w, out, src.shape, what)
     check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
     post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
     nm = ffi.new("char[]", name.encode())

@@ -20,7 +20,6 @@ from ._arrays import (
     check_writable,
     contiguous,
     is_device_array,
-    overlaps_partly,
 )
 from ._lib import ffi, lib, make_error
 from .errors import MismatchError, NotInitializedError
@@ -53,8 +52,7 @@ def fast_allreduce_args(ctx: _state.Context, x: Any, op: Any, pre: float, post: 
     if out is None:
         res = np.empty_like(x)
     elif (type(out) is np.ndarray and out.dtype == x.dtype and out.shape == x.shape
-          and out.flags.c_contiguous and out.flags.writeable
-          and (out is x or (x.base is None and out.base is None) or not overlaps_partly(x, out))):
+          and out.flags.c_contiguous and out.flags.writeable):
         res = out
     else:
         return None
@@ -92,10 +90,8 @@ def _raise(ctx: _state.Context, st: int, what: str, shape: tuple | None = None,
     raise err
 
 
-def _output(w: Wrapped, out: Any, shape: tuple, what: str,
-            src: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
-    """The array to write into, and what to return to the caller.  A separate array when
-    ``out`` is not contiguous or partly overlaps ``src`` (the result is copied into it)."""
+def _output(w: Wrapped, out: Any, shape: tuple, what: str) -> tuple[np.ndarray, Any]:
+    """The array to write into, and what to return to the caller."""
     if out is None:
         res = np.empty(shape, w.arr.dtype)
         return res, None
@@ -106,8 +102,7 @@ def _output(w: Wrapped, out: Any, shape: tuple, what: str,
             f"{tuple(shape)} and {w.arr.dtype}"
         )
     check_writable(wo.arr, f"{what}: out")
-    direct = wo.contiguous and (src is None or not overlaps_partly(src, wo.arr))
-    return (wo.arr if direct else np.empty(shape, w.arr.dtype)), wo
+    return (wo.arr if wo.contiguous else np.empty(shape, w.arr.dtype)), wo
 
 
 def _finish(w: Wrapped, res: np.ndarray, wo: Any, out: Any) -> Any:
@@ -170,7 +165,7 @@ def allreduce(
         op_ = ReduceOp(op)
         w = as_array(x)
         src = contiguous(w.arr)
-        dst, wo = _output(w, out, src.shape, what, src)
+        dst, wo = _output(w, out, src.shape, what)
         check_scales(w.code, src.dtype, prescale_factor, postscale_factor, what)
         post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
         return op_, w, src, dst, wo, post, div

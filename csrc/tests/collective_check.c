@@ -36,6 +36,16 @@ static void check_allreduce(rr_comm *c, size_t count)
             EXPECT(0, "max(%zu)[%zu] wrong\n", count, i);
             break;
         }
+    /* an output that partly overlaps the input (reduced from a copy of the input) */
+    for (size_t i = 0; i < count; i++)
+        x[i] = (double)(i % 1000) + r;
+    st = rr_allreduce(c, x, x + 1, count ? count - 1 : 0, RR_FLOAT64, RR_SUM, 1.0, 1.0, 1);
+    EXPECT(st == RR_OK, "overlapping allreduce(%zu) failed: %s\n", count, rr_comm_last_error(c));
+    for (size_t i = 0; i + 1 < count && st == RR_OK; i++)
+        if (x[i + 1] != n * (double)(i % 1000) + n * (n - 1) / 2.0) {
+            EXPECT(0, "overlapping allreduce(%zu)[%zu] = %g\n", count, i, x[i + 1]);
+            break;
+        }
     /* broadcast + reducescatter + allgather on the same sizes */
     for (size_t i = 0; i < count; i++)
         x[i] = r == n - 1 ? (double)i : -1.0;
