@@ -12,6 +12,7 @@ from typing import Any
 
 from ..ops import ReduceOp
 from ..optim.base import Optimizer as RingredOptimizer
+from ..process_sets import ProcessSet
 from ._common import Settings
 from .compression import (
     BF16Compressor,
@@ -38,8 +39,10 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
     op: ReduceOp = ReduceOp.Average,
     gradient_predivide_factor: float = 1.0,
     average_every: int | None = None,
+    process_set: ProcessSet | None = None,
 ) -> Any:
-    """Wrap ``optimizer`` so that its updates use gradients averaged across all ranks.
+    """Wrap ``optimizer`` so that its updates use gradients averaged across all ranks (or
+    the ranks of ``process_set``).
 
     Args:
         optimizer: a ``ringred.optim`` optimizer (its ``step(grads)`` then averages
@@ -58,6 +61,9 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
         average_every: periodic parameter averaging instead of gradient averaging: each
             rank steps on its own gradients and the parameters are averaged across ranks
             after every ``average_every``-th step.
+        process_set: average within this registered ``ringred.ProcessSet`` only (several
+            independent data-parallel groups in one job); only its members may wrap an
+            optimizer with it (ValueError otherwise).  Default: all ranks.
 
     Returns:
         The wrapper: ``NumpyDistributedOptimizer`` or ``TorchDistributedOptimizer``.
@@ -65,7 +71,7 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
     if isinstance(optimizer, NumpyDistributedOptimizer) or hasattr(optimizer, "skip_synchronize"):
         raise TypeError("optimizer is already a DistributedOptimizer")
     cfg = Settings(compression, backward_passes_per_step, op, gradient_predivide_factor,
-                   average_every)
+                   average_every, process_set)
     if isinstance(optimizer, RingredOptimizer):
         if named_parameters is not None:
             raise TypeError("named_parameters is for torch optimizers: ringred.optim "

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..asyncapi import allreduce_async
 from ..ops import ReduceOp
+from ..process_sets import ProcessSet
 from .compression import Compressor, NoneCompressor
 
 
@@ -15,7 +16,7 @@ class Settings:
     """Validated DistributedOptimizer options."""
 
     __slots__ = ("compression", "backward_passes_per_step", "op", "prescale", "postscale",
-                 "average_every")
+                 "average_every", "process_set")
 
     def __init__(
         self,
@@ -24,6 +25,7 @@ class Settings:
         op: ReduceOp,
         gradient_predivide_factor: float,
         average_every: int | None,
+        process_set: ProcessSet | None = None,
     ) -> None:
         if not (isinstance(compression, type) and issubclass(compression, Compressor)) and not (
             isinstance(compression, Compressor)
@@ -57,6 +59,12 @@ class Settings:
             if compression is not NoneCompressor:
                 raise ValueError("compression applies to gradients; average_every averages "
                                  "parameters, which are sent uncompressed")
+        if process_set is not None and not isinstance(process_set, ProcessSet):
+            raise TypeError(f"process_set must be a ringred.ProcessSet, not {process_set!r}")
+        if process_set is not None and process_set.ranks is None:
+            process_set = None  # the global set
+        if process_set is not None:
+            process_set._context()  # registered, and this rank is a member: else ValueError
         self.compression = compression
         self.backward_passes_per_step = bpps
         self.op = op
@@ -64,12 +72,17 @@ class Settings:
         self.prescale = 1.0 / f
         self.postscale = f
         self.average_every = average_every
+        # None: every rank; else gradients (or parameters) are averaged within this set
+        self.process_set = process_set
 
 
-def average_parameters(named: Iterable[tuple[str, Any]], prefix: str) -> None:
-    """Replace every parameter by its average across ranks, in place (sorted by name)."""
+def average_parameters(named: Iterable[tuple[str, Any]], prefix: str,
+                       process_set: ProcessSet | None = None) -> None:
+    """Replace every parameter by its average across the ranks of ``process_set`` (default:
+    all), in place (sorted by name)."""
     handles = [
-        allreduce_async(t, op=ReduceOp.Average, name=f"{prefix}{name}", out=t)
+        allreduce_async(t, op=ReduceOp.Average, name=f"{prefix}{name}", out=t,
+                        process_set=process_set)
         for name, t in sorted(named, key=lambda kv: kv[0])
     ]
     for h in handles:

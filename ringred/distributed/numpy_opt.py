@@ -118,7 +118,7 @@ class NumpyDistributedOptimizer:
         """Replace every parameter by its average across ranks, in place."""
         params = self.optimizer.params
         host = {n: _host(p) for n, p in params.items()}
-        average_parameters(host.items(), "average.")
+        average_parameters(host.items(), "average.", self._cfg.process_set)
         for n, p in params.items():
             if host[n] is not p:
                 p[...] = array_namespace(p).asarray(host[n])
@@ -155,7 +155,7 @@ class NumpyDistributedOptimizer:
             g = np.zeros(p.shape, p.dtype) if g is None else _host(g)
             wire, ctx = cfg.compression.compress(g)
             h = allreduce_async(wire, op=cfg.op, name=f"grad.{name}", prescale_factor=cfg.prescale,
-                                postscale_factor=cfg.postscale)
+                                postscale_factor=cfg.postscale, process_set=cfg.process_set)
             submitted.append((name, h, ctx))
         out: dict[str, Any] = {}
         for name, h, ctx in submitted:

@@ -158,7 +158,8 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
             raise TypeError(f"sparse gradient of {self._names[p]!r} is not supported")
         wire, ctx = cfg.compression.compress(grad)
         h = allreduce_async(wire, op=cfg.op, name=self._names[p], prescale_factor=cfg.prescale,
-                            postscale_factor=cfg.postscale, out=wire)
+                            postscale_factor=cfg.postscale, out=wire,
+                            process_set=cfg.process_set)
         return h, ctx, wire
 
     # ------------------------------------------------------------------ public API
@@ -241,7 +242,7 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
             for p in group["params"]
         ]
         with torch.no_grad():
-            average_parameters(named, "average.")
+            average_parameters(named, "average.", self._cfg.process_set)
 
 
 def _parameter_names(

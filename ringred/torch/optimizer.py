@@ -27,16 +27,14 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
 
     ``num_groups``/``groups`` are accepted for compatibility (ringred's engine fuses ready
     gradients by itself) and so is ``sparse_as_dense`` (gradients are always dense here).
-    Only the global process set is supported.
+    With ``process_set``, gradients are averaged within that set; only its members wrap.
     """
     if op == "Adasum":
         raise NotImplementedError("Adasum is not implemented by ringred; use Average or Sum")
-    if process_set is not None and process_set.ranks is not None:
-        raise NotImplementedError("DistributedOptimizer over a process set is not supported")
     return ringred.DistributedOptimizer(
         optimizer, named_parameters=named_parameters, compression=compression,
         backward_passes_per_step=backward_passes_per_step, op=ReduceOp(op),
-        gradient_predivide_factor=gradient_predivide_factor,
+        gradient_predivide_factor=gradient_predivide_factor, process_set=process_set,
     )
 
 
