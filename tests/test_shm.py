@@ -25,6 +25,16 @@ def test_back_to_back_collectives(n):
     run_mpi(n, "stress", "300", env=STRESS, timeout=240)
 
 
+# 32 KiB slots: two and three ranks reduce each chunk's slice in several steps interleaved
+# with the copies (the slice plan's steps are 8 KiB), over up to five chunks (slot reuse)
+STRESS_STEPS = {**STRESS, "RINGRED_SHM_SLOT_BYTES": "32768"}
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_back_to_back_collectives_in_steps(n):
+    run_mpi(n, "stress", "300", env=STRESS_STEPS, timeout=240)
+
+
 def test_back_to_back_collectives_default_settings():
     run_mpi(2, "stress", "150", env={"RINGRED_TRANSPORT": "shm"}, timeout=240)
 
