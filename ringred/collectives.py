@@ -259,13 +259,13 @@ def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = No
         w = as_array(x)
         if w.arr.ndim == 0:
             raise ValueError(f"{what}: 0-d arrays cannot be scattered; reshape to (1,)")
-        return op_, w, contiguous(w.arr)
+        src = contiguous(w.arr)
+        rows = split_rows(src.shape[0], ctx.size)
+        return op_, w, src, rows, np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
 
-    op_, w, src = _prepare(ctx, KIND_REDUCESCATTER, prep)
+    op_, w, src, rows, res = _prepare(ctx, KIND_REDUCESCATTER, prep)
     row = int(np.prod(src.shape[1:], dtype=np.int64))
-    rows = split_rows(src.shape[0], ctx.size)
     counts = ffi.new("size_t[]", [r * row for r in rows])
-    res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
     post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
     st = lib.rr_reducescatter(
         ctx.handle, _ptr(src), src.size, _ptr(res), counts, w.code, c_op(op_), 1.0, post, div

@@ -6,7 +6,7 @@ import numpy as np
 
 import ringred
 
-from .common import allgather_without_memory, expect, main
+from .common import expect, main
 
 
 def still_works():
@@ -83,21 +83,8 @@ def body() -> None:
     assert np.array_equal(ringred.allreduce(ro_in, op=ringred.Sum), np.arange(3.0) * n)
     check_partly_overlapping_out(n, r)
     if n > 1:
-        import ringred.collectives as coll
-
-        class NoEmpty:  # NumPy as ringred.collectives sees it, with np.empty replaceable
-            def __getattr__(self, k):
-                return getattr(np, k)
-
-        shim = NoEmpty()
-        shim.empty = np.empty
-        coll.np = shim
-        try:
-            allgather_without_memory(lambda: ringred.allgather(np.ones((300, 4))), shim,
-                                     "empty")
-        finally:
-            coll.np = np
-        still_works()
+        check_no_memory_for_results(n, r)
+        check_alltoall_bad_splits(n, r)
     ringred.barrier()
 
 
@@ -129,6 +116,63 @@ def check_partly_overlapping_out(n: int, r: int) -> None:
     assert st == lib.RR_OK, st
     assert np.array_equal(a[1:5], n * np.arange(4.0) + offset), a
     still_works()
+
+
+
+class _BigFails:
+    """NumPy as a ringred module sees it, except that np.empty of 1000 elements or more
+    raises MemoryError (the result of a collective; the small bookkeeping arrays work)."""
+
+    def __getattr__(self, k):
+        return getattr(np, k)
+
+    @staticmethod
+    def empty(shape, *args, **kwargs):
+        if int(np.prod(shape)) >= 1000:
+            raise MemoryError("no memory for the result (injected)")
+        return np.empty(shape, *args, **kwargs)
+
+
+def check_no_memory_for_results(n: int, r: int) -> None:
+    """The last rank cannot allocate a collective's result: it gets the MemoryError, the
+    others an error naming it, nobody hangs, and the next call works."""
+    import sys
+
+    import ringred.collectives as coll
+
+    a2a = sys.modules["ringred.alltoall"]  # the module; ringred.alltoall is the function
+
+    calls = [
+        (coll, "allgather", lambda: ringred.allgather(np.ones((300, 4)))),
+        (coll, "reducescatter", lambda: ringred.reducescatter(np.ones((3000 * n, 2)))),
+        (a2a, "alltoall", lambda: ringred.alltoall(np.ones((1000 * n, 2)))),
+    ]
+    for module, what, call in calls:
+        if r == n - 1:
+            module.np = _BigFails()
+        try:
+            if r == n - 1:
+                expect(MemoryError, call, "injected")
+            else:
+                expect(ringred.MismatchError, call, what, "rejected locally", str(n - 1))
+        finally:
+            module.np = np
+        call()
+    still_works()
+
+
+def check_alltoall_bad_splits(n: int, r: int) -> None:
+    """Splits that do not add up on one rank: ValueError there, an error naming it on the
+    others (it used to hang them in the exchange)."""
+    x = np.ones((2 * n, 2))
+    splits = [1] * n if r == n - 1 else [2] * n
+    if r == n - 1:
+        expect(ValueError, lambda: ringred.alltoall(x, splits=splits), "splits")
+    else:
+        expect(ringred.MismatchError, lambda: ringred.alltoall(x, splits=splits),
+               "rejected locally", str(n - 1), "splits")
+    out, got = ringred.alltoall(x)
+    assert out.shape == (2 * n, 2) and list(got) == [2] * n
 
 
 if __name__ == "__main__":
