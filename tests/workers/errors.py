@@ -85,6 +85,7 @@ def body() -> None:
     if n > 1:
         check_no_memory_for_results(n, r)
         check_alltoall_bad_splits(n, r)
+        check_unpicklable_objects(n, r)
     ringred.barrier()
 
 
@@ -173,6 +174,28 @@ def check_alltoall_bad_splits(n: int, r: int) -> None:
                "rejected locally", str(n - 1), "splits")
     out, got = ringred.alltoall(x)
     assert out.shape == (2 * n, 2) and list(got) == [2] * n
+
+
+
+def check_unpicklable_objects(n: int, r: int) -> None:
+    """An object one rank cannot pickle: that rank gets pickle's error, the others an error
+    naming it, for broadcast_object (from the root) and allgather_object; nobody hangs."""
+    bad = lambda: None  # noqa: E731 - lambdas cannot be pickled
+    root = n - 1
+    if r == root:
+        expect(Exception, lambda: ringred.broadcast_object(bad, root_rank=root), "lambda")
+    else:
+        expect(ringred.RingredError,
+               lambda: ringred.broadcast_object(None, root_rank=root), "could not pickle",
+               str(root))
+    mine = bad if r == n - 1 else r
+    if r == n - 1:
+        expect(Exception, lambda: ringred.allgather_object(mine), "lambda")
+    else:
+        expect(ringred.RingredError, lambda: ringred.allgather_object(mine), "could not pickle",
+               str(n - 1))
+    assert ringred.allgather_object(r) == list(range(n))
+    assert ringred.broadcast_object("ok", root_rank=root) == "ok"
 
 
 if __name__ == "__main__":
