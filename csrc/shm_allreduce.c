@@ -92,43 +92,68 @@ static size_t chunk_len(const plan *q, uint64_t i, size_t *lo)
 
 #define BLOCK (8u << 10) /* bytes of our slice reduced per step: the result is still in L1 */
 
-/* The j-th of `steps` line-aligned parts of the elements of [0, len) outside [a, a + m), as
- * up to two ranges r[h] = {from, to}. */
-static void outside(size_t len, size_t es, size_t a, size_t m, unsigned j, unsigned steps,
-                    size_t r[2][2])
+/* Chunk i as the slice plan walks it, computed once per chunk: elements [lo, lo + len) of
+ * the message, our slice [a, a + mine) of the chunk, and the steps.  Step j reduces slice
+ * elements [j * sstep, (j + 1) * sstep) and moves elements [j * ostep, (j + 1) * ostep) of
+ * the rest (the chunk without our slice; all of it for a prescaled copy-in), both cut to
+ * what there is.  Both step sizes are whole cache lines. */
+typedef struct chunk {
+    uint64_t i;
+    size_t lo, len, a, mine, sstep, ostep, ostep_all;
+} chunk;
+
+static size_t lines_up(size_t elems, size_t es)
 {
-    size_t from, to = rr_shm_slice(len - m, es, (int)steps, (int)j, &from);
-    to += from;
-    if (m == 0)
-        a = 0;
+    size_t g = RR_SHM_LINE / es;
+    return (elems + g - 1) / g * g;
+}
+
+static chunk chunk_at(const rr_shm *s, const plan *q, uint64_t i, unsigned steps)
+{
+    chunk g = {.i = i};
+    g.len = chunk_len(q, i, &g.lo);
+    g.mine = rr_shm_slice(g.len, q->es, s->n, s->me, &g.a);
+    g.sstep = lines_up((g.mine + steps - 1) / steps, q->es);
+    g.ostep = lines_up((g.len - g.mine + steps - 1) / steps, q->es);
+    g.ostep_all = lines_up((g.len + steps - 1) / steps, q->es);
+    return g;
+}
+
+/* Elements [from, to) of step j with the given step size over `total` elements. */
+static size_t step_range(size_t total, size_t step, unsigned j, size_t *from)
+{
+    size_t f = (size_t)j * step;
+    *from = f < total ? f : total;
+    size_t t = f + step;
+    return (t < total ? t : total) - *from;
+}
+
+/* Step j of the part of the chunk outside [a, a + m) (the whole chunk when m == 0), as up
+ * to two ranges r[h] = {from, to} of the chunk's elements. */
+static void outside(const chunk *g, size_t m, size_t step, unsigned j, size_t r[2][2])
+{
+    size_t from, to = step_range(g->len - m, step, j, &from) + from;
+    size_t a = m ? g->a : 0;
     r[0][0] = from < a ? from : a;
     r[0][1] = to < a ? to : a;
     r[1][0] = (from < a ? a : from) + m;
     r[1][1] = (to < a ? a : to) + m;
 }
 
-/* Our slice of chunk i: [*a, *a + return) elements of the chunk (starting at element *lo). */
-static size_t slice_of(const rr_shm *s, const plan *q, uint64_t i, size_t *lo, size_t *len,
-                       size_t *a)
-{
-    *len = chunk_len(q, i, lo);
-    return rr_shm_slice(*len, q->es, s->n, s->me, a);
-}
-
-/* Step j of `steps` of chunk i's copy-in: part of what the peers reduce (all of the chunk when
+/* Step j of chunk g's copy-in: part of what the peers reduce (all of the chunk when
  * prescaling, else all but our slice, which we reduce straight from the input). */
-static void copy_in(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
+static void copy_in(rr_shm *s, const plan *q, const chunk *g, unsigned j)
 {
-    size_t lo, len, a, r[2][2];
+    size_t r[2][2];
     if (q->zin)
         return; /* the peers read our input where it is */
-    size_t mine = slice_of(s, q, i, &lo, &len, &a);
-    outside(len, q->es, a, q->pre != 1.0 ? 0 : mine, j, steps, r);
-    uint8_t *dst = rr_shm_big(s, s->me, i);
-    const uint8_t *src = q->x + lo * q->es;
+    int pre = q->pre != 1.0;
+    outside(g, pre ? 0 : g->mine, pre ? g->ostep_all : g->ostep, j, r);
+    uint8_t *dst = rr_shm_big(s, s->me, g->i);
+    const uint8_t *src = q->x + g->lo * q->es;
     for (int h = 0; h < 2; h++) {
         size_t off = r[h][0] * q->es, m = r[h][1] - r[h][0];
-        if (m > 0 && q->pre != 1.0)
+        if (m > 0 && pre)
             rr_scale(dst + off, src + off, m, q->dt, q->pre, 1);
         else if (m > 0)
             rr_copy(dst + off, src + off, m * q->es);
@@ -149,35 +174,32 @@ static void reduce_part(rr_shm *s, const plan *q, uint64_t i, size_t lo, size_t 
         rr_scale(dst, dst, m, q->dt, q->post, q->div);
 }
 
-/* Step j of `steps`: reduce that part of our slice of chunk i into the result chunk, for
- * the peers, and copy it from there (still in L1) into our output. */
-static void reduce_slice(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
+/* Step j: reduce that part of our slice of chunk g into the result chunk, for the peers,
+ * and copy it from there (still in L1) into our output. */
+static void reduce_slice(rr_shm *s, const plan *q, const chunk *g, unsigned j)
 {
-    size_t lo, len, a, b;
-    size_t m = slice_of(s, q, i, &lo, &len, &a);
-    m = rr_shm_slice(m, q->es, (int)steps, (int)j, &b);
+    size_t b, m = step_range(g->mine, g->sstep, j, &b);
     if (m == 0)
         return;
-    uint8_t *res = rr_shm_res(s, i) + (a + b) * q->es;
-    reduce_part(s, q, i, lo, a + b, m, res);
-    (q->stream ? rr_copy_stream : rr_copy)(q->y + (lo + a + b) * q->es, res, m * q->es);
+    uint8_t *res = rr_shm_res(s, g->i) + (g->a + b) * q->es;
+    reduce_part(s, q, g->i, g->lo, g->a + b, m, res);
+    (q->stream ? rr_copy_stream : rr_copy)(q->y + (g->lo + g->a + b) * q->es, res, m * q->es);
 }
 
-/* Step j of `steps` of copying the peers' slices of result chunk i out. */
-static void copy_out(rr_shm *s, const plan *q, uint64_t i, unsigned j, unsigned steps)
+/* Step j of copying the peers' slices of result chunk g out. */
+static void copy_out(rr_shm *s, const plan *q, const chunk *g, unsigned j)
 {
-    size_t lo, len, a, r[2][2];
-    size_t mine = slice_of(s, q, i, &lo, &len, &a);
-    outside(len, q->es, a, mine, j, steps, r);
+    size_t r[2][2];
+    outside(g, g->mine, g->ostep, j, r);
     for (int h = 0; h < 2; h++) {
         size_t off = r[h][0] * q->es, m = r[h][1] - r[h][0];
         if (m > 0)
-            (q->stream ? rr_copy_stream : rr_copy)(q->y + lo * q->es + off,
-                                                   rr_shm_res(s, i) + off, m * q->es);
+            (q->stream ? rr_copy_stream : rr_copy)(q->y + g->lo * q->es + off,
+                                                   rr_shm_res(s, g->i) + off, m * q->es);
     }
 }
 
-/* Steps per chunk: our slice in blocks of at most BLOCK bytes. */
+/* Steps per chunk: our slice of a full chunk in blocks of at most BLOCK bytes. */
 static unsigned steps_for(const rr_shm *s, const plan *q)
 {
     size_t a, mine = rr_shm_slice(q->ce, q->es, s->n, s->me, &a) * q->es;
@@ -190,10 +212,13 @@ static rr_status large_path(rr_comm *c, const plan *q)
     uint64_t k = (q->count + q->ce - 1) / q->ce;
     uint64_t base = rr_shm_steps(s, k);
     unsigned steps = steps_for(s, q);
+    chunk prev = {0}, cur = chunk_at(s, q, 0, steps), next = {0};
     for (unsigned j = 0; j < steps; j++)
-        copy_in(s, q, 0, j, steps);
+        copy_in(s, q, &cur, j);
     rr_shm_signal(s, RR_CTR_IN, base + 1);
     for (uint64_t i = 0; i < k; i++) {
+        if (i + 1 < k)
+            next = chunk_at(s, q, i + 1, steps);
         /* IN(i) of a peer comes after its OUT(i-1): result chunk i-1 is complete, the
          * peers are done with slot i-1 (which chunk i+1 reuses) and with result chunk i-2
          * (which chunk i reuses).  The three jobs below are independent: interleaved in
@@ -201,18 +226,20 @@ static rr_status large_path(rr_comm *c, const plan *q)
         RR_CHECK(rr_shm_wait_all(c, RR_CTR_IN, base + i + 1));
         for (unsigned j = 0; j < steps; j++) {
             if (i > 0)
-                copy_out(s, q, i - 1, j, steps);
-            reduce_slice(s, q, i, j, steps);
+                copy_out(s, q, &prev, j);
+            reduce_slice(s, q, &cur, j);
             if (i + 1 < k)
-                copy_in(s, q, i + 1, j, steps);
+                copy_in(s, q, &next, j);
         }
         rr_shm_signal(s, RR_CTR_OUT, base + i + 1);
         if (i + 1 < k)
             rr_shm_signal(s, RR_CTR_IN, base + i + 2);
+        prev = cur;
+        cur = next;
     }
     RR_CHECK(rr_shm_wait_all(c, RR_CTR_OUT, base + k));
     for (unsigned j = 0; j < steps; j++)
-        copy_out(s, q, k - 1, j, steps);
+        copy_out(s, q, &prev, j);
     return RR_OK;
 }
 
