@@ -77,23 +77,24 @@ def main(body) -> None:
     ringred.shutdown()
 
 
-def allgather_without_memory(call, module, name: str) -> None:
-    """The last rank cannot allocate the allgather's result (``module.name`` raises
-    MemoryError there): it gets that error, the others a mismatch naming it, nobody hangs,
-    and the next call works."""
+def without_memory_on_last_rank(call, module, name: str, replacement, *words: str) -> None:
+    """The last rank cannot allocate ``call``'s result (``module.name`` is ``replacement``
+    there, which raises MemoryError): it gets that error, the others a mismatch naming it
+    (and ``words``), nobody hangs, and the next call works."""
     n, r = ringred.size(), ringred.rank()
     real = getattr(module, name)
-
-    def no_memory(*args, **kwargs):
-        raise MemoryError("no memory for the result (injected)")
-
     if r == n - 1:
-        setattr(module, name, no_memory)
+        setattr(module, name, replacement)
     try:
         if r == n - 1:
             expect(MemoryError, call, "injected")
         else:
-            expect(ringred.MismatchError, call, "rejected locally", str(n - 1))
+            expect(ringred.MismatchError, call, *words, "rejected locally", str(n - 1))
     finally:
         setattr(module, name, real)
     call()
+
+
+def no_memory(*args, **kwargs):
+    """An allocator that has no memory (for without_memory_on_last_rank)."""
+    raise MemoryError("no memory for the result (injected)")

@@ -6,7 +6,7 @@ import numpy as np
 
 import ringred
 
-from .common import expect, main
+from .common import expect, main, no_memory, without_memory_on_last_rank
 
 
 def still_works():
@@ -130,7 +130,7 @@ class _BigFails:
     @staticmethod
     def empty(shape, *args, **kwargs):
         if int(np.prod(shape)) >= 1000:
-            raise MemoryError("no memory for the result (injected)")
+            no_memory()
         return np.empty(shape, *args, **kwargs)
 
 
@@ -149,16 +149,7 @@ def check_no_memory_for_results(n: int, r: int) -> None:
         (a2a, "alltoall", lambda: ringred.alltoall(np.ones((1000 * n, 2)))),
     ]
     for module, what, call in calls:
-        if r == n - 1:
-            module.np = _BigFails()
-        try:
-            if r == n - 1:
-                expect(MemoryError, call, "injected")
-            else:
-                expect(ringred.MismatchError, call, what, "rejected locally", str(n - 1))
-        finally:
-            module.np = np
-        call()
+        without_memory_on_last_rank(call, module, "np", _BigFails(), what)
     still_works()
 
 
