@@ -13,12 +13,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dev_kernel.h"
 #include "ringred.h"
 
 /* Producer streams 0, 1 (CU_STREAM_LEGACY) and 2 (CU_STREAM_PER_THREAD) are the default
  * streams; any other value is a stream handle of the caller's library. */
 #define RR_DEV_NOT_READY 600 /* event_query: recorded work not finished (CUDA_ERROR_NOT_READY) */
 #define RR_DEV_MAX_SLOTS 16
+
+/* An IPC handle (CUipcMemHandle / CUipcEventHandle: 64 opaque bytes). */
+typedef struct rr_ipc_handle {
+    unsigned char bytes[64];
+} rr_ipc_handle;
 
 typedef struct rr_dev_backend {
     const char *name;
@@ -47,6 +53,28 @@ typedef struct rr_dev_backend {
     int (*mpi_aware)(void);
     /* The address to hand to MPI for device address p (the fake backend untags it). */
     void *(*mpi_ptr)(uintptr_t p);
+
+    /* ---- device memory and device-to-device copies (the engine's fusion buffer, the IPC
+     * transport's scratch); the current context's device ---- */
+    int (*mem_alloc)(uintptr_t *p, size_t bytes); /* cuMemAlloc; bytes > 0 */
+    int (*mem_free)(uintptr_t p);
+    int (*d2d)(uintptr_t dst, uintptr_t src, size_t bytes, uintptr_t s); /* cuMemcpyDtoDAsync */
+
+    /* ---- CUDA IPC between the processes of one host ----
+     * Memory from mem_alloc is exported once and opened by peers; an interprocess event
+     * (CU_EVENT_INTERPROCESS | CU_EVENT_DISABLE_TIMING) is recorded by its owner and waited
+     * on by peers (stream_wait_event): a wait covers the owner's most recent record made
+     * before the wait call, so callers order record-then-wait through host flags.
+     * event_destroy releases created and opened events alike. */
+    int (*ipc_mem_handle)(rr_ipc_handle *h, uintptr_t p);           /* cuIpcGetMemHandle */
+    int (*ipc_mem_open)(uintptr_t *p, const rr_ipc_handle *h);      /* cuIpcOpenMemHandle */
+    int (*ipc_mem_close)(uintptr_t p);                              /* cuIpcCloseMemHandle */
+    int (*ipc_event_create)(void **e);
+    int (*ipc_event_handle)(rr_ipc_handle *h, void *e);             /* cuIpcGetEventHandle */
+    int (*ipc_event_open)(void **e, const rr_ipc_handle *h);        /* cuIpcOpenEventHandle */
+
+    /* ---- ringred's reduction kernel (dev_kernel.h) on stream s, current context ---- */
+    int (*launch_reduce)(const rr_kargs *a, uintptr_t s);
 } rr_dev_backend;
 
 const rr_dev_backend *rr_dev_cuda_backend(void);

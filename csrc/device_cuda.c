@@ -221,10 +221,27 @@ static const char *c_errstr(int code)
 static void *c_mpi_ptr(uintptr_t p) { return (void *)p; }
 
 static const rr_dev_backend cuda_backend = {
-    "CUDA", c_load, c_ctx_retain, c_ctx_release, c_ctx_enter, c_ctx_leave, c_host_alloc,
-    c_host_free, c_stream_create, c_stream_destroy, c_stream_sync, c_event_create,
-    c_event_destroy, c_event_record, c_stream_wait_event, c_event_query, c_d2h, c_h2d, c_errstr,
-    rr_mpi_cuda_aware, c_mpi_ptr,
+    .name = "CUDA",
+    .load = c_load,
+    .ctx_retain = c_ctx_retain,
+    .ctx_release = c_ctx_release,
+    .ctx_enter = c_ctx_enter,
+    .ctx_leave = c_ctx_leave,
+    .host_alloc = c_host_alloc,
+    .host_free = c_host_free,
+    .stream_create = c_stream_create,
+    .stream_destroy = c_stream_destroy,
+    .stream_sync = c_stream_sync,
+    .event_create = c_event_create,
+    .event_destroy = c_event_destroy,
+    .event_record = c_event_record,
+    .stream_wait_event = c_stream_wait_event,
+    .event_query = c_event_query,
+    .d2h = c_d2h,
+    .h2d = c_h2d,
+    .errstr = c_errstr,
+    .mpi_aware = rr_mpi_cuda_aware,
+    .mpi_ptr = c_mpi_ptr,
 };
 
 const rr_dev_backend *rr_dev_cuda_backend(void) { return &cuda_backend; }

@@ -388,10 +388,27 @@ static int f_mpi_aware(void)
 static void *f_mpi_ptr(uintptr_t p) { return untag(p); }
 
 static const rr_dev_backend fake_backend = {
-    "fake device", f_load, f_ctx_retain, f_ctx_release, f_ctx_enter, f_ctx_leave,
-    f_host_alloc, f_host_free, f_stream_create, f_stream_destroy, f_stream_sync,
-    f_event_create, f_event_destroy, f_event_record, f_stream_wait_event, f_event_query,
-    f_d2h, f_h2d, f_errstr, f_mpi_aware, f_mpi_ptr,
+    .name = "fake device",
+    .load = f_load,
+    .ctx_retain = f_ctx_retain,
+    .ctx_release = f_ctx_release,
+    .ctx_enter = f_ctx_enter,
+    .ctx_leave = f_ctx_leave,
+    .host_alloc = f_host_alloc,
+    .host_free = f_host_free,
+    .stream_create = f_stream_create,
+    .stream_destroy = f_stream_destroy,
+    .stream_sync = f_stream_sync,
+    .event_create = f_event_create,
+    .event_destroy = f_event_destroy,
+    .event_record = f_event_record,
+    .stream_wait_event = f_stream_wait_event,
+    .event_query = f_event_query,
+    .d2h = f_d2h,
+    .h2d = f_h2d,
+    .errstr = f_errstr,
+    .mpi_aware = f_mpi_aware,
+    .mpi_ptr = f_mpi_ptr,
 };
 
 const rr_dev_backend *rr_dev_fake_backend(void) { return &fake_backend; }
