@@ -94,6 +94,7 @@ rr_status rr_poison(rr_comm *comm, int kind);
 #define RR_DEVICE_CUDA ...
 #define RR_DEVICE_FAKE ...
 rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+const char *rr_device_transport(rr_comm *comm, char *why, size_t why_len);
 rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
 rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
                               const void *dsend, void *drecv, size_t count, int dtype, int op,
@@ -135,6 +136,7 @@ typedef struct rr_request {
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);
+const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 rr_status rr_engine_stop(rr_engine *eng);

@@ -119,6 +119,10 @@ rr_status rr_poison(rr_comm *comm, int kind);
 enum { RR_DEVICE_CUDA = 1, RR_DEVICE_FAKE = 2 };
 /* RR_OK if the backend can run here; else why (why_len bytes) tells the reason. */
 rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+/* The device transport of this communicator's allreduces: "ipc" (CUDA IPC between the
+ * ranks of one host, ringred's kernels), "staged" (through pinned host memory) or
+ * "undecided" (no device collective yet); why: the reason IPC is not in force. */
+const char *rr_device_transport(rr_comm *comm, char *why, size_t why_len);
 /* *out = 1 if device allreduce goes to a CUDA-aware MPI (RINGRED_CUDA_AWARE). */
 rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
 rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
@@ -183,6 +187,8 @@ rr_status rr_engine_create(int fcomm, rr_engine **out);
  * shared buffers (rr_mem_alloc) the engine should read in place too, and where it puts its
  * fusion buffer.  If any rank cannot share it, every rank's engine keeps its own arena. */
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
+/* rr_device_transport of the engine's communicator. */
+const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
 /* rr_comm_zero_copy_calls of the engine's communicator (safe from any thread). */
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */
