@@ -384,7 +384,7 @@ static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
             return r;
         if (!jit_msg_set) {
             snprintf(jit_msg, sizeof jit_msg, "the driver cannot load ringred's reduction "
-                     "kernel (%s, CUresult %d): %s", cu_string(r), r, log);
+                     "kernel (%s, CUresult %d): %.900s", cu_string(r), r, log);
             jit_msg_set = 1;
         }
         return ERR_JIT;
