@@ -229,4 +229,16 @@ rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, i
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
                         double factor, int64_t divisor);
 
+/* ---- test hooks for the fake device backend ----
+ * A producer stream of the fake backend (a worker thread): its handle works as the stream
+ * argument of rr_device_*.  sleep queues a pause; copy queues an asynchronous write of
+ * `bytes` at dst from src (fake device addresses, tagged or not, or host memory that must
+ * stay valid until the stream is synchronized); sync waits for everything queued.
+ * RR_ERR_INVALID for a handle that is not such a stream. */
+rr_status rr_test_fake_stream_create(uintptr_t *s);
+rr_status rr_test_fake_stream_destroy(uintptr_t s);
+rr_status rr_test_fake_stream_sleep(uintptr_t s, double seconds);
+rr_status rr_test_fake_stream_copy(uintptr_t s, uintptr_t dst, uintptr_t src, size_t bytes);
+rr_status rr_test_fake_stream_sync(uintptr_t s);
+
 #endif
