@@ -214,6 +214,12 @@ rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, i
                          int dtype, int op);
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
                         double factor, int64_t divisor);
+/* The device reduction kernel (dev_kernel.h) compiled as host C, over host buffers: dst =
+ * postscale(srcs[0] op ... op srcs[nsrc-1]) with each input prescaled, as one launch.
+ * RR_ERR_UNSUPPORTED: dtype, op, or nsrc > 8; RR_ERR_INVALID: nsrc < 1, avg_div < 1, a
+ * non-finite factor, factors != 1 on integers, or a NULL / misaligned buffer (n > 0). */
+rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,
+                             int op, double prescale, double postscale, int64_t avg_div);
 
 /* ---- test hooks for the fake device backend ----
  * A producer stream of the fake backend (a worker thread): its handle works as the stream
