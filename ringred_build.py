@@ -165,13 +165,13 @@ rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, i
                          int dtype, int op);
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
                         double factor, int64_t divisor);
+rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,
+                             int op, double prescale, double postscale, int64_t avg_div);
 rr_status rr_test_fake_stream_create(uintptr_t *s);
 rr_status rr_test_fake_stream_destroy(uintptr_t s);
 rr_status rr_test_fake_stream_sleep(uintptr_t s, double seconds);
 rr_status rr_test_fake_stream_copy(uintptr_t s, uintptr_t dst, uintptr_t src, size_t bytes);
 rr_status rr_test_fake_stream_sync(uintptr_t s);
-rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,
-                             int op, double prescale, double postscale, int64_t avg_div);
 """
 
 

@@ -49,8 +49,11 @@ _Static_assert(sizeof(CUipcEventHandle) == sizeof(rr_ipc_handle), "IPC handle si
 #define ERR_JIT (-3)       /* the driver refused the PTX: jit_msg has its log */
 #define ERR_KTABLE (-4)    /* more contexts than the kernel table holds */
 
-#define KERNEL_THREADS 256   /* threads per block */
-#define KERNEL_BLOCKS_PER_SM 8 /* grid cap per multiprocessor (the kernel is grid-stride) */
+#define KERNEL_THREADS RR_KMAX_THREADS /* threads per block (the kernel's launch bounds) */
+/* The grid: one full wave, i.e. as many blocks per multiprocessor as can be resident
+ * (cuOccupancyMaxActiveBlocksPerMultiprocessor for the JIT-compiled kernel; this many if the
+ * driver reports none); the kernel is grid-stride. */
+#define KERNEL_BLOCKS_PER_SM 8
 
 static struct {
     void *lib;
@@ -88,6 +91,7 @@ static struct {
     CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
     CUresult (*CtxGetDevice)(CUdevice *);
     CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+    CUresult (*OccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t);
     CUresult (*CtxGetId)(CUcontext, unsigned long long *); /* optional (CUDA 12.0) */
     CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, CUstream, void **, void **);
@@ -164,6 +168,7 @@ static void cu_load(void)
     SYM(CtxGetDevice, "cuCtxGetDevice");
     SYM(DeviceGetAttribute, "cuDeviceGetAttribute");
     SYM(LaunchKernel, "cuLaunchKernel");
+    SYM(OccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     static const char *const ctx_id[] = {"cuCtxGetId", NULL};
     if (!sym(&cu.CtxGetId, ctx_id))
         cu.CtxGetId = NULL;
@@ -339,8 +344,8 @@ static int c_ipc_event_open(void **e, const rr_ipc_handle *h)
 }
 
 /* ---- the reduction kernel ----
- * Per context: the module JIT-compiled from rr_dev_kernel_ptx, its kernel and the
- * device's multiprocessor count.  Loaded on the first launch in a context and never
+ * Per context: the module JIT-compiled from rr_dev_kernel_ptx, its kernel and the grid
+ * that fills the device once.  Loaded on the first launch in a context and never
  * unloaded (it goes with its context).  A context is known by its handle and, where the
  * driver has cuCtxGetId (CUDA 12), by its id too: a primary context released to zero and
  * created again may come back under the same handle, without the module. */
@@ -350,7 +355,7 @@ static struct {
     CUcontext ctx;
     unsigned long long id;
     CUfunction fn;
-    unsigned sms;
+    unsigned blocks; /* grid cap: multiprocessors x resident blocks per multiprocessor */
 } ktab[KTABLE_SIZE];
 static int ktab_n;
 /* The first JIT failure's log (ERR_JIT); written once under ktab_mu, then only read. */
@@ -391,12 +396,14 @@ static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
     }
     CUfunction fn = NULL;
     CUdevice dev = 0;
-    int sms = 0;
+    int sms = 0, per_sm = 0;
     r = cu.ModuleGetFunction(&fn, mod, RR_DEV_KERNEL_NAME);
     if (r == CUDA_SUCCESS)
         r = cu.CtxGetDevice(&dev);
     if (r == CUDA_SUCCESS)
         r = cu.DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    if (r == CUDA_SUCCESS)
+        r = cu.OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, KERNEL_THREADS, 0);
     if (r != CUDA_SUCCESS) {
         cu.ModuleUnload(mod);
         return r;
@@ -406,7 +413,8 @@ static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
     ktab[*slot].ctx = ctx;
     ktab[*slot].id = id;
     ktab[*slot].fn = fn;
-    ktab[*slot].sms = sms > 0 ? (unsigned)sms : 1;
+    ktab[*slot].blocks = (unsigned)(sms > 0 ? sms : 1) *
+                         (unsigned)(per_sm > 0 ? per_sm : KERNEL_BLOCKS_PER_SM);
     return CUDA_SUCCESS;
 }
 
@@ -431,12 +439,11 @@ static int c_launch_reduce(const rr_kargs *a, uintptr_t s)
     if (slot < 0 || ktab[slot].id != id)
         r = kernel_load(ctx, id, &slot);
     CUfunction fn = r == CUDA_SUCCESS ? ktab[slot].fn : NULL;
-    unsigned sms = r == CUDA_SUCCESS ? ktab[slot].sms : 0;
+    uint64_t cap = r == CUDA_SUCCESS ? ktab[slot].blocks : 0;
     pthread_mutex_unlock(&ktab_mu);
     if (r != CUDA_SUCCESS)
         return r;
     uint64_t blocks = (a->n + KERNEL_THREADS - 1) / KERNEL_THREADS;
-    uint64_t cap = (uint64_t)sms * KERNEL_BLOCKS_PER_SM;
     unsigned grid = (unsigned)(blocks < cap ? blocks : cap);
     rr_kargs args = *a; /* the driver copies the parameter at launch */
     void *params[1] = {&args};

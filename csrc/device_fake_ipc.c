@@ -191,7 +191,7 @@ int rr_fake_ipc_mem_open(uintptr_t *out, const rr_ipc_handle *raw)
 {
     fake_handle h;
     memcpy(&h, raw->bytes, sizeof h);
-    if (h.magic != MEM_MAGIC || h.size == 0 || h.size > SIZE_MAX)
+    if (h.magic != MEM_MAGIC || h.size == 0 || (uint64_t)(size_t)h.size != h.size)
         return RR_FAKE_ERR_VALUE;
     pthread_mutex_lock(&mem_mu);
     for (mem_entry *m = opened_list; m; m = m->next)
