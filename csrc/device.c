@@ -59,12 +59,28 @@ static rr_status dev_fail(rr_comm *c, const rr_dev_backend *be, int code, const 
 
 /* ------------------------------------------------------------ per-communicator state */
 
+void rr_dev_settle(rr_device *d, rr_status st)
+{
+    if (st == RR_ERR_PEER || st == RR_ERR_TIMEOUT)
+        d->stuck = 1;
+    if (d->stuck)
+        return;
+    if (d->work)
+        d->be->stream_sync(d->work);
+    if (d->ipc)
+        rr_ipc_settle(d);
+}
+
 void rr_device_free(rr_comm *c)
 {
     rr_device *d = c->device;
     if (d == NULL)
         return;
     c->device = NULL;
+    if (d->stuck) { /* streams that may never drain: leave them (and their memory) be */
+        free(d);
+        return;
+    }
     const rr_dev_backend *be = d->be;
     void *prev = NULL;
     int entered = d->retained && be->ctx_enter(d->ctx, &prev) == 0;
@@ -182,6 +198,8 @@ static rr_status refuse(rr_comm *c, int kind, rr_status st)
 /* Block the host until event ev has completed (polling, yielding like the MPI waits). */
 rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev)
 {
+    if (c->shm) /* the device may wait for a peer's event: notice a dead peer */
+        return rr_ipc_host_wait(c, d, ev);
     int spins = 0;
     for (;;) {
         int e = d->be->event_query(ev);
@@ -196,6 +214,8 @@ rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev)
 /* After a failure: let every queued copy finish before the staging memory is reused. */
 static void drain(rr_device *d)
 {
+    if (d->stuck)
+        return;
     d->be->stream_sync(d->dl);
     d->be->stream_sync(d->ul);
 }

@@ -104,6 +104,9 @@ typedef struct rr_device {
     void *zeros;                   /* host zeros for a joined rank's share (calloc) */
     size_t zeros_cap;
     struct rr_ipc *ipc;            /* the CUDA IPC transport (device_ipc.c), NULL until used */
+    /* A peer died (or went silent) while our streams may wait on its events: they may never
+     * drain, so nothing synchronizes with them, destroys them or frees memory they use. */
+    int stuck;
 } rr_device;
 
 /* ---- device.c, for the engine (engine_device.c) ----
@@ -113,6 +116,9 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
 void rr_dev_leave(rr_device *d, void *prev);
 /* Poll event ev until it has completed (spin, then yield); no device-wide synchronize. */
 rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev);
+/* After a failed call: wait until the device is done with everything queued (so that no
+ * copy outlives the call's buffers), unless a peer failed (d->stuck is then set). */
+void rr_dev_settle(rr_device *d, rr_status st);
 /* Collectives whose arguments every rank already agreed on (the engine's negotiation): no
  * agreement of their own.  Stream-ordered after the work on `prod`; when they return the
  * result is in place and later work on `prod` is ordered after it.  Every rank runs the same

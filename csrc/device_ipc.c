@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device_ipc.h"
 #include "shm.h"
@@ -90,6 +91,12 @@ static void release(rr_device *d, rr_ipc *x)
     memset(x->at, 0, sizeof x->at);
     x->mine = x->stream = 0;
     x->ev_start = x->ev_end = NULL;
+}
+
+void rr_ipc_settle(rr_device *d)
+{
+    if (d->ipc && d->ipc->stream)
+        d->be->stream_sync(d->ipc->stream);
 }
 
 void rr_ipc_free(rr_device *d)
@@ -283,12 +290,18 @@ typedef struct ar_call {
 static rr_status wait_peers(rr_comm *c, rr_device *d, rr_ipc *x, int which, uint64_t v, int k,
                             int s)
 {
+    /* planted bugs (tests): reduce before the peers' copies are done, or wait on whatever
+     * the peers recorded last instead of the record the flag announces */
+    int no_event = k == EV_IN && rr_test_plant("ipc_no_event_wait");
+    int no_flag = k == EV_IN && rr_test_plant("ipc_no_flag_wait");
     for (int p = 0; p < x->n; p++) {
         if (p == x->me)
             continue;
-        RR_CHECK(rr_shm_wait(c, which, p, v));
-        IPC_CALL(c, d->be, "making the stream wait for a peer",
-                 d->be->stream_wait_event(x->stream, x->ev[p][k][s]));
+        if (!no_flag)
+            RR_CHECK(rr_shm_wait(c, which, p, v));
+        if (!no_event)
+            IPC_CALL(c, d->be, "making the stream wait for a peer",
+                     d->be->stream_wait_event(x->stream, x->ev[p][k][s]));
     }
     return RR_OK;
 }
@@ -375,28 +388,45 @@ rr_status rr_ipc_allreduce(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t d
      * here is a dead or silent peer, or a device error, and the transport is done for). */
     x->chunks += nchunks;
     if (st != RR_OK) {
-        be->stream_sync(x->stream);
+        rr_dev_settle(d, st);
         return st;
     }
     IPC_CALL(c, be, "recording an event on the transport's stream",
              be->event_record(x->ev_end, x->stream));
+    if (sync) { /* first, so that a dead peer is noticed here (and not in a stream wait) */
+        rr_status st2 = rr_ipc_host_wait(c, d, x->ev_end);
+        if (st2 != RR_OK) {
+            rr_dev_settle(d, st2);
+            return st2;
+        }
+    }
     IPC_CALL(c, be, "making the caller's stream wait", be->stream_wait_event(prod, x->ev_end));
-    return sync ? rr_ipc_host_wait(c, d, x->ev_end) : RR_OK;
+    return RR_OK;
 }
 
 rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev)
 {
     int spins = 0;
     unsigned polls = 0;
-    for (;;) {
+    for (;; polls++) {
         int e = d->be->event_query(ev);
         if (e == 0)
             return RR_OK;
         if (e != RR_DEV_NOT_READY)
             return rr_fail(c, RR_ERR_SYSTEM, __FILE__, __LINE__, "%s: waiting for the device "
                            "failed: %s (error %d)", d->be->name, d->be->errstr(e), e);
-        if (c->shm && ++polls % 1024 == 0)
-            RR_CHECK(rr_shm_check_peers(c));
-        rr_wait_pause(&spins, c->cfg.spin_count);
+        if (c->shm && polls % 256 == 255) {
+            rr_status st = rr_shm_check_peers(c);
+            if (st != RR_OK) {
+                d->stuck = 1;
+                return st;
+            }
+        }
+        if (polls < 4096) {
+            rr_wait_pause(&spins, c->cfg.spin_count);
+        } else { /* a long wait (a large kernel, a busy GPU): stop taking a core */
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
     }
 }

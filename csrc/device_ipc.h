@@ -37,5 +37,7 @@ rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev);
 const char *rr_ipc_verdict(const rr_device *d, const char **why);
 
 void rr_ipc_free(rr_device *d);
+/* Wait until the transport's stream has run everything queued (see rr_dev_settle). */
+void rr_ipc_settle(rr_device *d);
 
 #endif

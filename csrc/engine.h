@@ -334,7 +334,6 @@ rr_status rr_edev_submit(rr_engine *e, rr_entry *ent);
 /* Give the entry's ready event back to the pool (at completion). */
 void rr_edev_release(rr_engine *e, rr_entry *ent);
 void rr_edev_free(rr_engine *e);
-int rr_edev_plant(const char *what);
 /* Execute device responses; like fusion.c's host functions they complete the entries and
  * return an error only when the engine cannot go on. */
 rr_status rr_edev_allreduce(rr_engine *e, rr_resp *const *rs, size_t k, const uint8_t *joined);

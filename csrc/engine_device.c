@@ -46,12 +46,6 @@ struct rr_evpool {
     int n, cap;
 };
 
-int rr_edev_plant(const char *what)
-{
-    const char *v = getenv("RINGRED_TEST_PLANT");
-    return v != NULL && strcmp(v, what) == 0;
-}
-
 static rr_status pool_open(rr_engine *e, int backend, int dev, struct rr_evpool **out)
 {
     pthread_mutex_lock(&e->mu);
@@ -212,7 +206,7 @@ static rr_status work_objects(rr_comm *c, rr_device *d)
 /* The engine stream waits for the work queued on the tensors' producer streams. */
 static rr_status wait_ready(rr_comm *c, rr_device *d, rr_resp *const *rs, size_t k)
 {
-    if (rr_edev_plant("no_ready_wait"))
+    if (rr_test_plant("no_ready_wait"))
         return RR_OK;
     for (size_t i = 0; i < k; i++)
         if (rs[i]->ent && rs[i]->ent->ready_ev)
@@ -225,7 +219,7 @@ static rr_status wait_ready(rr_comm *c, rr_device *d, rr_resp *const *rs, size_t
 static rr_status done(rr_comm *c, rr_device *d)
 {
     DEVCALL(c, d->be, "recording the done event", d->be->event_record(d->ev_done, d->work));
-    if (rr_edev_plant("early_done"))
+    if (rr_test_plant("early_done"))
         return RR_OK;
     return rr_dev_host_wait(c, d, d->ev_done);
 }
@@ -346,7 +340,7 @@ rr_status rr_edev_allreduce(rr_engine *e, rr_resp *const *rs, size_t k, const ui
             /* a joined rank without device buffers can only take part in the staged plan */
             st = fused_allreduce(e, d, rs, k, !any_joined(e, joined), marks);
             if (st != RR_OK)
-                d->be->stream_sync(d->work); /* nothing queued may outlive the request */
+                rr_dev_settle(d, st); /* nothing queued may outlive the request */
             rr_dev_leave(d, prev);
         }
     }
@@ -376,8 +370,8 @@ static rr_status run_one(rr_engine *e, rr_resp *r, one_fn fn)
             st = fn(e, d, r);
         if (st == RR_OK)
             st = done(c, d);
-        else if (d->work)
-            d->be->stream_sync(d->work);
+        else
+            rr_dev_settle(d, st);
         rr_dev_leave(d, prev);
     }
     m[2] = m[3] = rr_now();

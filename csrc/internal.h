@@ -88,6 +88,9 @@ void rr_settings_load(rr_settings *s);
 size_t rr_env_size(const char *name, size_t dflt, size_t lo, size_t hi);
 /* A non-negative number from the environment; zero accepted only where zero_ok. */
 double rr_env_number(const char *name, double dflt, int zero_ok);
+/* Test hook: is the ordering bug `what` planted (RINGRED_TEST_PLANT=what)?  The tests set it
+ * to show that their checks catch a missing wait; nothing else ever does. */
+int rr_test_plant(const char *what);
 
 /* ---- comm.c ---- */
 rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);

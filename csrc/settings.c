@@ -40,6 +40,12 @@ double rr_env_number(const char *name, double dflt, int zero_ok)
     return x;
 }
 
+int rr_test_plant(const char *what)
+{
+    const char *v = getenv("RINGRED_TEST_PLANT");
+    return v != NULL && strcmp(v, what) == 0;
+}
+
 void rr_settings_load(rr_settings *s)
 {
     s->small_bytes = rr_env_size("RINGRED_SMALL_BYTES", 64u << 10, 0, 16u << 20);

@@ -30,6 +30,11 @@ SETTINGS = {
     "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
     "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),
     "RINGRED_CUDA_AWARE": ("auto", "device pointers straight to a CUDA-aware MPI: auto, 0, 1"),
+    "RINGRED_DEVICE_TRANSPORT": ("auto", "GPU allreduce between same-host ranks: auto, ipc, "
+                                         "staged"),
+    "RINGRED_IPC_MIN_BYTES": ("0", "CUDA IPC: smaller allreduces stay staged"),
+    "RINGRED_IPC_CHUNK_BYTES": ("33554432", "CUDA IPC: bytes per scratch slot (a chunk)"),
+    "RINGRED_IPC_SLOTS": ("2", "CUDA IPC: scratch slots per rank (2 .. 4)"),
 }
 
 
@@ -48,6 +53,18 @@ def _transport() -> str:
         return _state.current().transport
     finally:
         ringred.shutdown()
+
+
+def _cuda() -> str:
+    """Whether the CUDA backend can run here, and which device transport a GPU job gets."""
+    from ringred.device import backend_available
+
+    ok, why = backend_available("cuda")
+    if not ok:
+        return f"not available ({why}); GPU arrays cannot be used"
+    return ("available: same-host ranks use CUDA IPC (RINGRED_DEVICE_TRANSPORT), other "
+            "ranks stage through pinned host memory; ringred.device.transport() tells "
+            "after the first device allreduce")
 
 
 def describe() -> dict[str, str]:
@@ -69,6 +86,7 @@ def describe() -> dict[str, str]:
         "build": cstr(lib.rr_build_info()),
         "cpu kernels": cstr(lib.rr_kernel_path()),
         "transport": _transport(),
+        "gpu (cuda driver)": _cuda(),
     }
     for name, (default, what) in SETTINGS.items():
         val = os.environ.get(name)

@@ -3,6 +3,7 @@ notice.
 
 Usage: python -m tests.workers.kill VICTIM [kill|hang]
 KILL_SHARED_BUFFERS=1: the large allreduces use a shared buffer (ringred.empty).
+KILL_DEVICE=1: they use a fake device array (the device transport, e.g. CUDA IPC).
 Each rank prints ``PID <rank> <pid>`` first.  A survivor that notices prints
 ``RANK <r> <ExceptionName> <message>``, lingers a moment (so that the other survivors get to
 report too before mpiexec takes the job down) and exits 3 without MPI_Finalize.
@@ -32,9 +33,13 @@ def main() -> None:
     if shared:  # peers read it in place: the victim dies while they read its memory
         large = ringred.empty(300_000, np.float32)
         large.fill(1)
+    if os.environ.get("KILL_DEVICE") == "1":  # peers map its device memory
+        from ringred.testing import FakeDeviceArray
+
+        large = FakeDeviceArray.from_host(large)
     try:
         for i in range(1_000_000):
-            if r == victim and i == 300:
+            if r == victim and i == int(os.environ.get("KILL_AT", "300")):
                 if mode == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(3600)
