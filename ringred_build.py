@@ -131,6 +131,9 @@ typedef struct rr_request {
     int64_t shape[...];
     const char *group;
     int group_size;
+    int backend;
+    int device;
+    uintptr_t stream;
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);

@@ -83,6 +83,10 @@ void rr_coord_free(rr_coord *c, int size)
 typedef void (*fmt_fn)(const rr_desc *d, char *out, size_t cap);
 
 static void f_kind(const rr_desc *d, char *o, size_t n) { snprintf(o, n, "%s", rr_kind_name(d->kind)); }
+static void f_where(const rr_desc *d, char *o, size_t n)
+{
+    snprintf(o, n, "%s", d->device ? "a GPU tensor" : "a host tensor");
+}
 static void f_dtype(const rr_desc *d, char *o, size_t n) { snprintf(o, n, "%s", rr_dtype_label(d->dtype)); }
 static void f_op(const rr_desc *d, char *o, size_t n) { snprintf(o, n, "%s", rr_op_label(d->op)); }
 static void f_root(const rr_desc *d, char *o, size_t n) { snprintf(o, n, "%d", (int)d->root); }
@@ -181,6 +185,8 @@ static int build_response(rr_engine *e, rr_neg *g, const uint8_t *joined, rr_res
     char head[96];
     if (describe(g, n, f_kind, what, sizeof what)) {
         snprintf(head, sizeof head, "Mismatched collective operations");
+    } else if (describe(g, n, f_where, what, sizeof what)) {
+        snprintf(head, sizeof head, "Mismatched tensor locations (host and GPU)");
     } else if (describe(g, n, f_dtype, what, sizeof what)) {
         snprintf(head, sizeof head, "Mismatched data types");
     } else if (b->kind == RR_REQ_ALLGATHER && describe(g, n, f_tail, what, sizeof what)) {

@@ -68,6 +68,13 @@ void rr_device_free(rr_comm *c)
     void *prev = NULL;
     int entered = d->retained && be->ctx_enter(d->ctx, &prev) == 0;
     /* Errors are ignored: this runs at shutdown, possibly after the driver went away. */
+    if (d->work)
+        be->stream_sync(d->work), be->stream_destroy(d->work);
+    if (d->ev_done)
+        be->event_destroy(d->ev_done);
+    if (d->fbuf)
+        be->mem_free(d->fbuf);
+    free(d->zeros);
     if (d->dl)
         be->stream_sync(d->dl), be->stream_destroy(d->dl);
     if (d->ul)
@@ -109,7 +116,7 @@ static rr_status create_objects(rr_comm *c, rr_device *d)
 
 /* The communicator's state for (backend, device), made current on this thread; *prev
  * receives the context to restore with leave(). */
-static rr_status enter(rr_comm *c, int backend, int dev, rr_device **out, void **prev)
+rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void **prev)
 {
     const rr_dev_backend *be = backend_of(backend);
     if (be == NULL)
@@ -156,7 +163,7 @@ static rr_status enter(rr_comm *c, int backend, int dev, rr_device **out, void *
     return RR_OK;
 }
 
-static void leave(rr_device *d, void *prev) { d->be->ctx_leave(prev); }
+void rr_dev_leave(rr_device *d, void *prev) { d->be->ctx_leave(prev); }
 
 /* A rank that fails locally (no driver, a failed copy) where its peers are about to agree
  * or are inside a collective: poison the collective so that they fail with it instead of
@@ -171,7 +178,7 @@ static rr_status refuse(rr_comm *c, int kind, rr_status st)
 }
 
 /* Block the host until event ev has completed (polling, yielding like the MPI waits). */
-static rr_status host_wait(rr_comm *c, rr_device *d, void *ev)
+rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev)
 {
     int spins = 0;
     for (;;) {
@@ -207,7 +214,7 @@ static rr_status before_producer(rr_comm *c, rr_device *d, uintptr_t prod)
     const rr_dev_backend *be = d->be;
     DEV(c, be, "recording an event on the upload stream", be->event_record(d->ev_out, d->ul));
     DEV(c, be, "making the caller's stream wait", be->stream_wait_event(prod, d->ev_out));
-    return host_wait(c, d, d->ev_out);
+    return rr_dev_host_wait(c, d, d->ev_out);
 }
 
 /* ------------------------------------------------------------------ the pipeline */
@@ -242,9 +249,9 @@ static rr_status pipeline(rr_comm *c, rr_device *d, int kind, uintptr_t prod, ui
         size_t s = g % K, lo = g * seg, n = count - lo < seg ? count - lo : seg;
         uint8_t *slot = d->slots + s * d->slot_bytes;
         if (down)
-            RR_CHECK_GOTO(host_wait(c, d, d->ev_dl[s]), st, fail);
+            RR_CHECK_GOTO(rr_dev_host_wait(c, d, d->ev_dl[s]), st, fail);
         else if (up && g >= K) /* the host is about to overwrite a slot still uploading */
-            RR_CHECK_GOTO(host_wait(c, d, d->ev_ul[s]), st, fail);
+            RR_CHECK_GOTO(rr_dev_host_wait(c, d, d->ev_ul[s]), st, fail);
         st = fn(c, slot, n, arg);
         if (st != RR_OK)
             goto fail_collective;
@@ -300,7 +307,7 @@ static rr_status allreduce_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
         /* MPI reads the buffers outside any stream: wait for the producer's work first. */
         DEV(c, d->be, "recording an event on the caller's stream",
             d->be->event_record(d->ev_in, prod));
-        RR_CHECK(host_wait(c, d, d->ev_in));
+        RR_CHECK(rr_dev_host_wait(c, d, d->ev_in));
         return rr_device_mpi_allreduce(c, d->be, dsend, drecv, count, a->dtype, a->op);
     }
     return pipeline(c, d, RR_KIND_ALLREDUCE, prod, dsend, drecv, count, rr_dtype_size(a->dtype),
@@ -319,12 +326,12 @@ rr_status rr_device_allreduce(rr_comm *c, int backend, int device_id, uintptr_t 
         return RR_FAIL(c, RR_ERR_INVALID, "device allreduce: element count %zu overflows", count);
     rr_device *d = NULL;
     void *prev = NULL;
-    rr_status st = enter(c, backend, device_id, &d, &prev);
+    rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
         return refuse(c, RR_KIND_DEV_ALLREDUCE, st);
     ar_args a = {dtype, op, prescale, postscale, avg_div};
     st = allreduce_body(c, d, stream, (uintptr_t)dsend, (uintptr_t)drecv, count, &a);
-    leave(d, prev);
+    rr_dev_leave(d, prev);
     return st;
 }
 
@@ -363,7 +370,7 @@ rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t 
         return RR_FAIL(c, RR_ERR_INVALID, "device broadcast: NULL buffer");
     rr_device *d = NULL;
     void *prev = NULL;
-    rr_status st = enter(c, backend, device_id, &d, &prev);
+    rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
         return refuse(c, RR_KIND_DEV_BROADCAST, st);
     rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
@@ -375,7 +382,7 @@ rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t 
                       rr_dtype_size(dtype), is_root, !is_root || dsend != drecv, seg_broadcast,
                       &a);
     }
-    leave(d, prev);
+    rr_dev_leave(d, prev);
     return st;
 }
 
@@ -406,7 +413,7 @@ static rr_status download_all(rr_comm *c, rr_device *d, uintptr_t prod, void *ho
         return RR_OK;
     DEV(c, d->be, "device-to-host copy", d->be->d2h(host, src, bytes, d->dl));
     DEV(c, d->be, "recording a download event", d->be->event_record(d->ev_dl[0], d->dl));
-    return host_wait(c, d, d->ev_dl[0]);
+    return rr_dev_host_wait(c, d, d->ev_dl[0]);
 }
 
 static rr_status upload_all(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dst,
@@ -451,17 +458,17 @@ rr_status rr_device_allgather(rr_comm *c, int backend, int device_id, uintptr_t 
         return RR_FAIL(c, RR_ERR_INVALID, "device allgather: NULL buffer or counts");
     rr_device *d = NULL;
     void *prev = NULL;
-    rr_status st = enter(c, backend, device_id, &d, &prev);
+    rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
         return drecv ? st : refuse(c, RR_KIND_ALLGATHER, st);
     if (drecv == NULL) { /* phase 1: agreement and counts, no data */
         st = rr_allgather(c, NULL, count, NULL, dtype, row_elems, counts_out);
-        leave(d, prev);
+        rr_dev_leave(d, prev);
         return st;
     }
     st = allgather_body(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv, dtype,
                                   row_elems, counts_out);
-    leave(d, prev);
+    rr_dev_leave(d, prev);
     return st;
 }
 
@@ -508,12 +515,74 @@ rr_status rr_device_reducescatter(rr_comm *c, int backend, int device_id, uintpt
         return RR_FAIL(c, RR_ERR_INVALID, "device reducescatter: NULL buffer");
     rr_device *d = NULL;
     void *prev = NULL;
-    rr_status st = enter(c, backend, device_id, &d, &prev);
+    rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
         return refuse(c, RR_KIND_REDUCESCATTER, st);
     ar_args a = {dtype, op, prescale, postscale, avg_div};
     st = reducescatter_body(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv,
                                       recvcounts, &a);
-    leave(d, prev);
+    rr_dev_leave(d, prev);
+    return st;
+}
+
+/* ------------------------------------------------- agreed calls (the engine's responses) */
+
+rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                                  uintptr_t drecv, size_t count, int dtype, int op, double pre,
+                                  double post, int64_t div)
+{
+    if (count == 0)
+        return RR_OK;
+    ar_args a = {dtype, op, pre, post, div};
+    return pipeline(c, d, RR_KIND_ALLREDUCE, prod, dsend, drecv, count, rr_dtype_size(dtype), 1,
+                    1, seg_allreduce, &a);
+}
+
+/* The host collectives of rr_dev_allreduce_agreed's staging pipeline, on zeros: the segments
+ * are the communicator's device segment (rank 0's value, the same everywhere). */
+rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, double pre,
+                                 double post, int64_t div)
+{
+    size_t es = rr_dtype_size(dtype), seg = (c->cfg.device_segment_bytes & ~(size_t)63) / es;
+    if (count == 0)
+        return RR_OK;
+    if (seg == 0)
+        seg = 1;
+    size_t n0 = count < seg ? count : seg;
+    void *z = NULL;
+    RR_CHECK(rr_scratch(c, 1, n0 * es, &z));
+    for (size_t lo = 0; lo < count; lo += seg) {
+        size_t n = count - lo < seg ? count - lo : seg;
+        memset(z, 0, n * es);
+        RR_CHECK(rr_allreduce(c, z, z, n, dtype, op, pre, post, div));
+    }
+    return RR_OK;
+}
+
+rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,
+                                  size_t count, int dtype, int root)
+{
+    if (count == 0)
+        return RR_OK;
+    bc_args a = {dtype, root};
+    int is_root = c->rank == root;
+    return pipeline(c, d, RR_KIND_BROADCAST, prod, buf, buf, count, rr_dtype_size(dtype),
+                    is_root, !is_root, seg_broadcast, &a);
+}
+
+rr_status rr_dev_reducescatter_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                                      size_t count, uintptr_t drecv, const size_t *recvcounts,
+                                      int dtype, int op, double pre, double post, int64_t div)
+{
+    ar_args a = {dtype, op, pre, post, div};
+    return reducescatter_body(c, d, prod, dsend, count, drecv, recvcounts, &a);
+}
+
+rr_status rr_dev_download(rr_comm *c, rr_device *d, uintptr_t prod, void *host, uintptr_t src,
+                          size_t bytes)
+{
+    rr_status st = download_all(c, d, prod, host, src, bytes);
+    if (st != RR_OK)
+        drain(d);
     return st;
 }

@@ -96,7 +96,40 @@ typedef struct rr_device {
     uint8_t *slots;                /* pinned, nslots * slot_bytes */
     uint8_t *whole[2];             /* pinned whole-buffer staging (allgather, reducescatter) */
     size_t whole_cap[2];
+    /* the background engine's device work (engine_device.c), created on first use */
+    uintptr_t work;                /* the engine's stream: waits on ready events, packs, ... */
+    void *ev_done;                 /* recorded on `work` after a response's last copy */
+    uintptr_t fbuf;                /* device fusion buffer (mem_alloc) */
+    size_t fbuf_cap;
+    void *zeros;                   /* host zeros for a joined rank's share (calloc) */
+    size_t zeros_cap;
 } rr_device;
+
+/* ---- device.c, for the engine (engine_device.c) ----
+ * The communicator's state for (backend, device), its context made current on this thread
+ * (*prev: the context to restore with rr_dev_leave). */
+rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void **prev);
+void rr_dev_leave(rr_device *d, void *prev);
+/* Poll event ev until it has completed (spin, then yield); no device-wide synchronize. */
+rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev);
+/* Collectives whose arguments every rank already agreed on (the engine's negotiation): no
+ * agreement of their own.  Stream-ordered after the work on `prod`; when they return the
+ * result is in place and later work on `prod` is ordered after it.  Every rank runs the same
+ * sequence of host collectives (segment by segment), so a rank that has joined and has no
+ * device buffers takes part with rr_dev_allreduce_zeros. */
+rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                                  uintptr_t drecv, size_t count, int dtype, int op, double pre,
+                                  double post, int64_t div);
+rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, double pre,
+                                 double post, int64_t div);
+rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,
+                                  size_t count, int dtype, int root);
+rr_status rr_dev_reducescatter_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                                      size_t count, uintptr_t drecv, const size_t *recvcounts,
+                                      int dtype, int op, double pre, double post, int64_t div);
+/* Download bytes from device address src into host memory (after the work on prod). */
+rr_status rr_dev_download(rr_comm *c, rr_device *d, uintptr_t prod, void *host, uintptr_t src,
+                          size_t bytes);
 
 /* Direct path (device_direct.c): does allreduce hand device pointers to MPI? 0 no, 1 yes;
  * RR_ERR_UNSUPPORTED when RINGRED_CUDA_AWARE=1 but the MPI library is not CUDA-aware. */

@@ -105,6 +105,7 @@ void rr_entry_free(rr_entry *ent)
 
 void rr_engine_complete(rr_engine *e, rr_entry *ent, rr_status st, const char *msg)
 {
+    rr_edev_release(e, ent); /* the device is done with it: its ready event is free */
     pthread_mutex_lock(&e->mu);
     ent->status = st;
     if (st != RR_OK && msg)
@@ -329,6 +330,7 @@ rr_status rr_engine_destroy(rr_engine *e)
     rr_coord_free(&e->coord, e->size);
     rr_cache_free(&e->cache);
     rr_fusion_free(e);
+    rr_edev_free(e);
     rr_buf_free(&e->sbuf);
     rr_buf_free(&e->rbuf);
     free(e->gather);

@@ -54,6 +54,7 @@ typedef struct rr_desc {
     char *name;  /* owned */
     char *group; /* owned; NULL unless part of a grouped allreduce */
     int32_t kind, dtype, op, root, ndim, group_size;
+    int32_t device; /* 0: host buffers, 1: device (GPU) buffers: negotiated like the rest */
     double pre, post;
     int64_t div;
     uint64_t count;
@@ -90,6 +91,11 @@ typedef struct rr_entry {
     const void *sendbuf;
     void *recvbuf;
     int is_join;
+    /* device requests (d.device == 1): backend, device id, producer stream, and the ready
+     * event recorded on that stream at submission (from the engine's pool, engine_device.c) */
+    int backend, dev;
+    uintptr_t stream;
+    void *ready_ev;
     /* [bg] */
     int slot;          /* cache slot of a pending hit, -1 otherwise */
     int stall_flagged; /* an invalidation of its slot was asked for */
@@ -280,6 +286,7 @@ struct rr_engine {
     size_t *rs_counts;      /* reducescatter receive counts (size entries) */
     double next_stall_check;
     rr_timeline tl;
+    struct rr_evpool *evpool; /* ready events of device requests (engine_device.c) [own mutex] */
 };
 
 /* progress.c */
@@ -315,6 +322,25 @@ void rr_coord_free(rr_coord *c, int size);
 /* fusion.c */
 rr_status rr_execute(rr_engine *e, rr_resp_list *l, const uint8_t *joined);
 void rr_fusion_free(rr_engine *e);
+/* Complete this rank's entry of a response (no-op for NULL: a joined rank has none). */
+void rr_fusion_finish(rr_engine *e, rr_entry *ent, rr_status st, const char *what);
+/* Timeline spans of an executed entry: marks = {start, packed, reduced, unpacked}. */
+void rr_fusion_trace(rr_engine *e, const rr_entry *ent, double t_exec, const double *marks,
+                     int fused);
+
+/* engine_device.c: device (GPU) requests */
+/* At submission (user thread): record the entry's ready event on its producer stream. */
+rr_status rr_edev_submit(rr_engine *e, rr_entry *ent);
+/* Give the entry's ready event back to the pool (at completion). */
+void rr_edev_release(rr_engine *e, rr_entry *ent);
+void rr_edev_free(rr_engine *e);
+int rr_edev_plant(const char *what);
+/* Execute device responses; like fusion.c's host functions they complete the entries and
+ * return an error only when the engine cannot go on. */
+rr_status rr_edev_allreduce(rr_engine *e, rr_resp *const *rs, size_t k, const uint8_t *joined);
+rr_status rr_edev_broadcast(rr_engine *e, rr_resp *r);
+rr_status rr_edev_allgather(rr_engine *e, rr_resp *r);
+rr_status rr_edev_reducescatter(rr_engine *e, rr_resp *r); /* e->rs_counts set */
 
 /* stall.c */
 void rr_stall_tick(rr_engine *e, double now);   /* sets stall_action when a cycle is due */

@@ -70,7 +70,7 @@ static void *fusion_buffer(rr_engine *e, size_t bytes)
 }
 
 /* Complete this rank's entry for a response (no-op for a joined rank without one). */
-static void finish(rr_engine *e, rr_entry *ent, rr_status st, const char *what)
+void rr_fusion_finish(rr_engine *e, rr_entry *ent, rr_status st, const char *what)
 {
     if (ent == NULL)
         return;
@@ -90,8 +90,8 @@ static void finish(rr_engine *e, rr_entry *ent, rr_status st, const char *what)
     rr_engine_complete(e, ent, st, st == RR_OK ? NULL : msg);
 }
 
-static void trace(rr_engine *e, const rr_entry *ent, double t_exec, const double *marks,
-                  int fused)
+void rr_fusion_trace(rr_engine *e, const rr_entry *ent, double t_exec, const double *marks,
+                     int fused)
 {
     if (ent == NULL || !RR_TL_ON(&e->tl))
         return;
@@ -133,8 +133,8 @@ static rr_status allreduce_direct(rr_engine *e, rr_resp *r)
     rr_status st = rr_allreduce(e->comm, src, dst, d->count, d->dtype, d->op, d->pre, d->post,
                                 d->div);
     m[2] = m[3] = rr_now();
-    trace(e, ent, m[0], m, 0);
-    finish(e, ent, st, "");
+    rr_fusion_trace(e, ent, m[0], m, 0);
+    rr_fusion_finish(e, ent, st, "");
     return RR_OK;
 }
 
@@ -175,15 +175,15 @@ static rr_status allreduce_fused(rr_engine *e, rr_resp_list *L, const size_t *id
     m[3] = rr_now();
     for (size_t i = 0; i < k; i++) {
         rr_resp *r = &L->v[idx[i]];
-        trace(e, r->ent, m[0], m, 1);
-        finish(e, r->ent, st, "fused allreduce: ");
+        rr_fusion_trace(e, r->ent, m[0], m, 1);
+        rr_fusion_finish(e, r->ent, st, "fused allreduce: ");
     }
     return RR_OK;
 }
 
 static int compatible(const rr_desc *a, const rr_desc *b)
 {
-    return a->dtype == b->dtype && a->op == b->op && a->div == b->div &&
+    return a->dtype == b->dtype && a->op == b->op && a->div == b->div && a->device == b->device &&
            memcmp(&a->pre, &b->pre, sizeof a->pre) == 0 &&
            memcmp(&a->post, &b->post, sizeof a->post) == 0;
 }
@@ -198,6 +198,8 @@ static int fusable(const rr_resp *r)
 static rr_status broadcast(rr_engine *e, rr_resp *r)
 {
     const rr_desc *d = &r->d;
+    if (d->device)
+        return rr_edev_broadcast(e, r);
     size_t bytes = d->count * rr_dtype_size(d->dtype);
     void *buf = r->ent ? r->ent->recvbuf : fusion_buffer(e, bytes);
     if (buf == NULL)
@@ -208,14 +210,16 @@ static rr_status broadcast(rr_engine *e, rr_resp *r)
     m[0] = m[1] = rr_now();
     rr_status st = rr_broadcast(e->comm, buf, d->count, d->dtype, d->root);
     m[2] = m[3] = rr_now();
-    trace(e, r->ent, m[0], m, 0);
-    finish(e, r->ent, st, "");
+    rr_fusion_trace(e, r->ent, m[0], m, 0);
+    rr_fusion_finish(e, r->ent, st, "");
     return RR_OK;
 }
 
 static rr_status allgather(rr_engine *e, rr_resp *r)
 {
     const rr_desc *d = &r->d;
+    if (d->device)
+        return rr_edev_allgather(e, r);
     int n = e->size;
     size_t es = rr_dtype_size(d->dtype), total = 0;
     size_t *counts = malloc(2 * (size_t)n * sizeof *counts);
@@ -252,21 +256,29 @@ static rr_status allgather(rr_engine *e, rr_resp *r)
     } else {
         free(counts);
     }
-    trace(e, ent, m[0], m, 0);
-    finish(e, ent, st, "");
+    rr_fusion_trace(e, ent, m[0], m, 0);
+    rr_fusion_finish(e, ent, st, "");
     return RR_OK;
 }
 
-static rr_status reducescatter(rr_engine *e, rr_resp *r)
+/* e->rs_counts: the elements of the response's rows each rank receives. */
+static void split_counts(rr_engine *e, const rr_desc *d)
 {
-    const rr_desc *d = &r->d;
     int n = e->size;
-    size_t es = rr_dtype_size(d->dtype);
     uint64_t rows = d->ndim ? (uint64_t)d->shape[0] : 1;
     uint64_t row = rows ? d->count / rows : 0, base = rows / (uint64_t)n,
              extra = rows % (uint64_t)n;
     for (int k = 0; k < n; k++)
         e->rs_counts[k] = (size_t)((base + ((uint64_t)k < extra ? 1 : 0)) * row);
+}
+
+static rr_status reducescatter(rr_engine *e, rr_resp *r)
+{
+    const rr_desc *d = &r->d;
+    size_t es = rr_dtype_size(d->dtype);
+    split_counts(e, d);
+    if (d->device)
+        return rr_edev_reducescatter(e, r);
     const void *src;
     void *dst;
     if (r->ent) {
@@ -286,16 +298,33 @@ static rr_status reducescatter(rr_engine *e, rr_resp *r)
     rr_status st = rr_reducescatter(e->comm, src, d->count, dst, e->rs_counts, d->dtype, d->op,
                                     d->pre, d->post, d->div);
     m[2] = m[3] = rr_now();
-    trace(e, r->ent, m[0], m, 0);
-    finish(e, r->ent, st, "");
+    rr_fusion_trace(e, r->ent, m[0], m, 0);
+    rr_fusion_finish(e, r->ent, st, "");
     return RR_OK;
 }
 
 /* ---------------------------------------------------------------- the response list */
 
+/* Reduce the responses idx[0..k) (compatible) as one unit: on the device, or on the host
+ * (one tensor where it is, several through the fusion buffer). */
+static rr_status run_allreduce(rr_engine *e, rr_resp_list *L, const size_t *idx, size_t k,
+                               const uint8_t *joined, int fused)
+{
+    if (!L->v[idx[0]].d.device)
+        return fused ? allreduce_fused(e, L, idx, k) : allreduce_direct(e, &L->v[idx[0]]);
+    rr_resp *stack[64] = {0}, **rs = k <= 64 ? stack : malloc(k * sizeof *rs);
+    if (rs == NULL)
+        return nomem(e, k * sizeof *rs);
+    for (size_t i = 0; i < k; i++)
+        rs[i] = &L->v[idx[i]];
+    rr_status st = rr_edev_allreduce(e, rs, k, joined);
+    if (rs != stack)
+        free(rs);
+    return st;
+}
+
 rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
 {
-    (void)joined;
     size_t n = L->n;
     if (n == 0)
         return RR_OK;
@@ -352,13 +381,18 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
                             idx[a] = SIZE_MAX;
                         }
                     }
-                    st = allreduce_fused(e, L, sub, m);
+                    st = run_allreduce(e, L, sub, m, joined, 1);
                     done += m;
                 }
             } else {
                 size_t es = rr_dtype_size(r->d.dtype), bytes = r->d.count * es;
-                if (thr == 0 || bytes > thr || (maxt && bytes > maxt)) {
-                    st = allreduce_direct(e, r);
+                /* Device tensors: every call through the device transport costs a host
+                 * synchronization, while packing is a device-to-device copy; so they are
+                 * fused whatever their size, up to the threshold. */
+                size_t tmax = r->d.device ? 0 : maxt;
+                if (thr == 0 || bytes > thr || (tmax && bytes > tmax)) {
+                    idx[0] = i;
+                    st = run_allreduce(e, L, idx, 1, joined, 0);
                     break;
                 }
                 size_t k = 0, total = bytes;
@@ -368,13 +402,13 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
                     if (used[j] || !fusable(x) || !compatible(&r->d, &x->d))
                         continue;
                     size_t b = x->d.count * es;
-                    if (total + b > thr || (maxt && b > maxt))
+                    if (total + b > thr || (tmax && b > tmax))
                         continue;
                     used[j] = 1;
                     idx[k++] = j;
                     total += b;
                 }
-                st = k == 1 ? allreduce_direct(e, r) : allreduce_fused(e, L, idx, k);
+                st = run_allreduce(e, L, idx, k, joined, k > 1);
             }
             break;
         case RR_REQ_BROADCAST:

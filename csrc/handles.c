@@ -103,6 +103,10 @@ static rr_status check_request(const rr_engine *e, const rr_request *r)
         return rr_efail(RR_ERR_INVALID, "tensor '%s': NULL buffer", nm);
     if (r->group && r->group_size < 1)
         return rr_efail(RR_ERR_INVALID, "tensor '%s': group size must be >= 1", nm);
+    if (r->backend != 0 && r->backend != RR_DEVICE_CUDA && r->backend != RR_DEVICE_FAKE)
+        return rr_efail(RR_ERR_INVALID, "tensor '%s': unknown device backend %d", nm, r->backend);
+    if (r->backend != 0 && r->device < 0)
+        return rr_efail(RR_ERR_INVALID, "tensor '%s': invalid device id %d", nm, r->device);
     return RR_OK;
 }
 
@@ -131,6 +135,10 @@ static rr_entry *entry_new(const rr_request *r, double now)
         ent->d.shape[i] = r->shape[i];
     ent->sendbuf = r->sendbuf;
     ent->recvbuf = r->recvbuf;
+    ent->d.device = r->backend != 0;
+    ent->backend = r->backend;
+    ent->dev = r->device;
+    ent->stream = r->stream;
     ent->slot = -1;
     ent->t_submit = now;
     return ent;
@@ -200,8 +208,10 @@ static rr_status enqueue(rr_engine *e, rr_entry **ents, size_t n, uint64_t *ids)
     rr_status st = enqueue_locked(e, ents, n, ids);
     pthread_mutex_unlock(&e->mu);
     if (st != RR_OK)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            rr_edev_release(e, ents[i]);
             rr_entry_free(ents[i]);
+        }
     return st;
 }
 
@@ -223,11 +233,20 @@ rr_status rr_engine_submit(rr_engine *e, const rr_request *reqs, size_t n, uint6
         if (ents[made] == NULL)
             break;
     }
-    rr_status st;
+    rr_status st = RR_OK;
     if (made < n) {
-        for (size_t i = 0; i < made; i++)
-            rr_entry_free(ents[i]);
         st = rr_efail(RR_ERR_NOMEM, "out of memory");
+    } else {
+        /* device requests: ready events on their producer streams, before anyone can run them */
+        for (size_t i = 0; i < n && st == RR_OK; i++)
+            if (ents[i]->d.device)
+                st = rr_edev_submit(e, ents[i]);
+    }
+    if (st != RR_OK) {
+        for (size_t i = 0; i < made; i++) {
+            rr_edev_release(e, ents[i]);
+            rr_entry_free(ents[i]);
+        }
     } else {
         st = enqueue(e, ents, n, ids);
     }

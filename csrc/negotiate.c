@@ -188,7 +188,8 @@ static int entry_matches(const rr_engine *e, const rr_entry *ent, const rr_resp 
 {
     if (r->d.kind != RR_REQ_ALLGATHER)
         return rr_desc_same(&ent->d, &r->d);
-    if (ent->d.kind != r->d.kind || ent->d.dtype != r->d.dtype || ent->d.ndim != r->d.ndim)
+    if (ent->d.kind != r->d.kind || ent->d.device != r->d.device || ent->d.dtype != r->d.dtype ||
+        ent->d.ndim != r->d.ndim)
         return 0;
     for (int i = 1; i < r->d.ndim; i++)
         if (ent->d.shape[i] != r->d.shape[i])

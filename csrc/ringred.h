@@ -168,6 +168,14 @@ typedef struct rr_request {
     int64_t shape[RR_MAX_DIMS];
     const char *group;
     int group_size;
+    /* Where the buffers live: backend 0 = host memory; RR_DEVICE_CUDA / RR_DEVICE_FAKE =
+     * device memory of that backend on device `device`, produced on `stream` (as for the
+     * rr_device_* calls).  A device request records a ready event on `stream` when it is
+     * submitted and completes only once the device is done with its buffers (the engine
+     * waits for the event, never for the whole device).  Host vs device is negotiated. */
+    int backend;
+    int device;
+    uintptr_t stream;
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);

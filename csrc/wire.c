@@ -54,7 +54,7 @@ void rr_put_desc(rr_buf *b, const rr_desc *d)
 {
     rr_put_str(b, d->name);
     rr_put_str(b, d->group);
-    int32_t v[6] = {d->kind, d->dtype, d->op, d->root, d->ndim, d->group_size};
+    int32_t v[7] = {d->kind, d->dtype, d->op, d->root, d->ndim, d->group_size, d->device};
     put(b, v, sizeof v);
     rr_put_f64(b, d->pre);
     rr_put_f64(b, d->post);
@@ -106,7 +106,7 @@ int rr_get_desc(rr_rd *r, rr_desc *d)
     memset(d, 0, sizeof *d);
     d->name = rr_get_str(r);
     d->group = rr_get_str(r);
-    int32_t v[6];
+    int32_t v[7];
     get(r, v, sizeof v);
     d->kind = v[0];
     d->dtype = v[1];
@@ -114,6 +114,7 @@ int rr_get_desc(rr_rd *r, rr_desc *d)
     d->root = v[3];
     d->ndim = v[4];
     d->group_size = v[5];
+    d->device = v[6];
     d->pre = rr_get_f64(r);
     d->post = rr_get_f64(r);
     d->div = (int64_t)rr_get_u64(r);
@@ -169,7 +170,8 @@ static int same_str(const char *a, const char *b)
 
 int rr_desc_same(const rr_desc *a, const rr_desc *b)
 {
-    if (a->kind != b->kind || a->dtype != b->dtype || a->op != b->op || a->root != b->root ||
+    if (a->kind != b->kind || a->device != b->device || a->dtype != b->dtype || a->op != b->op ||
+        a->root != b->root ||
         a->ndim != b->ndim || a->group_size != b->group_size || a->div != b->div ||
         a->count != b->count || memcmp(&a->pre, &b->pre, sizeof a->pre) != 0 ||
         memcmp(&a->post, &b->post, sizeof a->post) != 0 || !same_str(a->group, b->group))

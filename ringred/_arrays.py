@@ -197,6 +197,29 @@ class DeviceView:
         return n
 
 
+# Extra device adapters, tried before the built-in ones: (predicate, viewer) pairs.
+# ringred.testing registers one that sends torch CPU tensors through the device path.
+_EXTRA_DEVICE: list[tuple[Callable[[Any], bool], Callable[[Any], DeviceView]]] = []
+
+
+def register_device_adapter(predicate: Callable[[Any], bool],
+                            viewer: Callable[[Any], DeviceView]) -> None:
+    """Treat objects for which ``predicate`` is true as device arrays seen by ``viewer``."""
+    _EXTRA_DEVICE.insert(0, (predicate, viewer))
+
+
+def unregister_device_adapter(predicate: Callable[[Any], bool]) -> None:
+    """Undo ``register_device_adapter`` for ``predicate``."""
+    _EXTRA_DEVICE[:] = [a for a in _EXTRA_DEVICE if a[0] is not predicate]
+
+
+def _extra_view(x: Any) -> DeviceView | None:
+    for pred, view in _EXTRA_DEVICE:
+        if pred(x):
+            return view(x)
+    return None
+
+
 def _fake_env() -> bool:
     import os
 
@@ -205,6 +228,8 @@ def _fake_env() -> bool:
 
 def is_device_array(x: Any) -> bool:
     """True for a GPU array (or a fake one); never imports a GPU library."""
+    if _EXTRA_DEVICE and any(pred(x) for pred, _ in _EXTRA_DEVICE):
+        return True
     if is_torch(x):
         return x.device.type == "cuda"
     t = type(x)
@@ -350,6 +375,10 @@ def _dlpack_view(x: Any) -> DeviceView:
 
 def device_view(x: Any) -> DeviceView:
     """The C view of a device array (a contiguous copy through its library if needed)."""
+    if _EXTRA_DEVICE:
+        v = _extra_view(x)
+        if v is not None:
+            return v
     if is_torch(x):
         return _torch_view(x)
     if hasattr(type(x), "__cuda_array_interface__"):
@@ -361,7 +390,7 @@ def device_empty(like: DeviceView, shape: tuple) -> DeviceView:
     """A new array of ``like``'s dtype and device, allocated by ``like``'s library."""
     if like.kind == "torch":
         t = _torch_module()
-        return _torch_view(t.empty(shape, dtype=like.dtype, device=like.obj.device))
+        return device_view(t.empty(shape, dtype=like.dtype, device=like.obj.device))
     if like.kind == "fake" or (like.backend == BACKEND_FAKE and like.kind in ("cai", "dlpack")):
         from .testing import FakeDeviceArray
 
@@ -389,6 +418,38 @@ def device_back(like: DeviceView, res: DeviceView) -> Any:
         if convert is not None:
             return convert(res.obj)
     return res.obj
+
+
+_NUMPY_OF_CODE: dict[int, np.dtype] = {c: dt for dt, c in _CODES.items()}
+
+
+def numpy_dtype(v: DeviceView) -> np.dtype:
+    """The NumPy dtype with the device array's element layout."""
+    return _NUMPY_OF_CODE[v.code]
+
+
+def device_from_host(like: DeviceView, host: np.ndarray) -> Any:
+    """A device copy of ``host`` made by ``like``'s library on ``like``'s device, returned as
+    ``like``'s type (allgather results, which the engine gathers in host memory)."""
+    if like.kind == "torch":
+        t = _torch_module()
+        h = t.from_numpy(host.view(np.int16)).view(t.bfloat16) if host.dtype == BFLOAT16 \
+            else t.from_numpy(host)
+        return h.to(like.obj.device)
+    if like.kind == "fake":
+        return type(like.obj).from_host(host)
+    if like.kind == "numba":
+        return sys.modules["numba.cuda"].to_device(host)
+    cupy = sys.modules.get("cupy")
+    if cupy is None:
+        if like.backend == BACKEND_FAKE:
+            from .testing import FakeDeviceArray
+
+            return FakeDeviceArray.from_host(host)
+        import cupy
+    with cupy.cuda.Device(like.device):
+        res = _cai_view(cupy.asarray(host))
+    return device_back(like, res)
 
 
 def device_assign(dst: Any, src: DeviceView) -> None:

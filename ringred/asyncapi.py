@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _async_device as _dev
 from . import _state
-from ._arrays import as_array, cbuf, contiguous
+from ._arrays import as_array, cbuf, contiguous, is_device_array
 from ._engine import Handle
 from ._lib import ffi, lib
 from .collectives import (
@@ -58,21 +59,17 @@ def _engine():
     return _state.current().get_engine()
 
 
-def _shape(shape: tuple) -> list[int]:
-    """The shape as the C request carries it (at most RR_MAX_DIMS dimensions)."""
-    s = [int(d) for d in shape]
-    if len(s) > _MAX_DIMS:
-        s = s[: _MAX_DIMS - 1] + [int(np.prod(s[_MAX_DIMS - 1:], dtype=np.int64))]
-    return s
+_shape = _dev.shape_field
 
 
 def _fields(name: Any, kind: int, send: Any, recv: Any, count: int, code: int, cop: int,
             pre: float, post: float, div: int, root: int, shape: list[int],
-            group: Any = ffi.NULL, group_size: int = 0) -> dict:
+            group: Any = ffi.NULL, group_size: int = 0, backend: int = 0, device: int = 0,
+            stream: int = 0) -> dict:
     return {"name": name, "kind": kind, "sendbuf": send, "recvbuf": recv, "count": count,
             "dtype": code, "op": cop, "prescale": pre, "postscale": post, "avg_div": div,
             "root": root, "ndim": len(shape), "shape": shape, "group": group,
-            "group_size": group_size}
+            "group_size": group_size, "backend": backend, "device": device, "stream": stream}
 
 
 def allreduce_async(
@@ -98,6 +95,9 @@ def allreduce_async(
     if fast is not None and x.ndim <= _MAX_DIMS:
         code, cop, post, div, res = fast
         return eng.allreduce(name, x, res, code, cop, post, div)
+    if is_device_array(x):
+        return _dev.allreduce(eng, ctx.size, x, op_, name, prescale_factor, postscale_factor,
+                              out, _fields)
     what = f"allreduce '{name}'"
     w = as_array(x)
     src = contiguous(w.arr)
@@ -118,6 +118,8 @@ def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = 
     eng = ctx.get_engine()
     if name is None:
         name = eng.auto_name("broadcast")
+    if is_device_array(x):
+        return _dev.broadcast(eng, x, root_rank, name, out, _fields)
     what = f"broadcast '{name}'"
     w = as_array(x)
     dst, wo = _output(w, out, w.arr.shape, what)
@@ -138,6 +140,8 @@ def allgather_async(x: Any, name: str | None = None,
     eng = ctx.get_engine()
     if name is None:
         name = eng.auto_name("allgather")
+    if is_device_array(x):
+        return _dev.allgather(eng, x, name, _fields)
     w = as_array(x)
     if w.arr.ndim == 0:
         raise ValueError(f"allgather '{name}': 0-d arrays cannot be gathered; reshape to (1,)")
@@ -169,6 +173,8 @@ def reducescatter_async(x: Any, op: ReduceOp = ReduceOp.Average,
     op_ = ReduceOp(op)
     if name is None:
         name = eng.auto_name("reducescatter")
+    if is_device_array(x):
+        return _dev.reducescatter(eng, ctx.size, ctx.rank, x, op_, name, _fields)
     w = as_array(x)
     if w.arr.ndim == 0:
         raise ValueError(f"reducescatter '{name}': 0-d arrays cannot be scattered")
@@ -206,22 +212,30 @@ def grouped_allreduce_async(
     fields, keep, outs = [], [], []
     for i, x in enumerate(xs):
         what = f"grouped_allreduce '{name}'[{i}]"
+        nm = ffi.new("char[]", f"{name}[{i}]".encode())
+        keep.append(nm)
+        if is_device_array(x):
+            f, refs, back = _dev.group_member(
+                x, op_, ctx.size, prescale_factor, postscale_factor, what,
+                lambda *a, nm=nm, **k: _fields(nm, *a, group=group, group_size=len(xs), **k))
+            fields.append(f)
+            keep += refs
+            outs.append(back)
+            continue
         w = as_array(x)
         src = contiguous(w.arr)
         dst = np.empty(src.shape, src.dtype)
         check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
         post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
-        nm = ffi.new("char[]", f"{name}[{i}]".encode())
-        keep.append(nm)
         fields.append(_fields(
             nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size,
             w.code, _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape),
             group, len(xs)))
         keep += [x, src, dst]
-        outs.append((w, dst))
+        outs.append(lambda w=w, dst=dst: w.back(dst))
     reqs = ffi.new("rr_request[]", fields)
     return eng.submit(reqs, len(xs), name, (tuple(keep), group),
-                      lambda: [w.back(dst) for w, dst in outs])
+                      lambda: [back() for back in outs])
 
 
 def grouped_allreduce(

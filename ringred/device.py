@@ -61,7 +61,7 @@ def _p(v: DeviceView) -> Any:
     return ffi.cast("void *", v.ptr)
 
 
-def _output(v: DeviceView, out: Any, shape: tuple, what: str) -> tuple[DeviceView, Any]:
+def output_for(v: DeviceView, out: Any, shape: tuple, what: str) -> tuple[DeviceView, Any]:
     """(where C writes the result, the caller's out when the result must be copied into it).
 
     A contiguous ``out`` is written in place; a non-contiguous one receives a copy.
@@ -79,7 +79,8 @@ def _output(v: DeviceView, out: Any, shape: tuple, what: str) -> tuple[DeviceVie
     return (wo, None) if in_place else (wo, out)
 
 
-def _finish(v: DeviceView, res: DeviceView, out: Any, copy_into: Any) -> Any:
+def result_of(v: DeviceView, res: DeviceView, out: Any, copy_into: Any) -> Any:
+    """What a collective returns: ``res`` as the input's type, or ``out`` (filled)."""
     if copy_into is not None:
         device_assign(copy_into, res)
     return device_back(v, res) if out is None else out
@@ -107,7 +108,7 @@ def allreduce(ctx: Any, x: Any, op: ReduceOp, what: str, prescale: float, postsc
         op_ = ReduceOp(op)
         v = device_view(x)
         _coll.check_scales(v.code, v.dtype, prescale, postscale, what)
-        dst, copy_into = _output(v, out, v.shape, what)
+        dst, copy_into = output_for(v, out, v.shape, what)
         post, div = _coll._scales(v.code, op_, ctx.size, prescale, postscale)
         return op_, v, dst, copy_into, post, div
 
@@ -123,7 +124,7 @@ def allreduce(ctx: Any, x: Any, op: ReduceOp, what: str, prescale: float, postsc
         _coll._raise(ctx, st, what, v.shape)
     if late != 1.0:
         _scale_inplace(dst, late)
-    return _finish(v, dst, out, copy_into)
+    return result_of(v, dst, out, copy_into)
 
 
 def _direct(ctx: Any, backend: int) -> bool:
@@ -136,7 +137,7 @@ def broadcast(ctx: Any, x: Any, root_rank: int, what: str, out: Any) -> Any:
 
     def prep():
         v = device_view(x)
-        dst, copy_into = _output(v, out, v.shape, what)
+        dst, copy_into = output_for(v, out, v.shape, what)
         return v, dst, copy_into
 
     v, dst, copy_into = _coll._prepare(ctx, _coll.KIND_BROADCAST, prep)
@@ -144,7 +145,7 @@ def broadcast(ctx: Any, x: Any, root_rank: int, what: str, out: Any) -> Any:
                                  v.size, v.code, int(root_rank))
     if st:
         _coll._raise(ctx, st, what, v.shape)
-    return _finish(v, dst, out, copy_into)
+    return result_of(v, dst, out, copy_into)
 
 
 def allgather(ctx: Any, x: Any, what: str) -> Any:

@@ -82,3 +82,35 @@ class FakeDeviceArray:
 
     def __repr__(self) -> str:
         return f"FakeDeviceArray({self._host!r})"
+
+
+# ---------------------------------------------------------------- torch CPU as a device
+def _is_torch_cpu(x: Any) -> bool:
+    from ._arrays import is_torch
+
+    return is_torch(x) and x.device.type == "cpu"
+
+
+def _torch_cpu_view(x: Any) -> Any:
+    from ._arrays import BACKEND_FAKE, DeviceView, _torch_code
+
+    x = x.detach()
+    if not x.is_contiguous():
+        x = x.contiguous()
+    # stream 0: the host, where torch's CPU work is already complete
+    return DeviceView(x, int(x.data_ptr()), tuple(x.shape), x.dtype, _torch_code(x.dtype), 0,
+                      0, BACKEND_FAKE, "torch")
+
+
+def torch_cpu_as_device(enable: bool = True) -> None:
+    """Send torch CPU tensors through ringred's device path on the fake device backend.
+
+    The whole GPU chain (DistributedOptimizer hooks, device requests in the engine, the device
+    fusion buffer, staging, unpacking, stream ordering) then runs in CI without a GPU, on the
+    tensors of an ordinary CPU model.  ``enable=False`` restores the normal host path.
+    """
+    from ._arrays import register_device_adapter, unregister_device_adapter
+
+    unregister_device_adapter(_is_torch_cpu)
+    if enable:
+        register_device_adapter(_is_torch_cpu, _torch_cpu_view)

@@ -6,8 +6,6 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from ..asyncapi import allreduce_async
 from ..optim.base import Optimizer, array_namespace
 from ._common import Settings, average_parameters
@@ -115,13 +113,9 @@ class NumpyDistributedOptimizer:
             self._should_sync = True
 
     def average_parameters(self) -> None:
-        """Replace every parameter by its average across ranks, in place."""
-        params = self.optimizer.params
-        host = {n: _host(p) for n, p in params.items()}
-        average_parameters(host.items(), "average.", self._cfg.process_set)
-        for n, p in params.items():
-            if host[n] is not p:
-                p[...] = array_namespace(p).asarray(host[n])
+        """Replace every parameter by its average across ranks, in place (on the device for
+        CuPy parameters)."""
+        average_parameters(self.optimizer.params.items(), "average.", self._cfg.process_set)
 
     # ------------------------------------------------------------------ internals
 
@@ -152,19 +146,10 @@ class NumpyDistributedOptimizer:
         for name in sorted(params):  # every rank submits every parameter, in the same order
             p = params[name]
             g = pending.get(name)
-            g = np.zeros(p.shape, p.dtype) if g is None else _host(g)
+            if g is None:  # CuPy gradients are reduced on the device
+                g = array_namespace(p).zeros(p.shape, p.dtype)
             wire, ctx = cfg.compression.compress(g)
             h = allreduce_async(wire, op=cfg.op, name=f"grad.{name}", prescale_factor=cfg.prescale,
                                 postscale_factor=cfg.postscale, process_set=cfg.process_set)
             submitted.append((name, h, ctx))
-        out: dict[str, Any] = {}
-        for name, h, ctx in submitted:
-            g = cfg.compression.decompress(h.wait(), ctx)
-            p = params[name]
-            out[name] = g if isinstance(p, np.ndarray) else array_namespace(p).asarray(g)
-        return out
-
-
-def _host(a: Any) -> np.ndarray:
-    """A NumPy array with ``a``'s data (``a`` itself for NumPy; a host copy for CuPy)."""
-    return a if isinstance(a, np.ndarray) else a.get()
+        return {name: cfg.compression.decompress(h.wait(), ctx) for name, h, ctx in submitted}

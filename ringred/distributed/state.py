@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .. import _state
-from .._arrays import is_torch
+from .._arrays import is_device_array, is_torch
 from ..asyncapi import broadcast_async
 from ..objects import broadcast_object
 from ..optim.base import Optimizer as RingredOptimizer
@@ -20,13 +20,13 @@ __all__ = ["broadcast_parameters", "broadcast_optimizer_state"]
 
 
 def _wire(t: Any) -> Any:
-    """A view of ``t`` that ringred can broadcast in place (torch bool as uint8)."""
+    """A view of ``t`` that ringred can broadcast in place (bool as uint8)."""
     if is_torch(t):
         import torch
 
         t = t.detach()
         return t.view(torch.uint8) if t.dtype == torch.bool else t
-    if isinstance(t, np.ndarray) and t.dtype == np.bool_:
+    if getattr(t, "dtype", None) == np.bool_:  # NumPy and CuPy
         return t.view(np.uint8)
     return t
 
@@ -52,13 +52,10 @@ def broadcast_parameters(params: Any, root_rank: int = 0) -> None:
     handles = []
     scalars: dict[Any, Any] = {}
     for name, t in items:
-        if is_torch(t) or isinstance(t, np.ndarray):
+        if is_torch(t) or isinstance(t, np.ndarray) or is_device_array(t):
+            # host arrays and GPU arrays (torch.cuda, CuPy) alike, in place, on their device
             w = _wire(t)
             handles.append(broadcast_async(w, root_rank, name=f"broadcast.{name}", out=w))
-        elif is_array(t):  # CuPy: through host memory
-            host = t.get()
-            broadcast_async(host, root_rank, name=f"broadcast.{name}", out=host).wait()
-            t[...] = _cupy_asarray(host)
         elif isinstance(params, MutableMapping):
             scalars[name] = t
         else:
@@ -70,12 +67,6 @@ def broadcast_parameters(params: Any, root_rank: int = 0) -> None:
             params[name] = v
 
 
-def _cupy_asarray(a: np.ndarray) -> Any:
-    import cupy
-
-    return cupy.asarray(a)
-
-
 @dataclass(frozen=True)
 class _Slot:
     """Stands for the ``index``-th array of a state tree while its skeleton is pickled."""
@@ -84,6 +75,7 @@ class _Slot:
     torch: bool
     shape: tuple[int, ...]
     dtype: Any
+    cuda: bool = False  # a torch tensor on a GPU: allocated on this rank's current GPU
 
 
 def _split(tree: Any, arrays: list[Any]) -> Any:
@@ -94,7 +86,8 @@ def _split(tree: Any, arrays: list[Any]) -> Any:
         return type(tree)(_split(v, arrays) for v in tree)
     if is_torch(tree):
         arrays.append(tree.detach())
-        return _Slot(len(arrays) - 1, True, tuple(tree.shape), tree.dtype)
+        return _Slot(len(arrays) - 1, True, tuple(tree.shape), tree.dtype,
+                     tree.device.type == "cuda")
     if is_array(tree):
         a = tree if isinstance(tree, np.ndarray) else tree.get()
         arrays.append(a)
@@ -116,7 +109,8 @@ def _empty(slot: _Slot) -> Any:
     if slot.torch:
         import torch
 
-        return torch.empty(slot.shape, dtype=slot.dtype)
+        device = torch.device("cuda", torch.cuda.current_device()) if slot.cuda else None
+        return torch.empty(slot.shape, dtype=slot.dtype, device=device)
     return np.empty(slot.shape, slot.dtype)
 
 

@@ -61,7 +61,16 @@ def same_on_all_ranks(a: np.ndarray) -> bool:
 
 
 def main(body) -> None:
-    """Run body(); print RANK r OK, or the traceback and exit 1 (mpiexec kills the rest)."""
+    """Run body(); print RANK r OK, or the traceback and exit 1 (mpiexec kills the rest).
+
+    With RINGRED_TEST_TORCH_AS_DEVICE=1, torch CPU tensors take the device path (fake
+    backend): the worker's torch checks then run through the whole GPU chain."""
+    import os
+
+    if os.environ.get("RINGRED_TEST_TORCH_AS_DEVICE") == "1":
+        from ringred.testing import torch_cpu_as_device
+
+        torch_cpu_as_device(True)
     ringred.init()
     r = ringred.rank()
     try:

@@ -285,7 +285,8 @@ def check_shared_gradients() -> None:
     assert identical(m) and all(same_on_all_ranks(p.detach().numpy()) for p in big.parameters())
     assert [p.grad.data_ptr() for p in m.parameters()] == ptrs, "gradients were replaced"
     used = ringred.shared.zero_copy_calls() - before
-    if ringred.transport() == "shm" and ringred.size() > 1:
+    on_device = ringred.device.is_device_array(big.weight)  # torch CPU as device: staged
+    if ringred.transport() == "shm" and ringred.size() > 1 and not on_device:
         assert used >= STEPS, used
     opt.remove_hooks()
     opt_big.remove_hooks()

@@ -1,0 +1,51 @@
+"""Device (GPU) requests through the background engine, on the fake device backend.
+
+The whole chain (submission with ready events, device fusion buffer, staging through the
+host transport, unpacking, done events) runs without a GPU: FakeDeviceArray inputs, and torch
+CPU tensors sent through the device path (RINGRED_TEST_TORCH_AS_DEVICE=1) by the
+DistributedOptimizer and Horovod-API workers."""
+
+import pytest
+
+from .mpi import run_mpi
+
+CONFIGS = {
+    "default": {},
+    # tiny staging segments (many per fused buffer) and a small fusion threshold, so that
+    # fused units, unfused tensors and joined-rank zeros all take several segments
+    "small": {"RINGRED_DEVICE_SEGMENT_BYTES": "4096", "RINGRED_DEVICE_SLOTS": "2",
+              "RINGRED_FUSION_THRESHOLD": "65536"},
+}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_engine_device(n, config):
+    run_mpi(n, "engine_device", "main", env=CONFIGS[config], timeout=240)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_engine_device_join(n):
+    run_mpi(n, "engine_device", "join", env=CONFIGS["small"], timeout=180)
+
+
+def test_engine_device_ordering():
+    run_mpi(2, "engine_device", "ordering", timeout=120)
+
+
+def test_planted_early_completion_is_caught():
+    """Completing requests before their done event fires must fail the ordering check."""
+    res = run_mpi(2, "engine_device", "ordering", env={"RINGRED_TEST_PLANT": "early_done"},
+                  timeout=120, expect_ok=False)
+    assert res.returncode != 0 and "wrong result" in res.stdout + res.stderr, (
+        res.stdout[-2000:] + res.stderr[-2000:])
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_distributed_optimizer_torch_through_device_path(n):
+    run_mpi(n, "dopt_torch", env={"RINGRED_TEST_TORCH_AS_DEVICE": "1"}, timeout=240)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_horovod_api_through_device_path(n):
+    run_mpi(n, "torch_api", env={"RINGRED_TEST_TORCH_AS_DEVICE": "1"}, timeout=240)
