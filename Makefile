@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 NP     ?= 2
 STAMP  := $(VENV)/.ringred-installed
 
-.PHONY: demo test install bench lint sanitize clean
+.PHONY: demo test install bench lint sanitize clean ptx
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,8 @@ $(PY):
 # Runtime + test dependencies first (they provide mpicc for the build), then ringred itself.
 $(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.c csrc/*.h)
 	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
-		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn
+		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn \
+		"nvidia-cuda-nvrtc-cu12==12.0.140"
 	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
@@ -31,8 +32,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m ringred.bench
 
+# Regenerate csrc/dev_kernel_ptx.c from csrc/dev_kernel_src.h with the pinned NVRTC (no GPU
+# needed); tests/test_dev_kernel.py checks that the committed file is up to date.
+ptx: $(STAMP)
+	$(PY) csrc/gen_ptx.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py
+	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py csrc/gen_ptx.py
 
 clean:
 	rm -rf build *.egg-info ringred/_ringred*.so ringred/_ringred.c .pytest_cache

@@ -96,6 +96,7 @@ rr_status rr_poison(rr_comm *comm, int kind);
 #define RR_DEVICE_CUDA ...
 #define RR_DEVICE_FAKE ...
 rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+const char *rr_device_transport(rr_comm *comm, char *why, size_t why_len);
 rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
 rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
                               const void *dsend, void *drecv, size_t count, int dtype, int op,
@@ -137,6 +138,7 @@ typedef struct rr_request {
 } rr_request;
 
 rr_status rr_engine_create(int fcomm, rr_engine **out);
+const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 rr_status rr_engine_stop(rr_engine *eng);
@@ -165,6 +167,13 @@ rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, i
                          int dtype, int op);
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
                         double factor, int64_t divisor);
+rr_status rr_test_fake_stream_create(uintptr_t *s);
+rr_status rr_test_fake_stream_destroy(uintptr_t s);
+rr_status rr_test_fake_stream_sleep(uintptr_t s, double seconds);
+rr_status rr_test_fake_stream_copy(uintptr_t s, uintptr_t dst, uintptr_t src, size_t bytes);
+rr_status rr_test_fake_stream_sync(uintptr_t s);
+rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,
+                             int op, double prescale, double postscale, int64_t avg_div);
 """
 
 

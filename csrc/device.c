@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "device_ipc.h"
 #include "internal.h"
 
 static const rr_dev_backend *backend_of(int backend)
@@ -68,6 +69,7 @@ void rr_device_free(rr_comm *c)
     void *prev = NULL;
     int entered = d->retained && be->ctx_enter(d->ctx, &prev) == 0;
     /* Errors are ignored: this runs at shutdown, possibly after the driver went away. */
+    rr_ipc_free(d);
     if (d->work)
         be->stream_sync(d->work), be->stream_destroy(d->work);
     if (d->ev_done)
@@ -303,6 +305,13 @@ static rr_status allreduce_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
     RR_CHECK(rr_agree_call(c, &h));
     if (count == 0)
         return RR_OK;
+    if (!direct) {
+        int ipc = 0;
+        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(a->dtype), &ipc));
+        if (ipc)
+            return rr_ipc_allreduce(c, d, prod, dsend, drecv, count, a->dtype, a->op, a->pre,
+                                    a->post, a->div, 1);
+    }
     if (direct) {
         /* MPI reads the buffers outside any stream: wait for the producer's work first. */
         DEV(c, d->be, "recording an event on the caller's stream",
@@ -529,10 +538,15 @@ rr_status rr_device_reducescatter(rr_comm *c, int backend, int device_id, uintpt
 
 rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
                                   uintptr_t drecv, size_t count, int dtype, int op, double pre,
-                                  double post, int64_t div)
+                                  double post, int64_t div, int allow_ipc)
 {
     if (count == 0)
         return RR_OK;
+    int ipc = 0;
+    if (allow_ipc)
+        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    if (ipc)
+        return rr_ipc_allreduce(c, d, prod, dsend, drecv, count, dtype, op, pre, post, div, 0);
     ar_args a = {dtype, op, pre, post, div};
     return pipeline(c, d, RR_KIND_ALLREDUCE, prod, dsend, drecv, count, rr_dtype_size(dtype), 1,
                     1, seg_allreduce, &a);
@@ -585,4 +599,13 @@ rr_status rr_dev_download(rr_comm *c, rr_device *d, uintptr_t prod, void *host, 
     if (st != RR_OK)
         drain(d);
     return st;
+}
+
+const char *rr_device_transport(rr_comm *c, char *why, size_t why_len)
+{
+    const char *reason = "";
+    const char *name = rr_ipc_verdict(c ? c->device : NULL, &reason);
+    if (why && why_len)
+        snprintf(why, why_len, "%s", reason);
+    return name;
 }

@@ -103,6 +103,7 @@ typedef struct rr_device {
     size_t fbuf_cap;
     void *zeros;                   /* host zeros for a joined rank's share (calloc) */
     size_t zeros_cap;
+    struct rr_ipc *ipc;            /* the CUDA IPC transport (device_ipc.c), NULL until used */
 } rr_device;
 
 /* ---- device.c, for the engine (engine_device.c) ----
@@ -119,7 +120,7 @@ rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev);
  * device buffers takes part with rr_dev_allreduce_zeros. */
 rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
                                   uintptr_t drecv, size_t count, int dtype, int op, double pre,
-                                  double post, int64_t div);
+                                  double post, int64_t div, int allow_ipc);
 rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, double pre,
                                  double post, int64_t div);
 rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,

@@ -3,9 +3,13 @@
  * No CUDA header and no link-time dependency: the few types and constants used are
  * declared here, so ringred builds and imports on machines without CUDA and only a
  * device call needs a driver.  The `_v2` entry points are used where the driver has
- * them (those are what cuda.h's macros map the plain names to). */
+ * them (those are what cuda.h's macros map the plain names to).
+ *
+ * ringred's reduction kernel (dev_kernel.h) is JIT-compiled from its PTX text once per
+ * context, on the first launch in that context (kernel table below). */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,10 +21,36 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef int CUjit_option; /* an enum in cuda.h: int-sized */
+/* 64 opaque bytes, passed BY VALUE to the open functions (cuda.h: CU_IPC_HANDLE_SIZE). */
+typedef struct CUipcMemHandle {
+    char reserved[64];
+} CUipcMemHandle;
+typedef struct CUipcEventHandle {
+    char reserved[64];
+} CUipcEventHandle;
+_Static_assert(sizeof(CUipcMemHandle) == sizeof(rr_ipc_handle), "IPC handle size");
+_Static_assert(sizeof(CUipcEventHandle) == sizeof(rr_ipc_handle), "IPC handle size");
 
 #define CUDA_SUCCESS 0
+#define CUDA_ERROR_INVALID_CONTEXT 201
 #define CU_STREAM_NON_BLOCKING 0x1
 #define CU_EVENT_DISABLE_TIMING 0x2
+#define CU_EVENT_INTERPROCESS 0x4
+#define CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS 0x1
+#define CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT 16
+#define CU_JIT_ERROR_LOG_BUFFER 5
+#define CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES 6
+
+/* Backend error codes of our own (CUresult values are >= 0); c_errstr knows them. */
+#define ERR_NO_PTX (-2)    /* the build carries no PTX text for the kernel */
+#define ERR_JIT (-3)       /* the driver refused the PTX: jit_msg has its log */
+#define ERR_KTABLE (-4)    /* more contexts than the kernel table holds */
+
+#define KERNEL_THREADS 256   /* threads per block */
+#define KERNEL_BLOCKS_PER_SM 8 /* grid cap per multiprocessor (the kernel is grid-stride) */
 
 static struct {
     void *lib;
@@ -45,6 +75,22 @@ static struct {
     CUresult (*MemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
     CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
     CUresult (*GetErrorString)(CUresult, const char **);
+    CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+    CUresult (*MemFree)(CUdeviceptr);
+    CUresult (*MemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
+    CUresult (*IpcGetMemHandle)(CUipcMemHandle *, CUdeviceptr);
+    CUresult (*IpcOpenMemHandle)(CUdeviceptr *, CUipcMemHandle, unsigned);
+    CUresult (*IpcCloseMemHandle)(CUdeviceptr);
+    CUresult (*IpcGetEventHandle)(CUipcEventHandle *, CUevent);
+    CUresult (*IpcOpenEventHandle)(CUevent *, CUipcEventHandle);
+    CUresult (*ModuleLoadDataEx)(CUmodule *, const void *, unsigned, CUjit_option *, void **);
+    CUresult (*ModuleUnload)(CUmodule);
+    CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+    CUresult (*CtxGetDevice)(CUdevice *);
+    CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+    CUresult (*CtxGetId)(CUcontext, unsigned long long *); /* optional (CUDA 12.0) */
+    CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, CUstream, void **, void **);
     int status;    /* 0 loaded; else the CUresult or -1 (library / symbol missing) */
     char why[512]; /* reason when status != 0 */
 } cu;
@@ -104,6 +150,23 @@ static void cu_load(void)
     SYM(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2", "cuMemcpyDtoHAsync");
     SYM(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2", "cuMemcpyHtoDAsync");
     SYM(GetErrorString, "cuGetErrorString");
+    SYM(MemAlloc, "cuMemAlloc_v2");
+    SYM(MemFree, "cuMemFree_v2");
+    SYM(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
+    SYM(IpcGetMemHandle, "cuIpcGetMemHandle");
+    SYM(IpcOpenMemHandle, "cuIpcOpenMemHandle_v2", "cuIpcOpenMemHandle");
+    SYM(IpcCloseMemHandle, "cuIpcCloseMemHandle");
+    SYM(IpcGetEventHandle, "cuIpcGetEventHandle");
+    SYM(IpcOpenEventHandle, "cuIpcOpenEventHandle");
+    SYM(ModuleLoadDataEx, "cuModuleLoadDataEx");
+    SYM(ModuleUnload, "cuModuleUnload");
+    SYM(ModuleGetFunction, "cuModuleGetFunction");
+    SYM(CtxGetDevice, "cuCtxGetDevice");
+    SYM(DeviceGetAttribute, "cuDeviceGetAttribute");
+    SYM(LaunchKernel, "cuLaunchKernel");
+    static const char *const ctx_id[] = {"cuCtxGetId", NULL};
+    if (!sym(&cu.CtxGetId, ctx_id))
+        cu.CtxGetId = NULL;
     CUresult r = cu.Init(0);
     if (r != CUDA_SUCCESS) {
         const char *s = NULL;
@@ -210,12 +273,189 @@ static int c_h2d(uintptr_t dst, const void *src, size_t n, uintptr_t s)
     return cu.MemcpyHtoDAsync((CUdeviceptr)dst, src, n, (CUstream)s);
 }
 
-static const char *c_errstr(int code)
+/* ---- device memory, IPC ---- */
+
+static int c_mem_alloc(uintptr_t *p, size_t n)
+{
+    CUdeviceptr d = 0;
+    CUresult r = cu.MemAlloc(&d, n);
+    *p = (uintptr_t)d;
+    return r;
+}
+
+static int c_mem_free(uintptr_t p) { return cu.MemFree((CUdeviceptr)p); }
+
+static int c_d2d(uintptr_t dst, uintptr_t src, size_t n, uintptr_t s)
+{
+    return cu.MemcpyDtoDAsync((CUdeviceptr)dst, (CUdeviceptr)src, n, (CUstream)s);
+}
+
+static int c_ipc_mem_handle(rr_ipc_handle *h, uintptr_t p)
+{
+    CUipcMemHandle mh;
+    CUresult r = cu.IpcGetMemHandle(&mh, (CUdeviceptr)p);
+    if (r == CUDA_SUCCESS)
+        memcpy(h->bytes, mh.reserved, sizeof h->bytes);
+    return r;
+}
+
+static int c_ipc_mem_open(uintptr_t *p, const rr_ipc_handle *h)
+{
+    CUipcMemHandle mh;
+    memcpy(mh.reserved, h->bytes, sizeof mh.reserved);
+    CUdeviceptr d = 0;
+    CUresult r = cu.IpcOpenMemHandle(&d, mh, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+    *p = (uintptr_t)d;
+    return r;
+}
+
+static int c_ipc_mem_close(uintptr_t p) { return cu.IpcCloseMemHandle((CUdeviceptr)p); }
+
+static int c_ipc_event_create(void **e)
+{
+    CUevent ev = NULL;
+    CUresult r = cu.EventCreate(&ev, CU_EVENT_INTERPROCESS | CU_EVENT_DISABLE_TIMING);
+    *e = ev;
+    return r;
+}
+
+static int c_ipc_event_handle(rr_ipc_handle *h, void *e)
+{
+    CUipcEventHandle eh;
+    CUresult r = cu.IpcGetEventHandle(&eh, (CUevent)e);
+    if (r == CUDA_SUCCESS)
+        memcpy(h->bytes, eh.reserved, sizeof h->bytes);
+    return r;
+}
+
+static int c_ipc_event_open(void **e, const rr_ipc_handle *h)
+{
+    CUipcEventHandle eh;
+    memcpy(eh.reserved, h->bytes, sizeof eh.reserved);
+    CUevent ev = NULL;
+    CUresult r = cu.IpcOpenEventHandle(&ev, eh);
+    *e = ev;
+    return r;
+}
+
+/* ---- the reduction kernel ----
+ * Per context: the module JIT-compiled from rr_dev_kernel_ptx, its kernel and the
+ * device's multiprocessor count.  Loaded on the first launch in a context and never
+ * unloaded (it goes with its context).  A context is known by its handle and, where the
+ * driver has cuCtxGetId (CUDA 12), by its id too: a primary context released to zero and
+ * created again may come back under the same handle, without the module. */
+#define KTABLE_SIZE 64
+static pthread_mutex_t ktab_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    CUcontext ctx;
+    unsigned long long id;
+    CUfunction fn;
+    unsigned sms;
+} ktab[KTABLE_SIZE];
+static int ktab_n;
+/* The first JIT failure's log (ERR_JIT); written once under ktab_mu, then only read. */
+static char jit_msg[1024];
+static atomic_int jit_msg_set;
+
+static const char *cu_string(CUresult r)
 {
     const char *s = NULL;
-    if (cu.GetErrorString == NULL || cu.GetErrorString(code, &s) != CUDA_SUCCESS || s == NULL)
+    if (cu.GetErrorString == NULL || cu.GetErrorString(r, &s) != CUDA_SUCCESS || s == NULL)
         return "unknown CUDA error";
     return s;
+}
+
+/* Load the module into the current context (ctx, id) and put it into the table at *slot,
+ * or at a new slot when *slot < 0 (ktab_mu held). */
+static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
+{
+    if (rr_dev_kernel_ptx[0] == '\0')
+        return ERR_NO_PTX;
+    if (*slot < 0 && ktab_n == KTABLE_SIZE)
+        return ERR_KTABLE;
+    char log[4096] = "";
+    CUjit_option opts[2] = {CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *vals[2] = {log, (void *)(uintptr_t)sizeof log};
+    CUmodule mod = NULL;
+    CUresult r = cu.ModuleLoadDataEx(&mod, rr_dev_kernel_ptx, 2, opts, vals);
+    if (r != CUDA_SUCCESS) {
+        log[sizeof log - 1] = '\0';
+        if (log[0] == '\0')
+            return r;
+        if (!jit_msg_set) {
+            snprintf(jit_msg, sizeof jit_msg, "the driver cannot load ringred's reduction "
+                     "kernel (%s, CUresult %d): %.900s", cu_string(r), r, log);
+            jit_msg_set = 1;
+        }
+        return ERR_JIT;
+    }
+    CUfunction fn = NULL;
+    CUdevice dev = 0;
+    int sms = 0;
+    r = cu.ModuleGetFunction(&fn, mod, RR_DEV_KERNEL_NAME);
+    if (r == CUDA_SUCCESS)
+        r = cu.CtxGetDevice(&dev);
+    if (r == CUDA_SUCCESS)
+        r = cu.DeviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev);
+    if (r != CUDA_SUCCESS) {
+        cu.ModuleUnload(mod);
+        return r;
+    }
+    if (*slot < 0)
+        *slot = ktab_n++;
+    ktab[*slot].ctx = ctx;
+    ktab[*slot].id = id;
+    ktab[*slot].fn = fn;
+    ktab[*slot].sms = sms > 0 ? (unsigned)sms : 1;
+    return CUDA_SUCCESS;
+}
+
+static int c_launch_reduce(const rr_kargs *a, uintptr_t s)
+{
+    if (a->n == 0)
+        return CUDA_SUCCESS;
+    CUcontext ctx = NULL;
+    CUresult r = cu.CtxGetCurrent(&ctx);
+    if (r != CUDA_SUCCESS)
+        return r;
+    if (ctx == NULL)
+        return CUDA_ERROR_INVALID_CONTEXT;
+    unsigned long long id = 0;
+    if (cu.CtxGetId && (r = cu.CtxGetId(ctx, &id)) != CUDA_SUCCESS)
+        return r;
+    pthread_mutex_lock(&ktab_mu);
+    int slot = -1;
+    for (int i = 0; i < ktab_n && slot < 0; i++)
+        if (ktab[i].ctx == ctx)
+            slot = i;
+    if (slot < 0 || ktab[slot].id != id)
+        r = kernel_load(ctx, id, &slot);
+    CUfunction fn = r == CUDA_SUCCESS ? ktab[slot].fn : NULL;
+    unsigned sms = r == CUDA_SUCCESS ? ktab[slot].sms : 0;
+    pthread_mutex_unlock(&ktab_mu);
+    if (r != CUDA_SUCCESS)
+        return r;
+    uint64_t blocks = (a->n + KERNEL_THREADS - 1) / KERNEL_THREADS;
+    uint64_t cap = (uint64_t)sms * KERNEL_BLOCKS_PER_SM;
+    unsigned grid = (unsigned)(blocks < cap ? blocks : cap);
+    rr_kargs args = *a; /* the driver copies the parameter at launch */
+    void *params[1] = {&args};
+    return cu.LaunchKernel(fn, grid, 1, 1, KERNEL_THREADS, 1, 1, 0, (CUstream)s, params, NULL);
+}
+
+static const char *c_errstr(int code)
+{
+    switch (code) {
+    case ERR_NO_PTX:
+        return "this build of ringred carries no PTX for its reduction kernel";
+    case ERR_JIT:
+        return jit_msg_set ? jit_msg : "the driver cannot load ringred's reduction kernel";
+    case ERR_KTABLE:
+        return "too many CUDA contexts for ringred's kernel table";
+    default:
+        break;
+    }
+    return cu_string(code);
 }
 
 static void *c_mpi_ptr(uintptr_t p) { return (void *)p; }
@@ -242,6 +482,16 @@ static const rr_dev_backend cuda_backend = {
     .errstr = c_errstr,
     .mpi_aware = rr_mpi_cuda_aware,
     .mpi_ptr = c_mpi_ptr,
+    .mem_alloc = c_mem_alloc,
+    .mem_free = c_mem_free,
+    .d2d = c_d2d,
+    .ipc_mem_handle = c_ipc_mem_handle,
+    .ipc_mem_open = c_ipc_mem_open,
+    .ipc_mem_close = c_ipc_mem_close,
+    .ipc_event_create = c_ipc_event_create,
+    .ipc_event_handle = c_ipc_event_handle,
+    .ipc_event_open = c_ipc_event_open,
+    .launch_reduce = c_launch_reduce,
 };
 
 const rr_dev_backend *rr_dev_cuda_backend(void) { return &cuda_backend; }

@@ -103,6 +103,11 @@ static rr_status pool_open(rr_engine *e, int backend, int dev, struct rr_evpool 
     return RR_OK;
 }
 
+const char *rr_engine_device_transport(rr_engine *e, char *why, size_t why_len)
+{
+    return rr_device_transport(e ? e->comm : NULL, why, why_len);
+}
+
 void rr_edev_free(rr_engine *e)
 {
     struct rr_evpool *p = e->evpool;
@@ -270,7 +275,7 @@ static int any_joined(const rr_engine *e, const uint8_t *joined)
 
 /* Pack, reduce, unpack on the entered device d. */
 static rr_status fused_allreduce(rr_engine *e, rr_device *d, rr_resp *const *rs, size_t k,
-                                 double *marks)
+                                 int allow_ipc, double *marks)
 {
     rr_comm *c = e->comm;
     const rr_dev_backend *be = d->be;
@@ -285,7 +290,7 @@ static rr_status fused_allreduce(rr_engine *e, rr_device *d, rr_resp *const *rs,
         marks[1] = rr_now();
         RR_CHECK(rr_dev_allreduce_agreed(c, d, d->work, (uintptr_t)x->sendbuf,
                                          (uintptr_t)x->recvbuf, total, d0->dtype, d0->op,
-                                         d0->pre, d0->post, d0->div));
+                                         d0->pre, d0->post, d0->div, allow_ipc));
         marks[2] = marks[3] = rr_now();
         return done(c, d);
     }
@@ -305,7 +310,7 @@ static rr_status fused_allreduce(rr_engine *e, rr_device *d, rr_resp *const *rs,
     }
     marks[1] = rr_now();
     RR_CHECK(rr_dev_allreduce_agreed(c, d, d->work, d->fbuf, d->fbuf, total, d0->dtype, d0->op,
-                                     d0->pre, d0->post, d0->div));
+                                     d0->pre, d0->post, d0->div, allow_ipc));
     marks[2] = rr_now();
     off = 0;
     for (size_t i = 0; i < k; i++) {
@@ -334,12 +339,12 @@ rr_status rr_edev_allreduce(rr_engine *e, rr_resp *const *rs, size_t k, const ui
         /* joined, nothing of ours in it: the staged plan's host collectives on zeros */
         st = rr_dev_allreduce_zeros(c, total, d0->dtype, d0->op, d0->pre, d0->post, d0->div);
     } else {
-        (void)any_joined(e, joined); /* the staged plan is the only plan so far */
         rr_device *d = NULL;
         void *prev = NULL;
         st = rr_dev_enter(c, x->backend, x->dev, &d, &prev);
         if (st == RR_OK) {
-            st = fused_allreduce(e, d, rs, k, marks);
+            /* a joined rank without device buffers can only take part in the staged plan */
+            st = fused_allreduce(e, d, rs, k, !any_joined(e, joined), marks);
             if (st != RR_OK)
                 d->be->stream_sync(d->work); /* nothing queued may outlive the request */
             rr_dev_leave(d, prev);

@@ -28,6 +28,11 @@ typedef struct rr_settings {
     size_t device_segment_bytes; /* device staging: bytes per pipeline segment (slot) */
     int device_slots;     /* device staging: pinned slots in the ring */
     int cuda_aware;       /* RINGRED_CUDA_AWARE: -1 auto, 0 never, 1 always */
+    /* same-host GPU transport (device_ipc.c); rank 0's values */
+    int device_transport; /* RINGRED_DEVICE_TRANSPORT: 0 auto, 1 ipc, 2 staged */
+    size_t ipc_min_bytes; /* allreduces below this stay staged */
+    size_t ipc_chunk_bytes; /* bytes per scratch slot */
+    int ipc_slots;        /* scratch slots per rank */
     /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */

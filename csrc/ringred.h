@@ -119,6 +119,10 @@ rr_status rr_poison(rr_comm *comm, int kind);
 enum { RR_DEVICE_CUDA = 1, RR_DEVICE_FAKE = 2 };
 /* RR_OK if the backend can run here; else why (why_len bytes) tells the reason. */
 rr_status rr_device_backend_available(int backend, char *why, size_t why_len);
+/* The device transport of this communicator's allreduces: "ipc" (CUDA IPC between the
+ * ranks of one host, ringred's kernels), "staged" (through pinned host memory) or
+ * "undecided" (no device collective yet); why: the reason IPC is not in force. */
+const char *rr_device_transport(rr_comm *comm, char *why, size_t why_len);
 /* *out = 1 if device allreduce goes to a CUDA-aware MPI (RINGRED_CUDA_AWARE). */
 rr_status rr_device_direct(rr_comm *comm, int backend, int *out);
 rr_status rr_device_allreduce(rr_comm *comm, int backend, int device_id, uintptr_t stream,
@@ -183,6 +187,8 @@ rr_status rr_engine_create(int fcomm, rr_engine **out);
  * shared buffers (rr_mem_alloc) the engine should read in place too, and where it puts its
  * fusion buffer.  If any rank cannot share it, every rank's engine keeps its own arena. */
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
+/* rr_device_transport of the engine's communicator. */
+const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
 /* rr_comm_zero_copy_calls of the engine's communicator (safe from any thread). */
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */
@@ -222,5 +228,23 @@ rr_status rr_test_reduce(const char *path, void *dst, const void *const *srcs, i
                          int dtype, int op);
 rr_status rr_test_scale(const char *path, void *dst, const void *src, size_t n, int dtype,
                         double factor, int64_t divisor);
+/* The device reduction kernel (dev_kernel.h) compiled as host C, over host buffers: dst =
+ * postscale(srcs[0] op ... op srcs[nsrc-1]) with each input prescaled, as one launch.
+ * RR_ERR_UNSUPPORTED: dtype, op, or nsrc > 8; RR_ERR_INVALID: nsrc < 1, avg_div < 1, a
+ * non-finite factor, factors != 1 on integers, or a NULL / misaligned buffer (n > 0). */
+rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,
+                             int op, double prescale, double postscale, int64_t avg_div);
+
+/* ---- test hooks for the fake device backend ----
+ * A producer stream of the fake backend (a worker thread): its handle works as the stream
+ * argument of rr_device_*.  sleep queues a pause; copy queues an asynchronous write of
+ * `bytes` at dst from src (fake device addresses, tagged or not, or host memory that must
+ * stay valid until the stream is synchronized); sync waits for everything queued.
+ * RR_ERR_INVALID for a handle that is not such a stream. */
+rr_status rr_test_fake_stream_create(uintptr_t *s);
+rr_status rr_test_fake_stream_destroy(uintptr_t s);
+rr_status rr_test_fake_stream_sleep(uintptr_t s, double seconds);
+rr_status rr_test_fake_stream_copy(uintptr_t s, uintptr_t dst, uintptr_t src, size_t bytes);
+rr_status rr_test_fake_stream_sync(uintptr_t s);
 
 #endif

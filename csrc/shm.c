@@ -526,6 +526,19 @@ rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
     return wait_slow(c, line, v, peer);
 }
 
+rr_status rr_shm_check_peers(rr_comm *c)
+{
+    rr_shm *s = c->shm;
+    if (s->broken)
+        return fail_again(c);
+    for (int p = 0; p < s->n; p++)
+        if (p != s->me && peer_dead(s, p))
+            return broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was "
+                                     "waiting for the device in %s", p, (int)s->pid[p], s->me,
+                                     s->what ? s->what : "a collective"));
+    return RR_OK;
+}
+
 rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)
 {
     rr_shm *s = c->shm;

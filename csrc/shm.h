@@ -29,7 +29,9 @@
 #define RR_SHM_LINE 64
 #define RR_SHM_HDR_BYTES 64 /* header line at the start of a small slot */
 
-enum { RR_CTR_ARRIVE = 0, RR_CTR_IN = 1, RR_CTR_OUT = 2, RR_NCTR = 3 };
+enum { RR_CTR_ARRIVE = 0, RR_CTR_IN = 1, RR_CTR_OUT = 2,
+       /* the CUDA IPC transport's chunk steps (device_ipc.c): copied in, reduced, gathered */
+       RR_CTR_IPC_IN = 3, RR_CTR_IPC_RED = 4, RR_CTR_IPC_OUT = 5, RR_NCTR = 6 };
 
 /* A counter, written by its rank only, and the number of peers asleep on it (a futex on
  * the counter's low 32 bits) so that the writer knows when to wake them. */
@@ -152,6 +154,9 @@ static inline void rr_shm_signal(rr_shm *s, int which, uint64_t v)
 /* Wait until counter `which` of `peer` (of every other rank) reaches v. */
 rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v);
 rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v);
+/* RR_ERR_PEER (and the transport marked broken) if a peer has died; for callers that wait
+ * on something else than a counter (a device event fed by peers). */
+rr_status rr_shm_check_peers(rr_comm *c);
 
 /* Split len elements of es bytes into n slices on 64-byte boundaries: slice p is
  * [*lo, *lo + return). */

@@ -26,7 +26,7 @@ from ._arrays import (
 from ._lib import cstr, ffi, lib
 from .ops import ReduceOp, c_op
 
-__all__ = ["backend_available", "cuda_aware", "is_device_array"]
+__all__ = ["backend_available", "cuda_aware", "is_device_array", "transport"]
 
 _BACKENDS = {"cuda": BACKEND_CUDA, "fake": BACKEND_FAKE}
 
@@ -55,6 +55,29 @@ def cuda_aware(backend: str = "cuda") -> bool:
     if st:
         _coll._raise(ctx, st, "cuda_aware")
     return bool(out[0])
+
+
+def transport(engine: bool = False) -> tuple[str, str]:
+    """(name, why) of the device transport in force for allreduces of the current context
+    (``engine=True``: of its background engine, which has its own communicator).
+
+    name is "ipc" (CUDA IPC between the ranks of one host, ringred's kernels), "staged"
+    (through pinned host memory) or "undecided" (no device allreduce yet: the choice is made,
+    collectively, by the first one); why says why IPC is not in force.  See
+    RINGRED_DEVICE_TRANSPORT in docs/settings.md.
+    """
+    from . import _state
+
+    ctx = _state.current()
+    why = ffi.new("char[]", 512)
+    if engine:
+        eng = ctx.engine
+        if eng is None:
+            return "undecided", "the engine has not started"
+        name = lib.rr_engine_device_transport(eng.h, why, 512)
+    else:
+        name = lib.rr_device_transport(ctx.handle, why, 512)
+    return cstr(name), cstr(why)
 
 
 def _p(v: DeviceView) -> Any:

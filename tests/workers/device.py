@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 import ringred
-from ringred.testing import FakeDeviceArray
+from ringred.testing import FakeDeviceArray, FakeStream
 
 from .collectives import close, reference
 from .common import (
@@ -215,6 +215,33 @@ def check_other_producers() -> None:
         del os.environ["RINGRED_DEVICE_BACKEND"]
 
 
+def check_producer_stream() -> None:
+    """The input's content is written by work queued on its producer stream behind a pause:
+    the staged collectives must order their reads (and the in-place result) after it."""
+    n, r = ringred.size(), ringred.rank()
+    dt = np.dtype(np.float32)
+    for count in (1, 5000):
+        x = data(r, dt, count, 41)
+        want = reference("sum", dt, count, 41, n)
+        with FakeStream() as s:
+            d = FakeDeviceArray.from_host(np.zeros(count, dt), stream=s)
+            assert d.__cuda_array_interface__["stream"] == s.handle
+            s.sleep(0.05)
+            s.copy(d, x)
+            got = ringred.allreduce(d, op=ringred.Sum)
+            assert close(got.get(), want, dt, "sum", n, count, 41), count
+            # in place: the result lands after the queued write, and the stream sees it
+            s.sleep(0.05)
+            s.copy(d, x)
+            assert ringred.allreduce(d, op=ringred.Sum, out=d) is d
+            assert close(d.get(), want, dt, "sum", n, count, 41), count
+            # broadcast from the last rank
+            s.sleep(0.05)
+            s.copy(d, x)
+            got = ringred.broadcast(d, root_rank=n - 1)
+            assert np.array_equal(got.get(), data(n - 1, dt, count, 41)), count
+
+
 def check_direct() -> None:
     """RINGRED_FAKE_CUDA_AWARE=1: allreduce goes to MPI on the (fake) device pointers."""
     n, r = ringred.size(), ringred.rank()
@@ -259,6 +286,7 @@ def body() -> None:
     if ringred.size() > 1:
         check_mismatch()
     check_other_producers()
+    check_producer_stream()
 
 
 if __name__ == "__main__":

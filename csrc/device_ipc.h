@@ -1,0 +1,41 @@
+/* Same-host GPU transport over CUDA IPC (device_ipc.c).  Internal header.
+ *
+ * Every rank of the communicator (all on one host) owns a device scratch ring of
+ * RINGRED_IPC_SLOTS slots of RINGRED_IPC_CHUNK_BYTES and three interprocess events per slot,
+ * exported once and opened by every peer.  Allreduce is a two-shot over chunks: each rank
+ * copies a chunk of its input into its slot, reduces its 1/n slice of the chunk from every
+ * rank's slot with ringred's kernel, and gathers the other slices from the peers' slots.
+ * Host flags in the shared-memory segment order "recorded" before "waited on"; the device
+ * waits on the peers' events (cuStreamWaitEvent), never spins on a flag. */
+#ifndef RR_DEVICE_IPC_H
+#define RR_DEVICE_IPC_H
+
+#include "device.h"
+#include "internal.h"
+
+#define RR_IPC_MAX_SLOTS 4
+
+/* Is the IPC transport in force for an allreduce of `bytes` on this communicator?  Sets it
+ * up on first use: collective, so call it at the same point on every rank (after an
+ * agreement, or in the engine's negotiated order), and only when every rank calls it.  The
+ * verdict is the same on every rank.  RINGRED_DEVICE_TRANSPORT=ipc with IPC unavailable is
+ * an error (RR_ERR_UNSUPPORTED) on every rank. */
+rr_status rr_ipc_use(rr_comm *c, rr_device *d, size_t bytes, int *use);
+
+/* Allreduce of count elements from dsend into drecv (may be the same), stream-ordered:
+ * the transport's stream waits for the work queued on prod, and later work on prod waits for
+ * the result.  With sync the host then waits until the result is in place; without, nothing
+ * waits on the host for the device. */
+rr_status rr_ipc_allreduce(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                           uintptr_t drecv, size_t count, int dtype, int op, double pre,
+                           double post, int64_t div, int sync);
+
+/* Poll event ev (of d's device) until it completed, checking that the peers are alive. */
+rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev);
+
+/* "ipc", "staged" or "undecided", and why (the reason IPC is not in force). */
+const char *rr_ipc_verdict(const rr_device *d, const char **why);
+
+void rr_ipc_free(rr_device *d);
+
+#endif
