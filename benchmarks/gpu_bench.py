@@ -100,17 +100,6 @@ def _contexts(transports: list[str]) -> dict[str, Any]:
     return out
 
 
-def device_transport() -> tuple[str, str]:
-    """``ringred.device.transport()`` of the active context; ("unknown", why) in a build
-    without it."""
-    import ringred.device
-
-    fn = getattr(ringred.device, "transport", None)
-    if fn is None:
-        return "unknown", "ringred.device.transport() is not in this build"
-    return fn()
-
-
 def _agree(comm, ok: bool, msg: str) -> str | None:
     """None if every rank is ok, else the first failing rank's message."""
     msgs = comm.allgather(None if ok else msg)
@@ -177,7 +166,7 @@ def run_ringred(path: str, transports: list[str], max_bytes: int) -> None:
         for t, label in zip(transports, labels, strict=True):
             if label not in columns and label in live:
                 with _state.using(ctxs[t]):
-                    name, why = device_transport()
+                    name, why = ringred.device.transport()
                 columns[label] = {"requested": t, "transport": name, "reason": why}
         reps, trials = _plan(nbytes)
         for label, fn in live.items():  # warm-up

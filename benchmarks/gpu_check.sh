@@ -158,7 +158,7 @@ PYEOF
     timeout 60 mpiexec -n 2 $PY -c "import ringred, cupy as cp; ringred.init(); \
 cp.cuda.Device(ringred.local_rank() % cp.cuda.runtime.getDeviceCount()).use(); \
 r = ringred.allreduce(cp.ones(1 << 20, dtype=cp.float32), op=ringred.Sum); \
-n, why = getattr(ringred.device, 'transport', lambda: ('unknown', 'not in this build'))(); \
+n, why = ringred.device.transport(); \
 print('rank', ringred.rank(), 'first device allreduce ok:', float(r.min()) == ringred.size(), \
 '| auto transport:', n, '(' + why + ')', '| CUDA-aware MPI:', ringred.device.cuda_aware())"
 }

@@ -78,7 +78,9 @@ def resnet50(log: Path) -> list[str]:
         sp = [f"{r[k] / e:.2f}x" for k in ("naive_per_tensor", "naive_concat",
                                            "sync_per_tensor")]
         lat = " / ".join(f"{r[f'lat4k_{k}'] * 1e6:.1f}" for k in ("async", "sync", "naive"))
-        out.append(f"| {t} ({r['transport']}: {r['reason']}) | " + " | ".join(ms + sp)
+        out.append(f"| {t} (engine {r['engine_transport']}, sync {r['transport']}"
+                   f"{': ' + r['engine_reason'] if r['engine_reason'] else ''}) | "
+                   + " | ".join(ms + sp)
                    + f" | {lat} |")
     return out
 
@@ -93,7 +95,8 @@ def train(log: Path) -> list[str]:
             out.append(f"| {t}: no result | | | | | | |")
             continue
         m = d["median_s"]
-        out.append(f"| {t} ({d.get('transport')}: {d.get('reason')}) | {d['params']:,} | "
+        why = f": {d['engine_reason']}" if d.get("engine_reason") else ""
+        out.append(f"| {t} (engine {d.get('engine_transport')}{why}) | {d['params']:,} | "
                    f"{m['ringred'] * 1e3:.2f} | {m['mpi4py'] * 1e3:.2f} | "
                    f"{m['compute'] * 1e3:.2f} | {m['ringred'] / m['mpi4py']:.3f} | "
                    f"{d['same_weights']} |")

@@ -59,20 +59,19 @@ def naive_allreduce_(t: Any, comm: Any, average: bool = True) -> None:
 
 
 def transport_info() -> dict[str, str]:
-    """The device transport of the active context (``ringred.device.transport()``) and the
-    settings that choose it, for the benchmark's JSON."""
+    """The device transports in force (``ringred.device.transport()``: ``transport`` of the
+    synchronous calls' communicator, ``engine_transport`` of the background engine's) and
+    the settings that choose them, for the benchmark's JSON."""
     info = {k: os.environ.get(k, "") for k in ("RINGRED_DEVICE_TRANSPORT",
                                                "RINGRED_IPC_MIN_BYTES",
                                                "RINGRED_IPC_CHUNK_BYTES")}
-    name, why = device_transport()
-    info.update({"transport": name, "reason": why})
+    name, why = ringred.device.transport()
+    ename, ewhy = ringred.device.transport(engine=True)
+    info.update({"transport": name, "reason": why, "engine_transport": ename,
+                 "engine_reason": ewhy})
     return info
 
 
-def device_transport() -> tuple[str, str]:
-    """``ringred.device.transport()`` of the active context; ("unknown", why) in a build
-    without it (before the IPC transport), so that the benchmarks still run there."""
-    fn = getattr(ringred.device, "transport", None)
-    if fn is None:
-        return "unknown", "ringred.device.transport() is not in this build"
-    return fn()
+def describe(name: str, why: str) -> str:
+    """``name`` or ``name (why)``: a transport and, where there is one, the reason."""
+    return f"{name} ({why})" if why else name

@@ -157,7 +157,9 @@ def format_resnet50_device(res: dict[str, Any], n: int) -> str:
         f"# ResNet-50 gradients on {res['device']} ({where}): {res['tensors']} tensors, "
         f"{res['elements']:,} float32 ({mib:.1f} MiB), {n} ranks, median of {res['rounds']} "
         f"rounds",
-        f"# device transport: {res['transport']} ({res['reason']}); "
+        f"# device transport: engine "
+        f"{devmod.describe(res['engine_transport'], res['engine_reason'])}, synchronous "
+        f"calls {devmod.describe(res['transport'], res['reason'])}; "
         f"RINGRED_DEVICE_TRANSPORT={res['RINGRED_DEVICE_TRANSPORT'] or '(unset)'}",
         f"  ringred engine (allreduce_async in place, reverse order) {e * 1e3:9.2f} ms",
     ]

@@ -138,6 +138,8 @@ def format_train(res: dict) -> str:
                  f"{(med['mpi4py'] - med['compute']) * 1e3:.2f} ms")
     lines.append(f"weights identical between ringred and mpi4py runs: {res['same_weights']}")
     if "transport" in res:
-        lines.append(f"device transport: {res['transport']} ({res['reason']}); "
-                     f"RINGRED_DEVICE_TRANSPORT={res['RINGRED_DEVICE_TRANSPORT'] or '(unset)'}")
+        lines.append("device transport of the engine: "
+                     f"{devmod.describe(res['engine_transport'], res['engine_reason'])}; "
+                     "RINGRED_DEVICE_TRANSPORT="
+                     f"{res['RINGRED_DEVICE_TRANSPORT'] or '(unset)'}")
     return "\n".join(lines)

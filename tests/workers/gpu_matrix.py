@@ -6,14 +6,17 @@ Both transports run in one process: two ringred contexts created with
 created; see tests/workers/transports.py).  The test sets ``RINGRED_IPC_MIN_BYTES=0`` so that
 every size takes the IPC path, and ``RINGRED_IPC_CHUNK_BYTES`` (or not: the default).
 
-For every dtype (u8 i8 i32 i64 f16 bf16 f32 f64) x op (sum avg min max prod) x size (0, 1,
-ranks - 1, odd, more than two IPC chunks, and a "specials" vector of NaN / inf / signed zeros
-/ subnormals for the floating dtypes) the same input goes through (1) the host path (NumPy),
-(2) the staged context and (3) the ipc context.  (2) and (3) must equal (1) bit for bit, except
-that where (1) is a NaN from sum / avg / prod only NaN-ness is compared (IEEE leaves those
-payloads to the hardware).  (1) is also checked against a float64 / exact-integer reference
-for the ordinary inputs up to 100k elements.  Every mismatch is collected and reported with
-its dtype, op, size and first differing element; the run fails if there is any.
+For every dtype (u8 i8 i32 i64 f16 bf16 f32 f64) x op (sum avg min max prod) x input: random
+values of 0, 1, ranks - 1 and an odd number of elements (and more than two IPC chunks when
+chunks are at most 1 MiB), random *bytes* of one IPC chunk plus an odd tail (every bit
+pattern: NaN, inf, subnormals; cheap to make even for the default 32 MiB chunks), and a
+"specials" vector of NaN / inf / signed zeros / subnormals for the floating dtypes, the same
+input goes through (1) the host path (NumPy), (2) the staged context and (3) the ipc
+context.  (2) and (3) must equal (1) bit for bit, except that where (1) is a NaN from sum /
+avg / prod only NaN-ness is compared (IEEE leaves those payloads to the hardware).  (1) is
+also checked against a float64 / exact-integer reference for the random values up to 100k
+elements.  Every mismatch is collected and reported with its dtype, op, size and first
+differing element; the run fails if there is any.
 
 Usage: python -m tests.workers.gpu_matrix [cuda|fake]   (fake: FakeDeviceArray, no GPU)
 """
@@ -39,7 +42,7 @@ DTYPES += [np.dtype(np.float32), np.dtype(np.float64)]
 FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)} | (
     {BF16} if BF16 is not None else set())
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-DEFAULT_CHUNK = 4 << 20  # assumed default of RINGRED_IPC_CHUNK_BYTES when it is unset
+DEFAULT_CHUNK = 32 << 20  # RINGRED_IPC_CHUNK_BYTES when unset (csrc/settings.c)
 MODE = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 
 
@@ -112,10 +115,28 @@ def compare(got: np.ndarray, host: np.ndarray, opname: str) -> str | None:
             f"(0x{int(gb[i]):x}) vs host {host.reshape(-1)[i]!r} (0x{int(hb[i]):x})")
 
 
-def sizes(n: int, dtype: np.dtype) -> list[int]:
+def cases(n: int, dtype: np.dtype) -> list[tuple[int, str]]:
+    """(count, kind) of the inputs for one dtype x op."""
     chunk = int(os.environ.get("RINGRED_IPC_CHUNK_BYTES") or DEFAULT_CHUNK)
-    big = 2 * chunk // dtype.itemsize + 2 * n + 1  # more than two chunks, odd tail
-    return sorted({0, 1, max(n - 1, 1), 7 * n + 3, big})
+    counts = {0, 1, max(n - 1, 1), 7 * n + 3}
+    if chunk <= 1 << 20:
+        counts.add(2 * chunk // dtype.itemsize + 2 * n + 1)  # more than two chunks
+    out = [(c, "random") for c in sorted(counts)]
+    out.append((chunk // dtype.itemsize + 2 * n + 1, "bits"))  # one chunk and an odd tail
+    if dtype in FLOATS:
+        out.append((64, "specials"))
+    return out
+
+
+def make_input(kind: str, rank: int, dtype: np.dtype, count: int, seed: int,
+               opname: str) -> np.ndarray:
+    if kind == "random":
+        return data(rank, dtype, count, seed, opname)
+    if kind == "specials":
+        return specials(dtype, rank, count)
+    raw = np.random.default_rng([seed, rank]).integers(0, 256, count * dtype.itemsize,
+                                                       dtype=np.uint8)
+    return raw.view(dtype)
 
 
 def body() -> None:
@@ -129,14 +150,11 @@ def body() -> None:
         if not dev.supports(dtype):
             print(f"rank {r}: {dtype} skipped (no torch.cuda for bfloat16)", flush=True)
             continue
-        cases = [(c, "random") for c in sizes(n, dtype)]
-        cases += [(64, "specials")] if dtype in FLOATS else []
         for opname, op in OPS.items():
-            for count, kind in cases:
+            for count, kind in cases(n, dtype):
                 seed += 1
                 what = f"{dtype} {opname} count={count} {kind}"
-                x = (data(r, dtype, count, seed, opname) if kind == "random"
-                     else specials(dtype, r, count))
+                x = make_input(kind, r, dtype, count, seed, opname)
                 host = ringred.allreduce(x, op=op)
                 if kind == "random" and count <= 100_000:
                     want = reference(opname, dtype, count, seed, n)
