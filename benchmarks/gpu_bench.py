@@ -324,7 +324,8 @@ def table(paths: list[str], markdown: bool = False) -> str:
         for k, c in run["columns"].items():
             took = c["transport"]
             flag = "" if took == c["requested"] else "  <-- NOT the requested transport"
-            notes.append(f"{name(i, k)}: transport {took} ({c['reason']}){flag}")
+            why = f" ({c['reason']})" if c["reason"] else ""
+            notes.append(f"{name(i, k)}: transport {took}{why}{flag}")
         for row in run["rows"]:
             for k, e in row["errors"].items():
                 notes.append(f"{name(i, k)} at {_fmt(row['bytes'])}: {e}")
@@ -333,8 +334,9 @@ def table(paths: list[str], markdown: bool = False) -> str:
     elif not nccl:
         notes.append("NCCL: not run")
     first = runs[0]
+    env = " ".join(f"{k}={v}" for k, v in first.get("env", {}).items() if v) or "defaults"
     title = (f"allreduce (sum) of CuPy float32, {first['ranks']} ranks on {first['gpu']}; "
-             f"CUDA-aware MPI: {first['cuda_aware']}; env {first.get('env', {})}")
+             f"CUDA-aware MPI: {first['cuda_aware']}; settings: {env}")
     legend = ("times in ms per allreduce (algbw GB/s = bytes / time); <t> / naive and "
               "<t> / NCCL = that time / ringred <t>'s time (>1: ringred faster); ipc vs "
               "staged = staged time / ipc time; error/WRONG: see the notes")
