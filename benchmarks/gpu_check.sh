@@ -13,7 +13,8 @@
 #   gradients on the device (ipc, staged), the allreduce table 4 KiB .. 256 MiB (ringred ipc
 #   and staged in one run, naive, ringred on host arrays), the training step on the device
 #   (ipc, staged), NCCL (a separate launch; n/a with the reason where it refuses), the
-#   fake-device tests, and the summary.
+#   device kernel's own check (csrc/tests/dev_kernel_check.c --gpu), the fake-device tests
+#   (tests/test_*device*.py), and the summary.
 # Everything goes to $OUT/gpu_check (default /tmp/gpu_check): one log per step, JSON results,
 # junit XML of the tests, steps.tsv, and summary.md (printed at the end).
 set -u
@@ -163,6 +164,12 @@ print('rank', ringred.rank(), 'first device allreduce ok:', float(r.min()) == ri
 '| auto transport:', n, '(' + why + ')', '| CUDA-aware MPI:', ringred.device.cuda_aware())"
 }
 
+kernel_check() {  # the committed PTX kernel on GPU 0 against the CPU path, bit for bit
+    gcc -std=c11 -O2 -Wall -Wextra -Icsrc csrc/reduce.c csrc/dev_kernel_host.c \
+        csrc/dev_kernel_ptx.c csrc/tests/dev_kernel_check.c -o "$LOG/dev_kernel_check" \
+        -lm -ldl && "$LOG/dev_kernel_check" --gpu
+}
+
 bench() {  # bench NAME TRANSPORT ARGS...: python -m ringred.bench on 2 ranks
     local name=$1 tr=$2
     shift 2
@@ -170,7 +177,7 @@ bench() {  # bench NAME TRANSPORT ARGS...: python -m ringred.bench on 2 ranks
         --json "$LOG/$name.json" "$@"
 }
 
-export -f machine install_wheels build versions bench
+export -f machine install_wheels build versions kernel_check bench
 
 # ------------------------------------------------------------------------------ the steps
 step machine 30 20 machine
@@ -200,8 +207,9 @@ step train_staged 60 8 bench train_staged staged --workload train --device cuda 
 
 step nccl 60 5 mpiexec -n 2 $PY benchmarks/gpu_bench.py --nccl --json "$LOG/nccl.json"
 
-FAKE_TESTS=$(ls tests/test_device*.py tests/test_*fake*.py tests/test_*ipc*.py \
-    tests/test_bench_device.py 2>/dev/null | sort -u | tr '\n' ' ')
+step kernel_check 60 6 kernel_check
+
+FAKE_TESTS=$(ls tests/test_*device*.py tests/test_*ipc*.py 2>/dev/null | sort -u | tr '\n' ' ')
 if [ -n "$FAKE_TESTS" ]; then
     # shellcheck disable=SC2086  # a list of files
     step fake_tests 150 15 $PY -m pytest -q -rfE -p no:cacheprovider \
