@@ -2,17 +2,20 @@
 
 Many small tensors and a few large ones (float32, with float16 and int32 among them) are
 filled with a sentinel, then overwritten by a kernel queued on a non-blocking stream behind
-~50 ms of other work, and handed to the engine from that stream: named ``allreduce_async``
-(some in place, ``out=x``), one ``grouped_allreduce_async`` of small ones, and a
-``broadcast_async``.  The test checks that the stream was still busy when the last tensor was
-submitted (else it would prove nothing), that every result is the reduction of the *written*
-values, and that work queued on the producer stream after ``wait()`` sees the result.
-CuPy arrays and torch.cuda tensors.
+~60 ms of other work (matmuls, their count timed here), and handed to the engine from that
+stream: named ``allreduce_async`` (some in place, ``out=x``), one
+``grouped_allreduce_async`` of small ones, and a ``broadcast_async``.  The test checks that
+the stream was still busy when the last tensor was submitted (else it would prove nothing),
+that every result is the reduction of the *written* values, and that work queued on the
+producer stream after ``wait()`` sees the result.  CuPy arrays and torch.cuda tensors.
 
 Usage: python -m tests.workers.gpu_async
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 import cupy as cp
 import numpy as np
@@ -26,7 +29,19 @@ SENTINEL = -12345.0
 SMALL = [1 + 37 * i for i in range(48)]  # 1 .. 1740 elements
 LARGE = [3_000_001, 1 << 22]
 DTYPES = {0: np.float16, 5: np.int32}  # index % 6 -> dtype; the rest float32
-BUSY_ITERS = 30  # 4096^2 matmul + tanh each: ~50 ms on an H100/H200-class GPU (more shared)
+BUSY_S = 0.06  # queued work ahead of the producer kernel
+
+
+def busy_iters(step, sync) -> int:
+    """How many ``step()`` calls (a 4096^2 matmul + tanh) take about BUSY_S here (timed)."""
+    step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        step()
+    sync()
+    per = (time.perf_counter() - t0) / 3
+    return max(10, min(5000, math.ceil(BUSY_S / max(per, 1e-6))))
 
 
 def pattern(i: int, count: int) -> np.ndarray:
@@ -67,12 +82,12 @@ def check_cupy() -> None:
     counts = SMALL + LARGE
     # host-to-device copies first: one from pageable memory may wait for the stream
     bases = [cp.asarray(pattern(i, c)) for i, c in enumerate(counts)]
-    cp.cuda.Device().synchronize()
+    a = cp.random.rand(4096, 4096, dtype=cp.float32)
+    iters = busy_iters(lambda: cp.tanh(a @ a), cp.cuda.Device().synchronize)
     with s:
         xs = [cp.full(c, SENTINEL if dtype_of(i).kind == "f" else -12345,
                       dtype=dtype_of(i)) for i, c in enumerate(counts)]
-        a = cp.random.rand(4096, 4096, dtype=cp.float32)
-        for _ in range(BUSY_ITERS):
+        for _ in range(iters):
             a = cp.tanh(a @ a)
         zero = a[0, 0] * 0
         for i, x in enumerate(xs):  # the producer: behind the busy work on s
@@ -97,8 +112,8 @@ def check_cupy() -> None:
     with s:  # later work on the producer stream sees the results
         doubled = {i: res * 2 for i, res in results.items()}
     s.synchronize()
-    assert still_busy, ("the producer stream finished before the last submission: raise "
-                        "BUSY_ITERS, the check proves nothing")
+    assert still_busy, (f"the producer stream finished {iters} matmuls before the last "
+                        "submission: raise BUSY_S, the check proves nothing")
     for i, (_, op, out) in handles.items():
         assert isinstance(results[i], cp.ndarray), type(results[i])
         if out is not None:
@@ -127,12 +142,12 @@ def check_torch() -> None:
     counts = SMALL[:24] + LARGE[:1]
     s = torch.cuda.Stream(device=dev)
     bases = [torch.from_numpy(pattern(i, c)).to(dev) for i, c in enumerate(counts)]
-    torch.cuda.synchronize(dev)
+    a = torch.rand(4096, 4096, device=dev)
+    iters = busy_iters(lambda: torch.tanh(a @ a), lambda: torch.cuda.synchronize(dev))
     with torch.cuda.stream(s):
         xs = [torch.full((c,), -12345, dtype=tdt[dtype_of(i)], device=dev)
               for i, c in enumerate(counts)]
-        a = torch.rand(4096, 4096, device=dev)
-        for _ in range(BUSY_ITERS):
+        for _ in range(iters):
             a = torch.tanh(a @ a)
         zero = a[0, 0] * 0
         for i, x in enumerate(xs):
