@@ -191,8 +191,11 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 step build 180 8 build
 step versions 90 30 versions
 
-step gpu_tests 230 40 $PY -m pytest -q -rfEs -p no:cacheprovider \
+# two pytest runs, so that a step cut by its timeout loses only its own junit results
+step gpu_tests 200 30 $PY -m pytest -q -rfEs -p no:cacheprovider -k "not collectives" \
     --junitxml="$LOG/gpu_tests.xml" tests/test_gpu.py
+step gpu_tests_sync 100 15 $PY -m pytest -q -rfEs -p no:cacheprovider -k collectives \
+    --junitxml="$LOG/gpu_tests_sync.xml" tests/test_gpu.py
 
 step resnet50_ipc 75 20 bench resnet50_ipc ipc --workload resnet50 --device cuda --rounds 5
 step resnet50_staged 75 20 bench resnet50_staged staged --workload resnet50 --device cuda \

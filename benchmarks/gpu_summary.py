@@ -121,8 +121,8 @@ def main() -> None:
         head += ["```", (log / "machine.log").read_text().strip()[:1500], "```"]
     except OSError:
         pass
-    parts = [head, steps(log), tests(log, "gpu_tests"), resnet50(log), allreduce(log),
-             train(log), tests(log, "fake_tests")]
+    parts = [head, steps(log), tests(log, "gpu_tests"), tests(log, "gpu_tests_sync"),
+             resnet50(log), allreduce(log), train(log), tests(log, "fake_tests")]
     print("\n\n".join("\n".join(p) for p in parts))
 
 

@@ -45,7 +45,7 @@ def test_gpu_collectives(config):
     if config == "staged-small-segments":
         env.update({"RINGRED_DEVICE_TRANSPORT": "staged",
                     "RINGRED_DEVICE_SEGMENT_BYTES": "65536", "RINGRED_DEVICE_SLOTS": "3"})
-    run_mpi(2, "gpu", env=env, timeout=150)
+    run_mpi(2, "gpu", env=env, timeout=80)
 
 
 @pytest.mark.parametrize("chunks", ["default-chunk", "64KiB-chunks"])
@@ -54,24 +54,24 @@ def test_gpu_matrix_ipc_vs_staged_vs_host(chunks):
     env = {"RINGRED_CUDA_AWARE": "0", "RINGRED_IPC_MIN_BYTES": "0"}
     if chunks == "64KiB-chunks":
         env["RINGRED_IPC_CHUNK_BYTES"] = "65536"
-    run_mpi(2, "gpu_matrix", "cuda", env=env, timeout=180)
+    run_mpi(2, "gpu_matrix", "cuda", env=env, timeout=100)
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_gpu_distributed_optimizer_matches_full_batch(transport):
     """torch.cuda model, DistributedOptimizer (Adam; SGD momentum 0.9), 2 shards == 1 batch."""
     _torch_cuda()
-    run_mpi(2, "gpu_train", "cuda", env=TRANSPORTS[transport], timeout=120)
+    run_mpi(2, "gpu_train", "cuda", env=TRANSPORTS[transport], timeout=60)
 
 
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_gpu_async_fused_behind_busy_stream(transport):
     """Engine allreduces (named, grouped, in place) of tensors still being produced."""
-    run_mpi(2, "gpu_async", env=TRANSPORTS[transport], timeout=120)
+    run_mpi(2, "gpu_async", env=TRANSPORTS[transport], timeout=60)
 
 
 def test_gpu_horovod_style_script():
     """``import ringred.torch as hvd`` on CUDA: broadcasts, fp16 DistributedOptimizer, ops,
     join (default transport selection)."""
     _torch_cuda()
-    run_mpi(2, "gpu_horovod", timeout=120)
+    run_mpi(2, "gpu_horovod", timeout=60)
