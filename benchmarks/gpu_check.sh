@@ -1,37 +1,86 @@
 #!/usr/bin/env bash
-# GPU check for ringred's device (CUDA) path, for a machine with an NVIDIA GPU:
-# installs what is missing from local wheels, builds ringred from this working tree, runs
-# the GPU test subset (tests/test_gpu.py, 2 ranks sharing device 0 if there is one GPU)
-# and the fake-device tests, then prints the allreduce table (4 KiB .. 256 MiB):
-# ringred on CuPy arrays vs the naive path (CuPy -> NumPy, MPI_Allreduce, NumPy -> CuPy)
-# vs NCCL through cupy.cuda.nccl.
+# GPU check for ringred's device path (staged and CUDA-IPC transports, the engine on CUDA),
+# run ONCE on a machine with an NVIDIA GPU and no network:
 #
-#   bash benchmarks/gpu_check.sh [WHEEL_DIR]
+#   OUT=/some/dir bash benchmarks/gpu_check.sh [WHEEL_DIR]     (from the repository root)
 #
-# WHEEL_DIR (default .whl) holds wheels for the machine's Python when it has no network:
-# mpich, mpi4py, cffi, pycparser (+ numpy, ml_dtypes, pytest, cupy-cuda12x/13x if missing).
-# Without wheels, what is installed is used (pip install mpich mpi4py cffi cupy-cuda12x).
-# Logs and JSON results go to $OUT/gpu_check (default /tmp/gpu_check).
-set -uo pipefail
-cd "$(dirname "$0")/.."
+# Steps, most important results first, each under its own timeout and all under one overall
+# budget (GPU_CHECK_BUDGET_S, default 420 s; the summary and kill grace add < 1 min), a failing step never stopping the later ones:
+#   machine, install the carried wheels (WHEEL_DIR, default .whl: mpich, mpi4py, cffi,
+#   pycparser, ml_dtypes; pip --target, then the mpich wheel's data files unpacked by hand),
+#   build the extension from this tree (retried without -Werror if the compiler is newer
+#   than CI's), versions, GPU tests (tests/test_gpu.py, 2 ranks sharing the GPU), ResNet-50
+#   gradients on the device (ipc, staged), the allreduce table 4 KiB .. 256 MiB (ringred ipc
+#   and staged in one run, naive, ringred on host arrays), the training step on the device
+#   (ipc, staged), NCCL (a separate launch; n/a with the reason where it refuses), the
+#   device kernel's own check (csrc/tests/dev_kernel_check.c --gpu), the fake-device tests
+#   (tests/test_*device*.py), and the summary.
+# Everything goes to $OUT/gpu_check (default /tmp/gpu_check): one log per step, JSON results,
+# junit XML of the tests, steps.tsv, and summary.md (printed at the end).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
 PY=${PYTHON:-python3}
 WHEELS=${1:-.whl}
 SITE=${RINGRED_SITE:-/tmp/ringred-site}
 LOG=${OUT:-/tmp}/gpu_check
+BUDGET=${GPU_CHECK_BUDGET_S:-420}
+START=$(date +%s)
 mkdir -p "$LOG"
-export PYTHONUNBUFFERED=1
-step() { echo; echo "=== $* ==="; }
+: >"$LOG/steps.tsv"
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PY WHEELS SITE LOG
+unset RINGRED_DEVICE_TRANSPORT RINGRED_IPC_MIN_BYTES RINGRED_IPC_CHUNK_BYTES RINGRED_CUDA_AWARE
 
-step machine
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
-$PY --version
-nproc
+# step NAME LIMIT_S TAIL_LINES CMD...: run CMD with its output in $LOG/NAME.log under
+# min(LIMIT_S, what is left of the budget); print the log's tail; record the outcome.
+step() {
+    local name=$1 limit=$2 tail_n=$3
+    shift 3
+    local left=$((START + BUDGET - $(date +%s)))
+    echo
+    echo "=== $name (limit ${limit}s, ${left}s of the budget left) ==="
+    if [ "$left" -lt 20 ]; then
+        echo "skipped: out of time"
+        printf '%s\tskipped\t0\n' "$name" >>"$LOG/steps.tsv"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    local t0=$SECONDS
+    if [ "$(type -t "$1")" = function ]; then  # a function of this script: in a child bash
+        timeout -k 10 "$limit" bash -c '"$@"' _ "$@" >"$LOG/$name.log" 2>&1
+    else
+        timeout -k 10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+    fi
+    local rc=$?
+    local dt=$((SECONDS - t0))
+    tail -n "$tail_n" "$LOG/$name.log"
+    local status=ok
+    [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && status=timeout
+    [ "$rc" -ne 0 ] && [ "$status" = ok ] && status="failed(rc=$rc)"
+    echo "--- $name: $status in ${dt}s"
+    printf '%s\t%s\t%s\n' "$name" "$status" "$dt" >>"$LOG/steps.tsv"
+    return "$rc"
+}
 
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    step "install wheels from $WHEELS into $SITE"
+machine() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader \
+        || echo "nvidia-smi failed"
+    nvidia-smi topo -m 2>/dev/null | head -5
+    $PY --version
+    echo "cores: $(nproc)"
+    uname -r
+    gcc --version 2>/dev/null | head -1 || echo "no gcc"
+}
+
+install_wheels() {
+    if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+        echo "no wheels in $WHEELS: using what is installed"
+        return 0
+    fi
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target "$SITE" "$WHEELS"/*.whl || exit 1
-    # pip --target drops the data files of the mpich wheel (lib/): unpack them ourselves.
+        --target "$SITE" "$WHEELS"/*.whl || return 1
+    # pip --target drops the data files of the mpich wheel (lib/, bin/): unpack them ourselves.
     $PY - "$SITE" "$WHEELS"/mpich-*.whl <<'PYEOF'
 import os, sys, zipfile
 site = sys.argv[1]
@@ -49,45 +98,131 @@ for wheel in sys.argv[2:]:
                 dst.write(src.read())
             mode = (info.external_attr >> 16) & 0o777
             os.chmod(dest, mode or 0o644)
+print("installed into", site, ":", sorted(os.listdir(site)))
 PYEOF
+}
+
+build() {
+    local cc
+    cc=${MPICC:-$(command -v mpicc)}
+    [ -n "$cc" ] || { echo "no mpicc (install the mpich wheel)"; return 1; }
+    echo "MPICC=$cc: $($cc -show 2>/dev/null | head -c 300)"
+    rm -f ringred/_ringred*.so
+    if MPICC=$cc $PY ringred_build.py >"$LOG/build-werror.log" 2>&1; then
+        echo "built with -Werror"
+    else
+        grep -E "error|warning" "$LOG/build-werror.log" | head -30
+        echo "build with -Werror failed (above; full log build-werror.log): retrying without"
+        MPICC=$cc RINGRED_WERROR=0 $PY ringred_build.py >"$LOG/build-nowerror.log" 2>&1 || {
+            tail -30 "$LOG/build-nowerror.log"
+            local pre
+            pre=$(ls "$WHEELS"/prebuilt/_ringred*.so 2>/dev/null | head -1)
+            [ -n "$pre" ] || { echo "build failed and no prebuilt extension"; return 1; }
+            echo "build failed: using the prebuilt $pre"
+            cp "$pre" ringred/
+            return 2
+        }
+        echo "built WITHOUT -Werror (warnings above)"
+    fi
+    rm -f csrc/*.o
+    ls ringred/_ringred*.so
+}
+
+versions() {
+    $PY - <<'PYEOF'
+import importlib
+for m in ("numpy", "cffi", "mpi4py", "ml_dtypes", "cupy", "torch", "pytest", "setuptools"):
+    try:
+        mod = importlib.import_module(m)
+        print(f"{m} {getattr(mod, '__version__', '?')}  ({getattr(mod, '__file__', '')})")
+    except Exception as e:
+        print(f"{m}: not importable ({type(e).__name__}: {e})")
+try:
+    import torch
+    print("torch cuda", torch.version.cuda, "available", torch.cuda.is_available(),
+          "devices", torch.cuda.device_count())
+except Exception as e:
+    print("torch cuda: ", e)
+try:
+    import cupy
+    from cupy.cuda import nccl
+    print("cupy runtime", cupy.cuda.runtime.runtimeGetVersion(), "driver",
+          cupy.cuda.runtime.driverGetVersion(), "nccl", nccl.get_version())
+except Exception as e:
+    print("cupy/nccl: ", e)
+from mpi4py import MPI
+print(MPI.Get_library_version().splitlines()[0])
+import ringred, ringred.device as d
+print("ringred", ringred.__version__, "from", ringred.__file__)
+print("cuda backend:", d.backend_available("cuda"))
+PYEOF
+    timeout 60 mpiexec -n 2 $PY -c "import ringred, cupy as cp; ringred.init(); \
+cp.cuda.Device(ringred.local_rank() % cp.cuda.runtime.getDeviceCount()).use(); \
+r = ringred.allreduce(cp.ones(1 << 20, dtype=cp.float32), op=ringred.Sum); \
+n, why = ringred.device.transport(); \
+print('rank', ringred.rank(), 'first device allreduce ok:', float(r.min()) == ringred.size(), \
+'| auto transport:', n, '(' + why + ')', '| CUDA-aware MPI:', ringred.device.cuda_aware())"
+}
+
+kernel_check() {  # the committed PTX kernel on GPU 0 against the CPU path, bit for bit
+    gcc -std=c11 -O2 -Wall -Wextra -Icsrc csrc/reduce.c csrc/dev_kernel_host.c \
+        csrc/dev_kernel_ptx.c csrc/tests/dev_kernel_check.c -o "$LOG/dev_kernel_check" \
+        -lm -ldl && "$LOG/dev_kernel_check" --gpu
+}
+
+bench() {  # bench NAME TRANSPORT ARGS...: python -m ringred.bench on 2 ranks
+    local name=$1 tr=$2
+    shift 2
+    RINGRED_CUDA_AWARE=0 RINGRED_DEVICE_TRANSPORT=$tr mpiexec -n 2 $PY -m ringred.bench \
+        --json "$LOG/$name.json" "$@"
+}
+
+export -f machine install_wheels build versions kernel_check bench
+
+# ------------------------------------------------------------------------------ the steps
+step machine 30 20 machine
+step install 120 5 install_wheels
+if [ -d "$SITE" ]; then
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
     export PATH="$SITE/bin:$PATH"
     export LD_LIBRARY_PATH="$SITE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-$PY -c "import numpy, cffi, mpi4py, cupy; print('numpy', numpy.__version__, 'cffi', cffi.__version__, 'mpi4py', mpi4py.__version__, 'cupy', cupy.__version__)" || exit 1
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+step build 180 8 build
+step versions 90 30 versions
 
-step "build ringred (csrc/ through cffi)"
-MPICC=${MPICC:-$(command -v mpicc)}
-export MPICC
-echo "MPICC=$MPICC: $($MPICC -show 2>/dev/null | head -c 200)"
-rm -f ringred/_ringred*.so
-t0=$(date +%s)
-if $PY ringred_build.py >"$LOG/build.log" 2>&1; then
-    rm -f csrc/*.o
-    echo "built in $(( $(date +%s) - t0 )) s: $(ls ringred/_ringred*.so)"
-else
-    tail -25 "$LOG/build.log"
-    PRE=$(ls "$WHEELS"/prebuilt/_ringred*.so 2>/dev/null | head -1)
-    [ -n "$PRE" ] || { echo "build failed and no prebuilt extension"; exit 1; }
-    echo "build failed here: using the prebuilt $PRE"
-    cp "$PRE" ringred/
+# two pytest runs, so that a step cut by its timeout loses only its own junit results
+step gpu_tests 200 30 $PY -m pytest -q -rfEs -p no:cacheprovider -k "not collectives" \
+    --junitxml="$LOG/gpu_tests.xml" tests/test_gpu.py
+step gpu_tests_sync 100 15 $PY -m pytest -q -rfEs -p no:cacheprovider -k collectives \
+    --junitxml="$LOG/gpu_tests_sync.xml" tests/test_gpu.py
+
+step resnet50_ipc 75 20 bench resnet50_ipc ipc --workload resnet50 --device cuda --rounds 5
+step resnet50_staged 75 20 bench resnet50_staged staged --workload resnet50 --device cuda \
+    --rounds 5
+
+step allreduce_table 150 14 env RINGRED_CUDA_AWARE=0 mpiexec -n 2 $PY benchmarks/gpu_bench.py \
+    --transports ipc,staged --json "$LOG/allreduce.json"
+
+step train_ipc 60 8 bench train_ipc ipc --workload train --device cuda --rounds 5 --steps 5
+step train_staged 60 8 bench train_staged staged --workload train --device cuda --rounds 5 \
+    --steps 5
+
+step nccl 60 5 mpiexec -n 2 $PY benchmarks/gpu_bench.py --nccl --json "$LOG/nccl.json"
+
+step kernel_check 60 6 kernel_check
+
+FAKE_TESTS=$(ls tests/test_*device*.py tests/test_*ipc*.py 2>/dev/null | sort -u | tr '\n' ' ')
+if [ -n "$FAKE_TESTS" ]; then
+    # shellcheck disable=SC2086  # a list of files
+    step fake_tests 150 15 $PY -m pytest -q -rfE -p no:cacheprovider \
+        --junitxml="$LOG/fake_tests.xml" $FAKE_TESTS
 fi
-$PY -c "import ringred, ringred.device as d; print('cuda backend:', d.backend_available('cuda'))"
-$PY -c "from mpi4py import MPI; print(MPI.Get_library_version().splitlines()[0])"
 
-RINGRED_CUDA_AWARE=auto timeout 60 mpiexec -n 1 $PY -c "import ringred; ringred.init(); \
-print('MPI reports CUDA support (RINGRED_CUDA_AWARE=auto takes the direct path):', \
-ringred.device.cuda_aware())"
-
-step "GPU tests (2 ranks) and fake-device tests"
-timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_device.py \
-    2>&1 | tee "$LOG/pytest.log" | tail -40
-
-step "benchmark: ringred vs naive"
-RINGRED_CUDA_AWARE=0 timeout 240 mpiexec -n 2 $PY benchmarks/gpu_bench.py --json "$LOG/bench.json" 2>&1 | tail -40
-step "benchmark: NCCL"
-timeout 90 mpiexec -n 2 $PY benchmarks/gpu_bench.py --nccl --json "$LOG/nccl.json" 2>&1 | tail -5
-step "result"
-grep -E "passed|failed|error" "$LOG/pytest.log" | tail -3
-$PY benchmarks/gpu_bench.py --table "$LOG/bench.json" "$LOG/nccl.json"
+echo
+echo "=== summary ($((SECONDS))s so far) ==="
+timeout 30 $PY benchmarks/gpu_summary.py "$LOG" >"$LOG/summary.md" 2>"$LOG/summary.err" \
+    || { echo "summary failed:"; cat "$LOG/summary.err"; }
+cat "$LOG/summary.md"
+echo
+echo "total $(( $(date +%s) - START ))s; logs, JSON and summary.md in $LOG"

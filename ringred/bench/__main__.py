@@ -2,7 +2,10 @@
 
 ``--workload resnet50``: ResNet-50's 161 gradients through the background engine against
 ``MPI_Allreduce`` per tensor and of one concatenated buffer, plus 4 KiB async latency;
-``--workload train``: a PyTorch training step with DistributedOptimizer against mpi4py."""
+``--workload train``: a PyTorch training step with DistributedOptimizer against mpi4py.
+``--device cuda`` runs resnet50 / train on torch.cuda tensors (against the naive
+device -> NumPy -> MPI_Allreduce -> device path); ``--device fake`` runs CPU tensors through
+ringred's device path on the fake backend (CI smoke test)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=5, help="train: steps per timed round")
     p.add_argument("--batch", type=int, default=32, help="train: mini-batch per rank")
     p.add_argument("--width", type=int, default=1536, help="train: hidden width of the MLP")
+    p.add_argument("--device", choices=["cpu", "cuda", "fake"], default="cpu",
+                   help="resnet50/train: where the tensors live (cuda: torch.cuda tensors; "
+                        "fake: CPU tensors through the fake device backend)")
+    p.add_argument("--shrink", type=int, default=1,
+                   help="resnet50 --device: divide every gradient's size by this (smoke tests)")
+    p.add_argument("--lat-iters", type=int, default=100,
+                   help="resnet50 --device: calls per timed round of the 4 KiB latency")
     p.add_argument("--min-bytes", type=int, default=8)
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
@@ -36,8 +46,23 @@ def main(argv: list[str] | None = None) -> None:
                         "shm+shared: shm with inputs from ringred.empty (default: "
                         "shm,shm+shared,mpi when every rank shares a host, else mpi)")
     args = p.parse_args(argv)
+    if args.device != "cpu" and args.workload == "sweep":
+        p.error("--device applies to --workload resnet50/train; for the device allreduce "
+                "table run benchmarks/gpu_bench.py")
 
     ringred.init()
+    if args.workload == "resnet50" and args.device != "cpu":
+        from .resnet50_device import format_resnet50_device, run_resnet50_device
+
+        res = run_resnet50_device(args.device, rounds=args.rounds, shrink=args.shrink,
+                                  lat_iters=args.lat_iters)
+        if ringred.rank() == 0:
+            print(format_resnet50_device(res, ringred.size()), flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"ranks": ringred.size(), "resnet50": res}, f, indent=1)
+        ringred.shutdown()
+        return
     if args.workload == "resnet50":
         from .resnet50 import format_resnet50, run_resnet50
 
@@ -53,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         from .train import format_train, run_train
 
         res = run_train(rounds=args.rounds, steps=args.steps, batch=args.batch,
-                        width=args.width)
+                        width=args.width, device=args.device)
         if ringred.rank() == 0:
             print(format_train(res), flush=True)
             if args.json:
