@@ -104,7 +104,7 @@ def check_engine() -> None:
         name, dtype, count = cases[i]
         x = data(r, dtype, count, i)
         hs[name] = (ringred.allreduce_async(dev(x), op=ringred.Sum, name=name), x)
-    for name, dtype, count in cases:
+    for name, _dtype, _count in cases:
         h, x = hs[name]
         got = h.wait().get()
         want = ringred.allreduce(x, op=ringred.Sum)
