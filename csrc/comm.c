@@ -80,11 +80,12 @@ static rr_status comm_setup(rr_comm *c, MPI_Comm user)
 static rr_status agree_settings(rr_comm *c)
 {
     rr_settings *s = &c->cfg;
-    uint64_t v[10] = {s->small_bytes, s->segment_bytes, s->device_segment_bytes,
+    uint64_t v[11] = {s->small_bytes, s->segment_bytes, s->device_segment_bytes,
                       s->shm_small_bytes, s->shm_slot_bytes, s->shm_stream_bytes,
                       (uint64_t)s->device_transport, s->ipc_min_bytes, s->ipc_chunk_bytes,
-                      (uint64_t)s->ipc_slots};
-    RR_MPI(c, MPI_Bcast(v, 10, MPI_UINT64_T, 0, c->comm));
+                      (uint64_t)s->ipc_slots, s->ipc_oneshot_bytes};
+    RR_MPI(c, MPI_Bcast(v, 11, MPI_UINT64_T, 0, c->comm));
+    s->ipc_oneshot_bytes = (size_t)v[10];
     s->device_transport = (int)v[6];
     s->ipc_min_bytes = (size_t)v[7];
     s->ipc_chunk_bytes = (size_t)v[8];

@@ -37,6 +37,7 @@ typedef struct rr_ipc {
     char why[320];
     int n, me, K;
     size_t chunk;
+    size_t oneshot; /* chunks up to this many bytes are reduced in one shot */
     uintptr_t mine;                      /* this rank's scratch (mem_alloc) */
     uintptr_t at[RR_KMAX_SRCS];          /* every rank's scratch as mapped here */
     void *ev[RR_KMAX_SRCS][NEV][RR_IPC_MAX_SLOTS]; /* own (created) and peers' (opened) */
@@ -198,6 +199,7 @@ static rr_status setup(rr_comm *c, rr_device *d, rr_ipc *x)
     x->K = c->cfg.ipc_slots < 2 ? 2 : c->cfg.ipc_slots > RR_IPC_MAX_SLOTS ? RR_IPC_MAX_SLOTS
                                                                           : c->cfg.ipc_slots;
     x->chunk = c->cfg.ipc_chunk_bytes & ~(size_t)255;
+    x->oneshot = c->cfg.ipc_oneshot_bytes;
     if (c->cfg.device_transport == 2) {
         snprintf(x->why, sizeof x->why, "RINGRED_DEVICE_TRANSPORT=staged");
         x->state = -1;
@@ -316,6 +318,38 @@ static rr_status announce(rr_comm *c, rr_device *d, rr_ipc *x, int which, uint64
     return RR_OK;
 }
 
+static void kargs(rr_kargs *k, const rr_ipc *x, const ar_call *a, size_t off, size_t from,
+                  size_t n, uintptr_t dst0, uintptr_t dst1)
+{
+    memset(k, 0, sizeof *k);
+    for (int p = 0; p < x->n; p++)
+        k->src[p] = (uint64_t)(x->at[p] + off + from * a->es);
+    k->dst[0] = (uint64_t)dst0;
+    k->dst[1] = (uint64_t)dst1;
+    k->n = n;
+    k->nsrc = x->n;
+    k->dtype = a->dtype;
+    k->op = a->op;
+    k->pre = a->pre;
+    k->post = a->post;
+    k->div = a->div;
+}
+
+/* A small chunk in one shot: every rank reduces the whole chunk from every rank's slot into
+ * its output (n times the reads, one cross-process step instead of two: latency wins). */
+static rr_status one_shot(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a, uint64_t g,
+                          int s, size_t lo, size_t m)
+{
+    size_t off = (size_t)s * x->chunk;
+    if (m) {
+        rr_kargs k;
+        kargs(&k, x, a, off, 0, m, a->out + lo * a->es, 0);
+        IPC_CALL(c, d->be, "launching the reduction kernel",
+                 d->be->launch_reduce(&k, x->stream));
+    }
+    return announce(c, d, x, RR_CTR_IPC_OUT, g + 1, EV_OUT, s);
+}
+
 static rr_status one_chunk(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a, uint64_t g,
                            size_t lo, size_t m)
 {
@@ -329,21 +363,12 @@ static rr_status one_chunk(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a
                  be->d2d(x->mine + off, a->in + lo * es, m * es, x->stream));
     RR_CHECK(announce(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s));
     RR_CHECK(wait_peers(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s)); /* 3. reduce our slice */
+    if (m * es <= x->oneshot)
+        return one_shot(c, d, x, a, g, s, lo, m);
     size_t a0 = 0, na = rr_shm_slice(m, es, x->n, x->me, &a0);
     if (na) {
         rr_kargs k;
-        memset(&k, 0, sizeof k);
-        for (int p = 0; p < x->n; p++)
-            k.src[p] = (uint64_t)(x->at[p] + off + a0 * es);
-        k.dst[0] = (uint64_t)(x->mine + off + a0 * es);
-        k.dst[1] = (uint64_t)(a->out + (lo + a0) * es);
-        k.n = na;
-        k.nsrc = x->n;
-        k.dtype = a->dtype;
-        k.op = a->op;
-        k.pre = a->pre;
-        k.post = a->post;
-        k.div = a->div;
+        kargs(&k, x, a, off, a0, na, x->mine + off + a0 * es, a->out + (lo + a0) * es);
         IPC_CALL(c, be, "launching the reduction kernel", be->launch_reduce(&k, x->stream));
     }
     RR_CHECK(announce(c, d, x, RR_CTR_IPC_RED, g + 1, EV_RED, s));

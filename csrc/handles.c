@@ -260,6 +260,16 @@ rr_status rr_engine_allreduce(rr_engine *e, const char *name, const void *sendbu
                               double postscale, int64_t avg_div, int ndim, const int64_t *shape,
                               uint64_t *id)
 {
+    return rr_engine_allreduce_device(e, name, sendbuf, recvbuf, count, dtype, op, prescale,
+                                      postscale, avg_div, ndim, shape, 0, 0, 0, id);
+}
+
+rr_status rr_engine_allreduce_device(rr_engine *e, const char *name, const void *sendbuf,
+                                     void *recvbuf, size_t count, int dtype, int op,
+                                     double prescale, double postscale, int64_t avg_div,
+                                     int ndim, const int64_t *shape, int backend, int device,
+                                     uintptr_t stream, uint64_t *id)
+{
     rr_request q;
     memset(&q, 0, sizeof q);
     q.name = name;
@@ -277,6 +287,9 @@ rr_status rr_engine_allreduce(rr_engine *e, const char *name, const void *sendbu
     q.ndim = ndim;
     for (int i = 0; i < ndim; i++)
         q.shape[i] = shape[i];
+    q.backend = backend;
+    q.device = device;
+    q.stream = stream;
     return rr_engine_submit(e, &q, 1, id);
 }
 

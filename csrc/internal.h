@@ -33,6 +33,7 @@ typedef struct rr_settings {
     size_t ipc_min_bytes; /* allreduces below this stay staged */
     size_t ipc_chunk_bytes; /* bytes per scratch slot */
     int ipc_slots;        /* scratch slots per rank */
+    size_t ipc_oneshot_bytes; /* chunks up to this are reduced in one shot */
     /* shared-memory transport (shm.c); the leader's geometry is used by every rank */
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */

@@ -203,6 +203,13 @@ rr_status rr_engine_allreduce(rr_engine *eng, const char *name, const void *send
                               void *recvbuf, size_t count, int dtype, int op, double prescale,
                               double postscale, int64_t avg_div, int ndim, const int64_t *shape,
                               uint64_t *id);
+/* The same for device buffers (the hot path of device allreduces): backend, device and
+ * producer stream as in rr_request. */
+rr_status rr_engine_allreduce_device(rr_engine *eng, const char *name, const void *sendbuf,
+                                     void *recvbuf, size_t count, int dtype, int op,
+                                     double prescale, double postscale, int64_t avg_div,
+                                     int ndim, const int64_t *shape, int backend, int device,
+                                     uintptr_t stream, uint64_t *id);
 rr_status rr_engine_poll(rr_engine *eng, uint64_t id, int *done);
 /* The request's own status once done; RR_ERR_TIMEOUT if not done within timeout_s. */
 rr_status rr_engine_wait(rr_engine *eng, uint64_t id, double timeout_s);

@@ -65,6 +65,7 @@ void rr_settings_load(rr_settings *s)
     s->ipc_min_bytes = rr_env_size("RINGRED_IPC_MIN_BYTES", 0, 0, SIZE_MAX);
     s->ipc_chunk_bytes = rr_env_size("RINGRED_IPC_CHUNK_BYTES", 32u << 20, 4096, (size_t)1 << 32);
     s->ipc_slots = (int)rr_env_size("RINGRED_IPC_SLOTS", 2, 2, 4);
+    s->ipc_oneshot_bytes = rr_env_size("RINGRED_IPC_ONESHOT_BYTES", 1u << 20, 0, SIZE_MAX);
     s->shm_small_bytes = rr_env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
     s->shm_slot_bytes = rr_env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
     s->shm_stream_bytes = rr_env_size("RINGRED_SHM_STREAM_BYTES", 8u << 20, 0, SIZE_MAX);

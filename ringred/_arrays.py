@@ -286,8 +286,22 @@ def _c_contiguous(shape: tuple, strides: tuple | None, itemsize: int) -> bool:
     return True
 
 
+def _cupy_view(x: Any) -> DeviceView:
+    """A CuPy array seen through its own attributes: reading ``__cuda_array_interface__``
+    would synchronize the current stream (CuPy's default for CAI export), exactly the wait
+    on the host the stream-ordered device path avoids."""
+    if not x.flags.c_contiguous:
+        x = sys.modules["cupy"].ascontiguousarray(x)
+    dt = np.dtype(x.dtype)
+    stream = int(sys.modules["cupy"].cuda.get_current_stream().ptr)
+    return DeviceView(x, int(x.data.ptr), tuple(x.shape), dt, dtype_code(dt), int(x.device.id),
+                      stream, BACKEND_FAKE if _fake_env() else BACKEND_CUDA, "cupy")
+
+
 def _cai_view(x: Any) -> DeviceView:
     kind = _library(x)
+    if kind == "cupy":
+        return _cupy_view(x)
     cai = x.__cuda_array_interface__
     shape = tuple(int(d) for d in cai["shape"])
     # CuPy and the fake array know their dtype (bfloat16 has no standard typestr).

@@ -56,14 +56,23 @@ def allreduce(eng: Engine, size: int, x: Any, op: ReduceOp, name: str, pre: floa
     what = f"allreduce '{name}'"
     v = device_view(x)
     check_scales(v.code, v.dtype, pre, post, what)
-    dst, copy_into = _device.output_for(v, out, v.shape, what)
+    if out is x and (v.obj is x or (v.kind == "torch" and x.data_ptr() == v.ptr)):
+        dst, copy_into = v, None  # in place (the DistributedOptimizer's pattern)
+    else:
+        dst, copy_into = _device.output_for(v, out, v.shape, what)
     post_, div = _scales(v.code, op, size, pre, post)
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", fields(
-        nm, lib.RR_REQ_ALLREDUCE, _p(v), _p(dst), v.size, v.code, _C_OP[op], float(pre),
-        float(post_), div, 0, shape_field(v.shape), **where(v)))
-    return eng.submit(req, 1, name, (x, v, dst, out, copy_into, nm),
-                      lambda: _device.result_of(v, dst, out, copy_into))
+    shape = v.shape if len(v.shape) <= _MAX_DIMS else shape_field(v.shape)
+    if out is not None and copy_into is None:
+        finish = None  # the result is `out` itself: Handle returns keep[1]
+        keep: tuple = (v, out, x, dst)
+    else:
+        keep = (x, v, dst, out, copy_into)
+
+        def finish() -> Any:
+            return _device.result_of(v, dst, out, copy_into)
+    return eng.allreduce_device(name, keep, v.ptr, dst.ptr, v.size, v.code, _C_OP[op],
+                                float(pre), float(post_), div, shape, v.backend, v.device,
+                                v.stream, finish)
 
 
 def broadcast(eng: Engine, x: Any, root: int, name: str, out: Any, fields: Any) -> Handle:

@@ -167,6 +167,31 @@ class Engine:
                 self._sweep()
         return handle
 
+    def allreduce_device(self, name: str, keep: tuple, send: int, recv: int, count: int,
+                         code: int, cop: int, pre: float, post: float, div: int, shape: Any,
+                         backend: int, device: int, stream: int,
+                         finish: Callable[[], Any] | None) -> Handle:
+        """The device hot path: one device allreduce (``keep`` holds its buffers)."""
+        if self.closed:
+            raise error_for(8, "ringred was shut down: the engine is closed")
+        try:
+            ids = self._tls.ids
+        except AttributeError:
+            self.scratch()
+            ids = self._tls.ids
+        st = lib.rr_engine_allreduce_device(
+            self.h, name.encode(), ffi.cast("void *", send), ffi.cast("void *", recv), count,
+            code, cop, pre, post, div, len(shape), shape, backend, device, stream, ids)
+        if st != 0:
+            raise error_for(st, _last_error(self.h))
+        handle = Handle(self, (ids[0],), name, keep, finish)
+        live = self._live
+        live[ids[0]] = handle
+        if len(live) >= self._sweep_at:
+            with self._lock:
+                self._sweep()
+        return handle
+
     def _sweep(self) -> None:
         """Finish handles the user dropped without waiting (keeps the live table bounded)."""
         flag = ffi.new("int *")

@@ -12,7 +12,9 @@ from .mpi import run_mpi
 from .test_shm import _ours, _run_victim
 
 # 4 KiB chunks: every size above a few KiB takes many chunks through the two slots
-IPC = {"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_CHUNK_BYTES": "4096"}
+# (two-shot chunks; the last chunk of a call and small calls, up to 1 KiB, in one shot)
+IPC = {"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_CHUNK_BYTES": "4096",
+       "RINGRED_IPC_ONESHOT_BYTES": "1024"}
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])

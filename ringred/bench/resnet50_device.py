@@ -102,10 +102,16 @@ def run_resnet50_device(kind: str, rounds: int = 5, shrink: int = 1,
     # In-place averages of equal values keep them (up to rounding): every variant keeps
     # reducing the same data round after round.
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    eng = ringred._state.current().engine
+    cycles = []
     for _ in range(rounds):
         for k, fn in fns.items():
+            c0 = eng.stats()["cycles"]
             samples[k].append(_time(fn, comm))
+            if k == "engine":
+                cycles.append(eng.stats()["cycles"] - c0)
     res: dict[str, Any] = {k: statistics.median(v) for k, v in samples.items()}
+    res["engine_cycles"] = statistics.median(cycles)
     res.update(_latency(dev, comm, rounds, lat_iters))
     res.update({"tensors": len(grads), "elements": sum(g.numel() for g in grads),
                 "device": kind, "shrink": shrink, "rounds": rounds})
@@ -168,6 +174,7 @@ def format_resnet50_device(res: dict[str, Any], n: int) -> str:
                      ("naive_concat", "naive, one concatenated buffer")):
         lines.append(f"  {label:<55} {res[k] * 1e3:9.2f} ms   engine speedup "
                      f"{res[k] / e:5.2f}x")
+    lines.append(f"  engine cycles per gradient set (median): {res.get('engine_cycles', 0):g}")
     lines += [
         "# 4 KiB average latency (in place)",
         f"  allreduce_async + wait  {res['lat4k_async'] * 1e6:9.2f} us",
