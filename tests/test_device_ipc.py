@@ -22,9 +22,11 @@ def test_ipc_matches_host_bit_for_bit(n):
     run_mpi(n, "device_ipc", "matrix", env=IPC, timeout=400)
 
 
-def test_ipc_three_slots_default_chunk():
+def test_ipc_three_slots_two_shot_only():
     run_mpi(2, "device_ipc", "matrix",
-            env={"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_SLOTS": "3"}, timeout=400)
+            env={"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_SLOTS": "3",
+                 "RINGRED_IPC_CHUNK_BYTES": "65536", "RINGRED_IPC_ONESHOT_BYTES": "0"},
+            timeout=400)
 
 
 @pytest.mark.parametrize("n", [2, 3])

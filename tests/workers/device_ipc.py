@@ -29,7 +29,7 @@ def dev(a: np.ndarray) -> FakeDeviceArray:
 
 
 def chunk_elems(dtype: np.dtype) -> int:
-    return int(os.environ.get("RINGRED_IPC_CHUNK_BYTES", 32 << 20)) // dtype.itemsize
+    return int(os.environ.get("RINGRED_IPC_CHUNK_BYTES", 128 << 20)) // dtype.itemsize
 
 
 def sizes(n: int, dtype: np.dtype) -> list[int]:
