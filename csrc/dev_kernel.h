@@ -39,6 +39,15 @@ typedef struct rr_kargs {
     int64_t div;                /* integer divisor (Average of integers), >= 1 */
 } rr_kargs;
 
+/* ringred's batched copy kernel (the engine's pack and unpack): one launch copies every
+ * segment; the segment table itself is read by the device (pinned host memory under unified
+ * addressing, which stays valid until the launch has run). */
+typedef struct rr_kcopy {
+    uint64_t dst, src, bytes;
+} rr_kcopy;
+void rr_dev_copy_host(const rr_kcopy *segs, uint32_t nseg);
+#define RR_DEV_COPY_NAME "rr_copy_kernel"
+
 /* The kernel compiled as host C: the whole launch (every element) on the calling thread.
  * Addresses are host addresses (the fake backend untags them first). */
 void rr_dev_kernel_host(const rr_kargs *a);

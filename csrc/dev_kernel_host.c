@@ -12,6 +12,12 @@
 
 void rr_dev_kernel_host(const rr_kargs *a) { rrk_run(a, 0, 1); }
 
+void rr_dev_copy_host(const rr_kcopy *segs, uint32_t nseg)
+{
+    for (uint32_t k = 0; k < nseg; k++)
+        rrk_copy_seg(segs[k].dst, segs[k].src, segs[k].bytes, 0, 1);
+}
+
 static int dk_is_float(int dtype) { return dtype >= RR_FLOAT16 && dtype <= RR_FLOAT64; }
 
 rr_status rr_test_dev_kernel(void *dst, const void *const *srcs, int nsrc, size_t n, int dtype,

@@ -46,6 +46,9 @@ typedef struct rr_kargs {
     double pre, post;
     int64_t div;
 } rr_kargs;
+typedef struct rr_kcopy {
+    uint64_t dst, src, bytes;
+} rr_kcopy;
 
 #define RR_KFN __device__ static __forceinline__
 #define RR_KSTATIC_ASSERT(c, m) static_assert(c, m)
@@ -513,5 +516,40 @@ extern "C" __global__ void __launch_bounds__(RR_KMAX_THREADS, 5)
     const uint64_t tid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
     const uint64_t nthr = (uint64_t)gridDim.x * blockDim.x;
     rrk_run(&a, tid, nthr);
+}
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* The batched copy kernel: segment s of the table is copied by the blocks of row s of the     */
+/* grid (gridDim.y rows stride over the segments), 16 bytes at a time where the segment's      */
+/* addresses and length allow, else 4 or 1.                                                    */
+
+RR_KFN void rrk_copy_seg(uint64_t dst, uint64_t src, uint64_t bytes, uint64_t tid,
+                         uint64_t nthr)
+{
+    unsigned char *d = RR_PTR(dst);
+    const unsigned char *s = RR_PTR(src);
+    if (((dst | src | bytes) & 15) == 0) {
+        for (uint64_t i = tid * 16; i < bytes; i += nthr * 16)
+            rrk_st16(d + i, rrk_ld16(s + i));
+    } else if (((dst | src | bytes) & 3) == 0) {
+        for (uint64_t i = tid * 4; i < bytes; i += nthr * 4)
+            rrk_sput_4(d + i, rrk_sget_4(s + i));
+    } else {
+        for (uint64_t i = tid; i < bytes; i += nthr)
+            rrk_sput_1(d + i, rrk_sget_1(s + i));
+    }
+}
+
+#ifdef RR_KERNEL_CUDA
+extern "C" __global__ void __launch_bounds__(RR_KMAX_THREADS)
+    rr_copy_kernel(const rr_kcopy *segs, uint32_t nseg)
+{
+    const uint64_t tid = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const uint64_t nthr = (uint64_t)gridDim.x * blockDim.x;
+    for (uint32_t k = blockIdx.y; k < nseg; k += gridDim.y) {
+        const rr_kcopy c = segs[k];
+        rrk_copy_seg(c.dst, c.src, c.bytes, tid, nthr);
+    }
 }
 #endif

@@ -92,7 +92,10 @@ void rr_device_free(rr_comm *c)
         be->event_destroy(d->ev_done);
     if (d->fbuf)
         be->mem_free(d->fbuf);
-    free(d->zeros);
+    if (d->zeros)
+        be->host_free(d->zeros);
+    if (d->segs)
+        be->host_free(d->segs);
     if (d->dl)
         be->stream_sync(d->dl), be->stream_destroy(d->dl);
     if (d->ul)

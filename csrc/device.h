@@ -75,6 +75,9 @@ typedef struct rr_dev_backend {
 
     /* ---- ringred's reduction kernel (dev_kernel.h) on stream s, current context ---- */
     int (*launch_reduce)(const rr_kargs *a, uintptr_t s);
+    /* ---- its batched copy kernel: segs (nseg entries, pinned host memory from host_alloc,
+     * read when the launch runs), max_bytes the longest segment ---- */
+    int (*launch_copy)(const rr_kcopy *segs, uint32_t nseg, uint64_t max_bytes, uintptr_t s);
 } rr_dev_backend;
 
 const rr_dev_backend *rr_dev_cuda_backend(void);
@@ -101,8 +104,10 @@ typedef struct rr_device {
     void *ev_done;                 /* recorded on `work` after a response's last copy */
     uintptr_t fbuf;                /* device fusion buffer (mem_alloc) */
     size_t fbuf_cap;
-    void *zeros;                   /* host zeros for a joined rank's share (calloc) */
+    void *zeros;                   /* pinned host zeros for a joined rank's share */
     size_t zeros_cap;
+    rr_kcopy *segs;                /* pinned: the batched copy kernel's segment tables */
+    size_t segs_cap;               /* entries */
     struct rr_ipc *ipc;            /* the CUDA IPC transport (device_ipc.c), NULL until used */
     /* A peer died (or went silent) while our streams may wait on its events: they may never
      * drain, so nothing synchronizes with them, destroys them or frees memory they use. */

@@ -355,6 +355,7 @@ static struct {
     CUcontext ctx;
     unsigned long long id;
     CUfunction fn;
+    CUfunction copy_fn; /* the batched copy kernel */
     unsigned blocks; /* grid cap: multiprocessors x resident blocks per multiprocessor */
 } ktab[KTABLE_SIZE];
 static int ktab_n;
@@ -397,7 +398,10 @@ static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
     CUfunction fn = NULL;
     CUdevice dev = 0;
     int sms = 0, per_sm = 0;
+    CUfunction copy_fn = NULL;
     r = cu.ModuleGetFunction(&fn, mod, RR_DEV_KERNEL_NAME);
+    if (r == CUDA_SUCCESS)
+        r = cu.ModuleGetFunction(&copy_fn, mod, RR_DEV_COPY_NAME);
     if (r == CUDA_SUCCESS)
         r = cu.CtxGetDevice(&dev);
     if (r == CUDA_SUCCESS)
@@ -413,9 +417,54 @@ static int kernel_load(CUcontext ctx, unsigned long long id, int *slot)
     ktab[*slot].ctx = ctx;
     ktab[*slot].id = id;
     ktab[*slot].fn = fn;
+    ktab[*slot].copy_fn = copy_fn;
     ktab[*slot].blocks = (unsigned)(sms > 0 ? sms : 1) *
                          (unsigned)(per_sm > 0 ? per_sm : KERNEL_BLOCKS_PER_SM);
     return CUDA_SUCCESS;
+}
+
+/* The current context's table slot (its module loaded), under ktab_mu; <0: an error r. */
+static int kernel_slot(CUresult *rp)
+{
+    CUcontext ctx = NULL;
+    CUresult r = cu.CtxGetCurrent(&ctx);
+    if (r == CUDA_SUCCESS && ctx == NULL)
+        r = CUDA_ERROR_INVALID_CONTEXT;
+    unsigned long long id = 0;
+    if (r == CUDA_SUCCESS && cu.CtxGetId)
+        r = cu.CtxGetId(ctx, &id);
+    int slot = -1;
+    if (r == CUDA_SUCCESS) {
+        for (int i = 0; i < ktab_n && slot < 0; i++)
+            if (ktab[i].ctx == ctx)
+                slot = i;
+        if (slot < 0 || ktab[slot].id != id)
+            r = kernel_load(ctx, id, &slot);
+    }
+    *rp = r;
+    return r == CUDA_SUCCESS ? slot : -1;
+}
+
+static int c_launch_copy(const rr_kcopy *segs, uint32_t nseg, uint64_t max_bytes, uintptr_t s)
+{
+    if (nseg == 0)
+        return CUDA_SUCCESS;
+    CUresult r;
+    pthread_mutex_lock(&ktab_mu);
+    int slot = kernel_slot(&r);
+    CUfunction fn = slot >= 0 ? ktab[slot].copy_fn : NULL;
+    pthread_mutex_unlock(&ktab_mu);
+    if (r != CUDA_SUCCESS)
+        return r;
+    /* x: blocks per segment (four 16-byte steps per thread for the longest), y: segments */
+    uint64_t per = (uint64_t)KERNEL_THREADS * 16 * 4;
+    uint64_t gx = (max_bytes + per - 1) / per;
+    unsigned grid_x = (unsigned)(gx < 1 ? 1 : gx > 64 ? 64 : gx);
+    unsigned grid_y = nseg < 65535 ? nseg : 65535;
+    const rr_kcopy *table = segs; /* pinned host memory: the device reads it (UVA) */
+    void *params[2] = {&table, &nseg};
+    return cu.LaunchKernel(fn, grid_x, grid_y, 1, KERNEL_THREADS, 1, 1, 0, (CUstream)s, params,
+                           NULL);
 }
 
 static int c_launch_reduce(const rr_kargs *a, uintptr_t s)
@@ -499,6 +548,7 @@ static const rr_dev_backend cuda_backend = {
     .ipc_event_handle = c_ipc_event_handle,
     .ipc_event_open = c_ipc_event_open,
     .launch_reduce = c_launch_reduce,
+    .launch_copy = c_launch_copy,
 };
 
 const rr_dev_backend *rr_dev_cuda_backend(void) { return &cuda_backend; }

@@ -36,7 +36,7 @@
 
 enum { F_OK = 0 };
 
-enum { OP_COPY, OP_RECORD, OP_WAIT, OP_KERNEL, OP_SLEEP, OP_STOP };
+enum { OP_COPY, OP_RECORD, OP_WAIT, OP_KERNEL, OP_COPYK, OP_SLEEP, OP_STOP };
 
 typedef struct fake_op {
     int kind;
@@ -48,6 +48,8 @@ typedef struct fake_op {
     uint64_t seq;
     double seconds;           /* OP_SLEEP */
     rr_kargs k;               /* OP_KERNEL, addresses untagged */
+    const rr_kcopy *segs;     /* OP_COPYK: the segment table, read when the op runs */
+    uint32_t nseg;
     struct fake_op *next;
 } fake_op;
 
@@ -148,6 +150,23 @@ static void kernel_run(const rr_kargs *a)
     rr_dev_kernel_host(&k);
 }
 
+/* The batched copy kernel: destinations poisoned first (a reader not ordered after the
+ * launch sees 0xFF), a pause, then the copies of the host build, addresses untagged. */
+static void copy_kernel_run(const rr_kcopy *segs, uint32_t nseg, unsigned *seed)
+{
+    for (uint32_t k = 0; k < nseg; k++)
+        if (segs[k].bytes)
+            memset(rr_fake_untag((uintptr_t)segs[k].dst), 0xFF, (size_t)segs[k].bytes);
+    if (seed)
+        pause_a_little(seed);
+    for (uint32_t k = 0; k < nseg; k++) {
+        rr_kcopy c = segs[k];
+        c.dst = (uint64_t)(uintptr_t)rr_fake_untag((uintptr_t)c.dst);
+        c.src = (uint64_t)(uintptr_t)rr_fake_untag((uintptr_t)c.src);
+        rr_dev_copy_host(&c, 1);
+    }
+}
+
 static void run_op(fake_stream *s, fake_op *op)
 {
     switch (op->kind) {
@@ -169,6 +188,9 @@ static void run_op(fake_stream *s, fake_op *op)
     case OP_KERNEL:
         pause_a_little(&s->seed);
         kernel_run(&op->k);
+        break;
+    case OP_COPYK:
+        copy_kernel_run(op->segs, op->nseg, &s->seed);
         break;
     case OP_SLEEP: {
         struct timespec ts = {(time_t)op->seconds,
@@ -451,6 +473,22 @@ static int f_launch_reduce(const rr_kargs *a, uintptr_t h)
     return enqueue(s, &op);
 }
 
+static int f_launch_copy(const rr_kcopy *segs, uint32_t nseg, uint64_t max_bytes, uintptr_t h)
+{
+    (void)max_bytes;
+    if (nseg == 0)
+        return F_OK;
+    if (segs == NULL)
+        return RR_FAKE_ERR_VALUE;
+    fake_stream *s = as_stream(h);
+    if (s == NULL) {
+        copy_kernel_run(segs, nseg, NULL);
+        return F_OK;
+    }
+    fake_op op = {.kind = OP_COPYK, .segs = segs, .nseg = nseg};
+    return enqueue(s, &op);
+}
+
 int rr_fake_stream_sleep(uintptr_t h, double seconds)
 {
     fake_stream *s = as_stream(h);
@@ -525,6 +563,7 @@ static const rr_dev_backend fake_backend = {
     .ipc_event_handle = rr_fake_ipc_event_handle,
     .ipc_event_open = rr_fake_ipc_event_open,
     .launch_reduce = f_launch_reduce,
+    .launch_copy = f_launch_copy,
 };
 
 const rr_dev_backend *rr_dev_fake_backend(void) { return &fake_backend; }

@@ -203,15 +203,26 @@ static rr_status work_objects(rr_comm *c, rr_device *d)
     return RR_OK;
 }
 
-/* The engine stream waits for the work queued on the tensors' producer streams. */
+/* The engine stream waits for the work queued on the tensors' producer streams: on each
+ * stream, the ready event recorded last covers the earlier ones (one wait per stream). */
 static rr_status wait_ready(rr_comm *c, rr_device *d, rr_resp *const *rs, size_t k)
 {
     if (rr_test_plant("no_ready_wait"))
         return RR_OK;
-    for (size_t i = 0; i < k; i++)
-        if (rs[i]->ent && rs[i]->ent->ready_ev)
+    for (size_t i = 0; i < k; i++) {
+        const rr_entry *x = rs[i]->ent;
+        if (x == NULL || x->ready_ev == NULL)
+            continue;
+        int covered = 0; /* a later submission on the same stream, or one handled before */
+        for (size_t j = 0; j < k && !covered; j++) {
+            const rr_entry *y = rs[j]->ent;
+            covered = j != i && y && y->ready_ev && y->stream == x->stream &&
+                      (y->id > x->id || (y->id == x->id && j < i));
+        }
+        if (!covered)
             DEVCALL(c, d->be, "making the engine stream wait for a producer",
-                    d->be->stream_wait_event(d->work, rs[i]->ent->ready_ev));
+                    d->be->stream_wait_event(d->work, x->ready_ev));
+    }
     return RR_OK;
 }
 
@@ -243,19 +254,54 @@ static rr_status fusion_buffer(rr_comm *c, rr_device *d, size_t bytes)
     return RR_OK;
 }
 
-/* Host zeros of at least `bytes` (a joined rank's share packed into the fusion buffer). */
+/* Pinned host zeros of at least `bytes` (a joined rank's share packed into the fusion
+ * buffer; the copy kernel reads them through unified addressing). */
 static rr_status host_zeros(rr_comm *c, rr_device *d, size_t bytes, const void **out)
 {
     if (bytes > d->zeros_cap) {
-        void *z = calloc(1, bytes);
-        if (z == NULL)
-            return RR_FAIL(c, RR_ERR_NOMEM, "cannot allocate %zu bytes", bytes);
+        void *z = NULL;
+        DEVCALL(c, d->be, "pinned host allocation", d->be->host_alloc(&z, bytes));
+        memset(z, 0, bytes);
         /* the old zeros may be the source of a queued copy: done() waited for it */
-        free(d->zeros);
+        if (d->zeros)
+            d->be->host_free(d->zeros);
         d->zeros = z;
         d->zeros_cap = bytes;
     }
     *out = d->zeros;
+    return RR_OK;
+}
+
+/* Room for n segments in the pinned segment table (the previous unit's launches are done:
+ * done() waited for them). */
+static rr_status seg_table(rr_comm *c, rr_device *d, size_t n)
+{
+    if (n <= d->segs_cap)
+        return RR_OK;
+    size_t cap = n < 256 ? 256 : n;
+    void *p = NULL;
+    DEVCALL(c, d->be, "pinned host allocation", d->be->host_alloc(&p, cap * sizeof(rr_kcopy)));
+    if (d->segs)
+        d->be->host_free(d->segs);
+    d->segs = p;
+    d->segs_cap = cap;
+    return RR_OK;
+}
+
+/* Copy the segments t[0..n) on the engine stream: one launch of the copy kernel. */
+static rr_status copy_segments(rr_comm *c, rr_device *d, const rr_kcopy *t, size_t n)
+{
+    uint64_t longest = 0;
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].bytes) {
+            longest = t[i].bytes > longest ? t[i].bytes : longest;
+            used++;
+        }
+    if (used == 0)
+        return RR_OK;
+    DEVCALL(c, d->be, "launching the copy kernel",
+            d->be->launch_copy(t, (uint32_t)n, longest, d->work));
     return RR_OK;
 }
 
@@ -289,31 +335,32 @@ static rr_status fused_allreduce(rr_engine *e, rr_device *d, rr_resp *const *rs,
         return done(c, d);
     }
     RR_CHECK(fusion_buffer(c, d, total * es));
-    size_t off = 0;
+    RR_CHECK(seg_table(c, d, 2 * k)); /* [0, k): pack, [k, 2k): unpack */
+    rr_kcopy *in = d->segs, *out = d->segs + k;
+    size_t off = 0, biggest = 0;
     for (size_t i = 0; i < k; i++) {
         size_t b = rs[i]->d.count * es;
-        if (b && rs[i]->ent) {
-            DEVCALL(c, be, "device-to-device copy",
-                    be->d2d(d->fbuf + off, (uintptr_t)rs[i]->ent->sendbuf, b, d->work));
-        } else if (b) {
-            const void *z = NULL;
-            RR_CHECK(host_zeros(c, d, b, &z));
-            DEVCALL(c, be, "host-to-device copy", be->h2d(d->fbuf + off, z, b, d->work));
-        }
+        biggest = b > biggest ? b : biggest;
+    }
+    const void *z = NULL;
+    for (size_t i = 0; i < k; i++) {
+        size_t b = rs[i]->d.count * es;
+        const rr_entry *x = rs[i]->ent;
+        if (x == NULL && b && z == NULL)
+            RR_CHECK(host_zeros(c, d, biggest, &z));
+        in[i] = (rr_kcopy){d->fbuf + off, x ? (uint64_t)(uintptr_t)x->sendbuf
+                                            : (uint64_t)(uintptr_t)z, b};
+        out[i] = (rr_kcopy){x ? (uint64_t)(uintptr_t)x->recvbuf : 0, d->fbuf + off,
+                            x ? b : 0};
         off += b;
     }
+    RR_CHECK(copy_segments(c, d, in, k));
+    (void)be;
     marks[1] = rr_now();
     RR_CHECK(rr_dev_allreduce_agreed(c, d, d->work, d->fbuf, d->fbuf, total, d0->dtype, d0->op,
                                      d0->pre, d0->post, d0->div, allow_ipc));
     marks[2] = rr_now();
-    off = 0;
-    for (size_t i = 0; i < k; i++) {
-        size_t b = rs[i]->d.count * es;
-        if (b && rs[i]->ent)
-            DEVCALL(c, be, "device-to-device copy",
-                    be->d2d((uintptr_t)rs[i]->ent->recvbuf, d->fbuf + off, b, d->work));
-        off += b;
-    }
+    RR_CHECK(copy_segments(c, d, out, k));
     marks[3] = rr_now();
     return done(c, d);
 }

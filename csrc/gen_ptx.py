@@ -36,6 +36,7 @@ OPTIONS = [
     "-DRR_KERNEL_CUDA=1",  # the CUDA dialect of dev_kernel_src.h
 ]
 ENTRY = "rr_reduce_kernel"
+ENTRIES = (ENTRY, "rr_copy_kernel")
 PROGRAM_NAME = "dev_kernel_src.cu"  # no path of this machine reaches NVRTC
 
 HERE = Path(__file__).resolve().parent
@@ -119,8 +120,9 @@ def _validate(ptx: str) -> str:
         raise NvrtcError("no .version directive in the PTX")
     if not re.search(rf"^\.target\s+{TARGET.replace('compute_', 'sm_')}\s*$", ptx, re.M):
         raise NvrtcError(f"the PTX does not target {TARGET}")
-    if not re.search(rf"\.entry\s+{ENTRY}\b", ptx):
-        raise NvrtcError(f"the PTX has no .entry {ENTRY}")
+    for entry in ENTRIES:
+        if not re.search(rf"\.entry\s+{entry}\b", ptx):
+            raise NvrtcError(f"the PTX has no .entry {entry}")
     if re.search(r"\bfma\.", ptx):
         raise NvrtcError("the PTX contains an fma instruction")
     for bad in {str(HERE), str(Path.home()), "/home/", "/tmp/"}:

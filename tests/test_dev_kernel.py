@@ -339,6 +339,7 @@ def test_committed_ptx_shape():
     assert re.search(r"^\.version 8\.0$", ptx, re.M), "PTX ISA 8.0 expected"
     assert re.search(r"^\.target sm_70$", ptx, re.M), "target compute_70 (sm_70) expected"
     assert re.search(r"^\.visible \.entry rr_reduce_kernel\(", ptx, re.M)
+    assert re.search(r"^\.visible \.entry rr_copy_kernel\(", ptx, re.M)
     assert not re.search(r"\bfma\.", ptx), "the kernel must not contract to FMA"
     assert "Cuda compilation tools, release 12.0" in ptx
     for bad in ("/work", "/home", "/tmp", "/root", "/usr"):

@@ -14,7 +14,7 @@ from .test_shm import _ours, _run_victim
 # 4 KiB chunks: every size above a few KiB takes many chunks through the two slots
 # (two-shot chunks; the last chunk of a call and small calls, up to 1 KiB, in one shot)
 IPC = {"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_CHUNK_BYTES": "4096",
-       "RINGRED_IPC_ONESHOT_BYTES": "1024"}
+       "RINGRED_IPC_ONESHOT_BYTES": "1024", "RINGRED_IPC_MIN_BYTES": "0"}
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
@@ -25,7 +25,8 @@ def test_ipc_matches_host_bit_for_bit(n):
 def test_ipc_three_slots_two_shot_only():
     run_mpi(2, "device_ipc", "matrix",
             env={"RINGRED_DEVICE_TRANSPORT": "ipc", "RINGRED_IPC_SLOTS": "3",
-                 "RINGRED_IPC_CHUNK_BYTES": "65536", "RINGRED_IPC_ONESHOT_BYTES": "0"},
+                 "RINGRED_IPC_CHUNK_BYTES": "65536", "RINGRED_IPC_ONESHOT_BYTES": "0",
+                 "RINGRED_IPC_MIN_BYTES": "0"},
             timeout=400)
 
 

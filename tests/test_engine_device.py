@@ -33,9 +33,11 @@ def test_engine_device_ordering():
     run_mpi(2, "engine_device", "ordering", timeout=120)
 
 
-def test_planted_early_completion_is_caught():
-    """Completing requests before their done event fires must fail the ordering check."""
-    res = run_mpi(2, "engine_device", "ordering", env={"RINGRED_TEST_PLANT": "early_done"},
+@pytest.mark.parametrize("plant", ["early_done", "no_ready_wait"])
+def test_planted_ordering_bugs_are_caught(plant):
+    """Completing requests before their done event fires, or packing inputs without waiting
+    for their producer stream, must fail the ordering check."""
+    res = run_mpi(2, "engine_device", "ordering", env={"RINGRED_TEST_PLANT": plant},
                   timeout=120, expect_ok=False)
     assert res.returncode != 0 and "wrong result" in res.stdout + res.stderr, (
         res.stdout[-2000:] + res.stderr[-2000:])

@@ -117,14 +117,25 @@ def check_engine() -> None:
 
 
 def body_ordering() -> None:
-    """Many chunks through few slots, checked exactly (integers: no rounding); run with a
-    planted bug (RINGRED_TEST_PLANT=ipc_no_event_wait / ipc_no_flag_wait), it must fail."""
+    """Many chunks through few slots, checked exactly (integers: no rounding).  The last
+    rank's input is written by its producer stream 50 ms late, so its copies into its slots
+    come late too, deterministically; run with a planted bug (RINGRED_TEST_PLANT=
+    ipc_no_event_wait / ipc_no_flag_wait), the others then read its slots early and fail."""
+    from ringred.testing import FakeStream
+
     n, r = ringred.size(), ringred.rank()
     c = chunk_elems(np.dtype(np.int32))
     for rnd in range(4):
         count = 6 * c + 11 * rnd + 1
         x = np.arange(count, dtype=np.int32) * (r + 1) + rnd
-        got = ringred.allreduce(dev(x), op=ringred.Sum).get()
+        if r == n - 1:
+            with FakeStream() as s:
+                d = FakeDeviceArray.from_host(np.zeros_like(x), stream=s)
+                s.sleep(0.05)
+                s.copy(d, x)
+                got = ringred.allreduce(d, op=ringred.Sum).get()
+        else:
+            got = ringred.allreduce(dev(x), op=ringred.Sum).get()
         want = np.arange(count, dtype=np.int32) * (n * (n + 1) // 2) + n * rnd
         bad = np.flatnonzero(got != want)
         assert bad.size == 0, f"wrong result at {bad[:5]}: {got[bad[:5]]} != {want[bad[:5]]}"

@@ -208,17 +208,29 @@ def body_join() -> None:
 
 
 def body_ordering() -> None:
-    """Results read as soon as wait() returns (run also with RINGRED_TEST_PLANT=early_done,
-    which must fail here)."""
+    """Inputs written by their producer stream 50 ms after submission, results read as soon
+    as wait() returns.  Run with RINGRED_TEST_PLANT=no_ready_wait (the engine does not wait
+    for the producer) or early_done (requests complete before the device is done), it must
+    fail, deterministically."""
+    from ringred.testing import FakeStream
+
     n, r = ringred.size(), ringred.rank()
-    for rnd in range(8):
-        xs = [dev(np.full(1 + 97 * i, float(r + 1 + i), np.float32)) for i in range(48)]
+    for rnd in range(3):
+        s = FakeStream()
+        xs = []
+        for i in range(48):
+            x = FakeDeviceArray.from_host(np.zeros(1 + 97 * i, np.float32), stream=s)
+            xs.append(x)
+        s.sleep(0.05)
+        for i, x in enumerate(xs):
+            s.copy(x, np.full(x.shape, float(r + 1 + i), np.float32))
         hs = [ringred.allreduce_async(x, op=ringred.Sum, name=f"ord.{rnd}.{i}")
               for i, x in enumerate(xs)]
         for i, h in enumerate(hs):
             got = h.wait().get()
             want = sum(q + 1 + i for q in range(n))
             assert np.all(got == want), f"wrong result for ord.{rnd}.{i}: {got[:4]} != {want}"
+        s.close()
 
 
 MODES = {"main": body_main, "join": body_join, "ordering": body_ordering}
