@@ -288,9 +288,19 @@ static rr_status seg_table(rr_comm *c, rr_device *d, size_t n)
     return RR_OK;
 }
 
-/* Copy the segments t[0..n) on the engine stream: one launch of the copy kernel. */
+/* Copy the segments t[0..n) on the engine stream: one launch of the copy kernel, or with
+ * RINGRED_DEVICE_PACK=copies one device-to-device copy per segment. */
 static rr_status copy_segments(rr_comm *c, rr_device *d, const rr_kcopy *t, size_t n)
 {
+    const char *how = getenv("RINGRED_DEVICE_PACK");
+    if ((how && strcmp(how, "copies") == 0) || d->be->launch_copy == NULL) {
+        for (size_t i = 0; i < n; i++)
+            if (t[i].bytes)
+                DEVCALL(c, d->be, "device-to-device copy",
+                        d->be->d2d((uintptr_t)t[i].dst, (uintptr_t)t[i].src, t[i].bytes,
+                                   d->work));
+        return RR_OK;
+    }
     uint64_t longest = 0;
     size_t used = 0;
     for (size_t i = 0; i < n; i++)

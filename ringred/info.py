@@ -32,6 +32,8 @@ SETTINGS = {
     "RINGRED_CUDA_AWARE": ("auto", "device pointers straight to a CUDA-aware MPI: auto, 0, 1"),
     "RINGRED_DEVICE_TRANSPORT": ("auto", "GPU allreduce between same-host ranks: auto, ipc, "
                                          "staged"),
+    "RINGRED_DEVICE_PACK": ("kernel", "engine: pack device tensors with the copy kernel or "
+                                      "one copy each (copies)"),
     "RINGRED_IPC_MIN_BYTES": ("1048576", "CUDA IPC: smaller allreduces stay staged"),
     "RINGRED_IPC_CHUNK_BYTES": ("134217728", "CUDA IPC: bytes per scratch slot (a chunk)"),
     "RINGRED_IPC_ONESHOT_BYTES": ("4194304", "CUDA IPC: chunks this small reduced in one shot"),

@@ -15,6 +15,8 @@ CONFIGS = {
     # fused units, unfused tensors and joined-rank zeros all take several segments
     "small": {"RINGRED_DEVICE_SEGMENT_BYTES": "4096", "RINGRED_DEVICE_SLOTS": "2",
               "RINGRED_FUSION_THRESHOLD": "65536"},
+    # pack and unpack with one device-to-device copy per tensor instead of the copy kernel
+    "copies": {"RINGRED_DEVICE_PACK": "copies"},
 }
 
 
