@@ -414,6 +414,11 @@ typedef rr_status (*one_fn)(rr_engine *e, rr_device *d, rr_resp *r);
 static rr_status run_one(rr_engine *e, rr_resp *r, one_fn fn)
 {
     rr_comm *c = e->comm;
+    /* joined ranks never get here: broadcast and allgather are refused while some ranks
+     * have joined, and a joined rank's reducescatter is handled by the caller */
+    if (r->ent == NULL)
+        return RR_FAIL(c, RR_ERR_STATE, "engine protocol error: device %s without a request",
+                       rr_kind_name(r->d.kind));
     rr_device *d = NULL;
     void *prev = NULL;
     double m[4];
@@ -443,14 +448,7 @@ static rr_status bcast_fn(rr_engine *e, rr_device *d, rr_resp *r)
                                    r->d.dtype, r->d.root);
 }
 
-rr_status rr_edev_broadcast(rr_engine *e, rr_resp *r)
-{
-    /* joined ranks never get here: broadcast is refused while some ranks have joined */
-    if (r->ent == NULL)
-        return RR_FAIL(e->comm, RR_ERR_STATE, "engine protocol error: device broadcast "
-                       "without a request");
-    return run_one(e, r, bcast_fn);
-}
+rr_status rr_edev_broadcast(rr_engine *e, rr_resp *r) { return run_one(e, r, bcast_fn); }
 
 static rr_status gather_fn(rr_engine *e, rr_device *d, rr_resp *r)
 {
@@ -487,13 +485,7 @@ static rr_status gather_fn(rr_engine *e, rr_device *d, rr_resp *r)
     return st;
 }
 
-rr_status rr_edev_allgather(rr_engine *e, rr_resp *r)
-{
-    if (r->ent == NULL)
-        return RR_FAIL(e->comm, RR_ERR_STATE, "engine protocol error: device allgather "
-                       "without a request");
-    return run_one(e, r, gather_fn);
-}
+rr_status rr_edev_allgather(rr_engine *e, rr_resp *r) { return run_one(e, r, gather_fn); }
 
 static rr_status scatter_fn(rr_engine *e, rr_device *d, rr_resp *r)
 {

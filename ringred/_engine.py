@@ -125,18 +125,28 @@ class Engine:
         """Submit ``n`` filled ``rr_request`` structs atomically; return their Handle."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
-        if n == 1:
-            try:
-                ids = self._tls.ids
-            except AttributeError:
-                self.scratch()
-                ids = self._tls.ids
-        else:
-            ids = ffi.new("uint64_t[]", n)
+        ids = self._scratch_ids() if n == 1 else ffi.new("uint64_t[]", n)
         st = lib.rr_engine_submit(self.h, reqs, n, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
-        handle = Handle(self, (ids[0],) if n == 1 else tuple(ids), name, refs, finish)
+        return self._track(Handle(self, (ids[0],) if n == 1 else tuple(ids), name, refs,
+                                  finish))
+
+    def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
+                  div: int) -> Handle:
+        """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""
+        if self.closed:
+            raise error_for(8, "ringred was shut down: the engine is closed")
+        ids = self._scratch_ids()
+        st = lib.rr_engine_allreduce(self.h, name.encode(), ffi.from_buffer(x),
+                                     ffi.from_buffer(res), x.size, code, cop, 1.0, post, div,
+                                     x.ndim, x.shape, ids)
+        if st != 0:
+            raise error_for(st, _last_error(self.h))
+        return self._track(Handle(self, (ids[0],), name, (x, res), None))
+
+    def _track(self, handle: Handle) -> Handle:
+        """Keep a new handle in the live table (swept when it grows)."""
         live = self._live
         live[handle._ids[0]] = handle
         if len(live) >= self._sweep_at:
@@ -144,28 +154,13 @@ class Engine:
                 self._sweep()
         return handle
 
-    def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
-                  div: int) -> Handle:
-        """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""
-        if self.closed:
-            raise error_for(8, "ringred was shut down: the engine is closed")
+    def _scratch_ids(self) -> Any:
+        """This thread's one-element id array."""
         try:
-            ids = self._tls.ids
+            return self._tls.ids
         except AttributeError:
             self.scratch()
-            ids = self._tls.ids
-        st = lib.rr_engine_allreduce(self.h, name.encode(), ffi.from_buffer(x),
-                                     ffi.from_buffer(res), x.size, code, cop, 1.0, post, div,
-                                     x.ndim, x.shape, ids)
-        if st != 0:
-            raise error_for(st, _last_error(self.h))
-        handle = Handle(self, (ids[0],), name, (x, res), None)
-        live = self._live
-        live[ids[0]] = handle
-        if len(live) >= self._sweep_at:
-            with self._lock:
-                self._sweep()
-        return handle
+            return self._tls.ids
 
     def allreduce_device(self, name: str, keep: tuple, send: int, recv: int, count: int,
                          code: int, cop: int, pre: float, post: float, div: int, shape: Any,
@@ -174,23 +169,13 @@ class Engine:
         """The device hot path: one device allreduce (``keep`` holds its buffers)."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
-        try:
-            ids = self._tls.ids
-        except AttributeError:
-            self.scratch()
-            ids = self._tls.ids
+        ids = self._scratch_ids()
         st = lib.rr_engine_allreduce_device(
             self.h, name.encode(), ffi.cast("void *", send), ffi.cast("void *", recv), count,
             code, cop, pre, post, div, len(shape), shape, backend, device, stream, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
-        handle = Handle(self, (ids[0],), name, keep, finish)
-        live = self._live
-        live[ids[0]] = handle
-        if len(live) >= self._sweep_at:
-            with self._lock:
-                self._sweep()
-        return handle
+        return self._track(Handle(self, (ids[0],), name, keep, finish))
 
     def _sweep(self) -> None:
         """Finish handles the user dropped without waiting (keeps the live table bounded)."""
