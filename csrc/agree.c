@@ -149,6 +149,7 @@ static const char *kind_name(int k)
     case RR_KIND_DEV_ALLREDUCE: return "allreduce(device)";
     case RR_KIND_DEV_ALLREDUCE_DIRECT: return "allreduce(device,cuda-aware-mpi)";
     case RR_KIND_DEV_BROADCAST: return "broadcast(device)";
+    case RR_KIND_DEV_REDUCESCATTER: return "reducescatter(device)";
     default: return "unknown";
     }
 }
@@ -261,13 +262,16 @@ rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *
         return RR_FAIL(c, RR_ERR_MISMATCH, "%s", msg);
     pos = describe(all, n, "element count", f_count, msg, cap, pos);
     if (h->kind == RR_KIND_ALLREDUCE || h->kind == RR_KIND_REDUCESCATTER ||
-        h->kind == RR_KIND_DEV_ALLREDUCE || h->kind == RR_KIND_DEV_ALLREDUCE_DIRECT) {
+        h->kind == RR_KIND_DEV_ALLREDUCE || h->kind == RR_KIND_DEV_ALLREDUCE_DIRECT ||
+        h->kind == RR_KIND_DEV_REDUCESCATTER) {
         pos = describe(all, n, "reduce op", f_op, msg, cap, pos);
         pos = describe(all, n, "prescale factor", f_pre, msg, cap, pos);
         pos = describe(all, n, "postscale factor", f_post, msg, cap, pos);
     }
     if (h->kind == RR_KIND_BROADCAST || h->kind == RR_KIND_DEV_BROADCAST)
         pos = describe(all, n, "root rank", f_root, msg, cap, pos);
+    if (h->kind == RR_KIND_DEV_REDUCESCATTER)
+        pos = describe(all, n, "split of the rows (hash)", f_root, msg, cap, pos);
     if (pos == 0)
         snprintf(msg, cap, "ranks disagree on the call (settings differ between ranks?)");
     return RR_FAIL(c, RR_ERR_MISMATCH, "%s", msg);

@@ -407,7 +407,13 @@ rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t 
         return refuse(c, RR_KIND_DEV_BROADCAST, st);
     rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
     st = rr_agree_call(c, &h);
-    if (st == RR_OK && count) {
+    int ipc = 0;
+    if (st == RR_OK && count)
+        st = rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc);
+    if (st == RR_OK && ipc) {
+        uintptr_t src = c->rank == root ? (uintptr_t)dsend : (uintptr_t)drecv;
+        st = rr_ipc_broadcast(c, d, stream, src, (uintptr_t)drecv, count, dtype, root, 1);
+    } else if (st == RR_OK && count) {
         int is_root = c->rank == root;
         bc_args a = {dtype, root};
         st = pipeline(c, d, RR_KIND_BROADCAST, stream, (uintptr_t)dsend, (uintptr_t)drecv, count,
@@ -469,6 +475,15 @@ static rr_status allgather_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
     if (counts[c->rank] != count)
         return RR_FAIL(c, RR_ERR_INVALID, "allgather: counts[%d] = %zu but count = %zu", c->rank,
                        counts[c->rank], count);
+    int ipc = 0;
+    RR_CHECK(rr_ipc_use(c, d, total * es, &ipc));
+    if (ipc) {
+        /* the data phase's agreement (a peer that could not allocate its result poisoned
+         * it), then the peers' blocks straight from their scratch */
+        rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 0, (uint64_t)total, 1.0, 1.0};
+        RR_CHECK(rr_agree_call(c, &h));
+        return rr_ipc_allgather(c, d, prod, dsend, drecv, counts, dtype, 1);
+    }
     uint8_t *host = NULL;
     RR_CHECK(whole(c, d, 0, total * es, &host));
     rr_status st;
@@ -551,8 +566,22 @@ rr_status rr_device_reducescatter(rr_comm *c, int backend, int device_id, uintpt
     if (st != RR_OK)
         return refuse(c, RR_KIND_REDUCESCATTER, st);
     ar_args a = {dtype, op, prescale, postscale, avg_div};
-    st = reducescatter_body(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv,
-                                      recvcounts, &a);
+    /* one agreement for the whole call, the split included (a hash of it) */
+    uint32_t split = 2166136261u;
+    for (int i = 0; i < c->size; i++)
+        split = (split ^ (uint32_t)(recvcounts[i] ^ (recvcounts[i] >> 32))) * 16777619u;
+    rr_header h = {RR_KIND_DEV_REDUCESCATTER, (uint8_t)dtype, (uint8_t)op, 0,
+                   (int32_t)(split & 0x7fffffff), (uint64_t)count, prescale, postscale};
+    st = rr_agree_call(c, &h);
+    int ipc = 0;
+    if (st == RR_OK && count)
+        st = rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc);
+    if (st == RR_OK && ipc)
+        st = rr_ipc_reducescatter(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv,
+                                  recvcounts, dtype, op, prescale, postscale, avg_div, 1);
+    else if (st == RR_OK)
+        st = reducescatter_body(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv,
+                                recvcounts, &a);
     rr_dev_leave(d, prev);
     return st;
 }
@@ -597,10 +626,15 @@ rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, do
 }
 
 rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,
-                                  size_t count, int dtype, int root)
+                                  size_t count, int dtype, int root, int allow_ipc)
 {
     if (count == 0)
         return RR_OK;
+    int ipc = 0;
+    if (allow_ipc)
+        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    if (ipc)
+        return rr_ipc_broadcast(c, d, prod, buf, buf, count, dtype, root, 0);
     bc_args a = {dtype, root};
     int is_root = c->rank == root;
     return pipeline(c, d, RR_KIND_BROADCAST, prod, buf, buf, count, rr_dtype_size(dtype),
@@ -609,8 +643,15 @@ rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uint
 
 rr_status rr_dev_reducescatter_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
                                       size_t count, uintptr_t drecv, const size_t *recvcounts,
-                                      int dtype, int op, double pre, double post, int64_t div)
+                                      int dtype, int op, double pre, double post, int64_t div,
+                                      int allow_ipc)
 {
+    int ipc = 0;
+    if (allow_ipc && count)
+        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    if (ipc)
+        return rr_ipc_reducescatter(c, d, prod, dsend, count, drecv, recvcounts, dtype, op, pre,
+                                    post, div, 0);
     ar_args a = {dtype, op, pre, post, div};
     return reducescatter_body(c, d, prod, dsend, count, drecv, recvcounts, &a);
 }

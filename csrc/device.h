@@ -135,10 +135,11 @@ rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uint
 rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, double pre,
                                  double post, int64_t div);
 rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,
-                                  size_t count, int dtype, int root);
+                                  size_t count, int dtype, int root, int allow_ipc);
 rr_status rr_dev_reducescatter_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
                                       size_t count, uintptr_t drecv, const size_t *recvcounts,
-                                      int dtype, int op, double pre, double post, int64_t div);
+                                      int dtype, int op, double pre, double post, int64_t div,
+                                      int allow_ipc);
 /* Download bytes from device address src into host memory (after the work on prod). */
 rr_status rr_dev_download(rr_comm *c, rr_device *d, uintptr_t prod, void *host, uintptr_t src,
                           size_t bytes);

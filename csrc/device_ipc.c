@@ -455,3 +455,182 @@ rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev)
         }
     }
 }
+
+/* ------------------------------------------------ broadcast, reducescatter, allgather
+ * The same slots, events and flags: chunk g of a call uses slot g mod K, a rank writes its
+ * slot only after every peer announced OUT for the slot's previous chunk, and reads a peer's
+ * slot only after the peer announced IN for this chunk (and its stream waited on the event).
+ * Every rank runs every chunk (the chunk count comes from agreed sizes), raising IN only where
+ * it wrote its slot and OUT always. */
+
+/* Slot s free for chunk g: every peer is done with the chunk that used it before. */
+static rr_status slot_free(rr_comm *c, rr_device *d, rr_ipc *x, uint64_t g, int s)
+{
+    if (g < (uint64_t)x->K)
+        return RR_OK;
+    return wait_peers(c, d, x, RR_CTR_IPC_OUT, g - (uint64_t)x->K + 1, EV_OUT, s);
+}
+
+/* The stream waits until peer p has copied chunk g into its slot s. */
+static rr_status peer_in(rr_comm *c, rr_device *d, rr_ipc *x, int p, uint64_t g, int s)
+{
+    RR_CHECK(rr_shm_wait(c, RR_CTR_IPC_IN, p, g + 1));
+    IPC_CALL(c, d->be, "making the stream wait for a peer",
+             d->be->stream_wait_event(x->stream, x->ev[p][EV_IN][s]));
+    return RR_OK;
+}
+
+static rr_status d2d(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t dst, uintptr_t src,
+                     size_t bytes)
+{
+    if (bytes)
+        IPC_CALL(c, d->be, "device-to-device copy", d->be->d2d(dst, src, bytes, x->stream));
+    return RR_OK;
+}
+
+/* Start a call on the transport's stream (after prod's work); returns the chunk count. */
+static rr_status begin(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t prod, const char *what)
+{
+    if (x == NULL || x->state <= 0)
+        return RR_FAIL(c, RR_ERR_STATE, "the IPC transport is not set up");
+    c->shm->what = what;
+    IPC_CALL(c, d->be, "recording an event on the caller's stream",
+             d->be->event_record(x->ev_start, prod));
+    IPC_CALL(c, d->be, "making the transport's stream wait",
+             d->be->stream_wait_event(x->stream, x->ev_start));
+    return RR_OK;
+}
+
+/* End a call: prod waits for the transport's stream (and, with sync, the host too). */
+static rr_status end(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t prod, rr_status st,
+                     uint64_t nchunks, int sync)
+{
+    x->chunks += nchunks; /* the peers count the same, failed or not */
+    if (st == RR_OK) {
+        IPC_CALL(c, d->be, "recording an event on the transport's stream",
+                 d->be->event_record(x->ev_end, x->stream));
+        if (sync)
+            st = rr_ipc_host_wait(c, d, x->ev_end);
+        if (st == RR_OK)
+            IPC_CALL(c, d->be, "making the caller's stream wait",
+                     d->be->stream_wait_event(prod, x->ev_end));
+    }
+    if (st != RR_OK)
+        rr_dev_settle(d, st);
+    return st;
+}
+
+/* [lo, lo + m) of a call's elements intersected with [b0, b0 + bn): *a .. return. */
+static size_t overlap(size_t lo, size_t m, size_t b0, size_t bn, size_t *a)
+{
+    size_t s = lo > b0 ? lo : b0, e = lo + m < b0 + bn ? lo + m : b0 + bn;
+    *a = s;
+    return e > s ? e - s : 0;
+}
+
+rr_status rr_ipc_broadcast(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t src,
+                           uintptr_t drecv, size_t count, int dtype, int root, int sync)
+{
+    rr_ipc *x = d->ipc;
+    RR_CHECK(begin(c, d, x, prod, "broadcast (CUDA IPC transport)"));
+    size_t es = rr_dtype_size(dtype), per = x->chunk / es;
+    uint64_t nchunks = (count + per - 1) / per;
+    rr_status st = RR_OK;
+    for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
+        uint64_t g = x->chunks + j;
+        int s = (int)(g % (uint64_t)x->K);
+        size_t lo = (size_t)j * per, m = count - lo < per ? count - lo : per, off = s * x->chunk;
+        st = slot_free(c, d, x, g, s);
+        if (st == RR_OK && x->me == root) {
+            st = d2d(c, d, x, x->mine + off, src + lo * es, m * es);
+            if (st == RR_OK && drecv != src)
+                st = d2d(c, d, x, drecv + lo * es, src + lo * es, m * es);
+            if (st == RR_OK)
+                st = announce(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s);
+        } else if (st == RR_OK) {
+            st = peer_in(c, d, x, root, g, s);
+            if (st == RR_OK)
+                st = d2d(c, d, x, drecv + lo * es, x->at[root] + off, m * es);
+        }
+        if (st == RR_OK)
+            st = announce(c, d, x, RR_CTR_IPC_OUT, g + 1, EV_OUT, s);
+    }
+    return end(c, d, x, prod, st, nchunks, sync);
+}
+
+rr_status rr_ipc_reducescatter(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                               size_t count, uintptr_t drecv, const size_t *recvcounts,
+                               int dtype, int op, double pre, double post, int64_t div,
+                               int sync)
+{
+    rr_ipc *x = d->ipc;
+    RR_CHECK(begin(c, d, x, prod, "reducescatter (CUDA IPC transport)"));
+    ar_call a = {dsend, drecv, count, rr_dtype_size(dtype), dtype, op, pre, post, div};
+    size_t es = a.es, per = x->chunk / es, b0 = 0;
+    for (int p = 0; p < x->me; p++)
+        b0 += recvcounts[p];
+    size_t bn = recvcounts[x->me];
+    uint64_t nchunks = (count + per - 1) / per;
+    rr_status st = RR_OK;
+    for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
+        uint64_t g = x->chunks + j;
+        int s = (int)(g % (uint64_t)x->K);
+        size_t lo = (size_t)j * per, m = count - lo < per ? count - lo : per, off = s * x->chunk;
+        st = slot_free(c, d, x, g, s);
+        if (st == RR_OK)
+            st = d2d(c, d, x, x->mine + off, dsend + lo * es, m * es);
+        if (st == RR_OK)
+            st = announce(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s);
+        if (st == RR_OK)
+            st = wait_peers(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s);
+        size_t at = 0, n = overlap(lo, m, b0, bn, &at);
+        if (st == RR_OK && n) { /* our rows of this chunk, from every rank's slot */
+            rr_kargs k;
+            kargs(&k, x, &a, off, at - lo, n, drecv + (at - b0) * es, 0);
+            IPC_CALL(c, d->be, "launching the reduction kernel",
+                     d->be->launch_reduce(&k, x->stream));
+        }
+        if (st == RR_OK)
+            st = announce(c, d, x, RR_CTR_IPC_OUT, g + 1, EV_OUT, s);
+    }
+    return end(c, d, x, prod, st, nchunks, sync);
+}
+
+rr_status rr_ipc_allgather(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                           uintptr_t drecv, const size_t *counts, int dtype, int sync)
+{
+    rr_ipc *x = d->ipc;
+    RR_CHECK(begin(c, d, x, prod, "allgather (CUDA IPC transport)"));
+    size_t es = rr_dtype_size(dtype), per = x->chunk / es, total = 0, b[RR_KMAX_SRCS];
+    for (int p = 0; p < x->n; p++) {
+        b[p] = total;
+        total += counts[p];
+    }
+    uint64_t nchunks = (total + per - 1) / per;
+    rr_status st = RR_OK;
+    for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
+        uint64_t g = x->chunks + j;
+        int s = (int)(g % (uint64_t)x->K);
+        size_t lo = (size_t)j * per, m = total - lo < per ? total - lo : per, off = s * x->chunk;
+        size_t at = 0, n = overlap(lo, m, b[x->me], counts[x->me], &at);
+        st = slot_free(c, d, x, g, s);
+        if (st == RR_OK) /* our piece of the chunk into our slot, and into our output */
+            st = d2d(c, d, x, x->mine + off + (at - lo) * es, dsend + (at - b[x->me]) * es,
+                     n * es);
+        if (st == RR_OK)
+            st = d2d(c, d, x, drecv + at * es, dsend + (at - b[x->me]) * es, n * es);
+        if (st == RR_OK)
+            st = announce(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s);
+        for (int p = 0; p < x->n && st == RR_OK; p++) {
+            size_t ap = 0, np_ = p == x->me ? 0 : overlap(lo, m, b[p], counts[p], &ap);
+            if (np_ == 0)
+                continue;
+            st = peer_in(c, d, x, p, g, s);
+            if (st == RR_OK)
+                st = d2d(c, d, x, drecv + ap * es, x->at[p] + off + (ap - lo) * es, np_ * es);
+        }
+        if (st == RR_OK)
+            st = announce(c, d, x, RR_CTR_IPC_OUT, g + 1, EV_OUT, s);
+    }
+    return end(c, d, x, prod, st, nchunks, sync);
+}

@@ -30,6 +30,19 @@ rr_status rr_ipc_allreduce(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t d
                            uintptr_t drecv, size_t count, int dtype, int op, double pre,
                            double post, int64_t div, int sync);
 
+/* Broadcast of root's src (count elements) into every rank's drecv (src == drecv in place). */
+rr_status rr_ipc_broadcast(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t src,
+                           uintptr_t drecv, size_t count, int dtype, int root, int sync);
+/* Reducescatter: rank r receives the reduction of the block of recvcounts[r] elements that
+ * follows the blocks of the ranks before it. */
+rr_status rr_ipc_reducescatter(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                               size_t count, uintptr_t drecv, const size_t *recvcounts,
+                               int dtype, int op, double pre, double post, int64_t div,
+                               int sync);
+/* Allgather: every rank's counts[r] elements, concatenated in rank order, into drecv. */
+rr_status rr_ipc_allgather(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
+                           uintptr_t drecv, const size_t *counts, int dtype, int sync);
+
 /* Poll event ev (of d's device) until it completed, checking that the peers are alive. */
 rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev);
 

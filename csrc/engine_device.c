@@ -444,8 +444,9 @@ static rr_status run_one(rr_engine *e, rr_resp *r, one_fn fn)
 
 static rr_status bcast_fn(rr_engine *e, rr_device *d, rr_resp *r)
 {
+    /* never while some ranks have joined (refused then) */
     return rr_dev_broadcast_agreed(e->comm, d, d->work, (uintptr_t)r->ent->recvbuf, r->d.count,
-                                   r->d.dtype, r->d.root);
+                                   r->d.dtype, r->d.root, 1);
 }
 
 rr_status rr_edev_broadcast(rr_engine *e, rr_resp *r) { return run_one(e, r, bcast_fn); }
@@ -489,9 +490,11 @@ rr_status rr_edev_allgather(rr_engine *e, rr_resp *r) { return run_one(e, r, gat
 
 static rr_status scatter_fn(rr_engine *e, rr_device *d, rr_resp *r)
 {
+    /* a joined rank takes part with the host collective: then everybody stages */
     return rr_dev_reducescatter_agreed(e->comm, d, d->work, (uintptr_t)r->ent->sendbuf,
                                        r->d.count, (uintptr_t)r->ent->recvbuf, e->rs_counts,
-                                       r->d.dtype, r->d.op, r->d.pre, r->d.post, r->d.div);
+                                       r->d.dtype, r->d.op, r->d.pre, r->d.post, r->d.div,
+                                       !any_joined(e, e->joined_now));
 }
 
 /* e->rs_counts must hold the split of this response. */

@@ -17,7 +17,9 @@ enum { RR_KIND_ALLREDUCE = 1, RR_KIND_BROADCAST = 2, RR_KIND_ALLGATHER = 3,
        RR_KIND_REDUCESCATTER = 4, RR_KIND_BARRIER = 5,
        /* device buffers (device.c): the whole-call agreement of the staged pipeline and of
         * the direct (CUDA-aware MPI) path; a host and a device call do not match */
-       RR_KIND_DEV_ALLREDUCE = 6, RR_KIND_DEV_ALLREDUCE_DIRECT = 7, RR_KIND_DEV_BROADCAST = 8 };
+       RR_KIND_DEV_ALLREDUCE = 6, RR_KIND_DEV_ALLREDUCE_DIRECT = 7, RR_KIND_DEV_BROADCAST = 8,
+       /* device reducescatter: the whole call, with a hash of the split in `root` */
+       RR_KIND_DEV_REDUCESCATTER = 9 };
 
 /* Settings read once from RINGRED_* environment variables (see settings.c). */
 typedef struct rr_settings {

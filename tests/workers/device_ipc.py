@@ -93,6 +93,40 @@ def check_matrix() -> None:
     assert digest(d.get()) == digest(ringred.allreduce(x))
 
 
+def check_other_collectives() -> None:
+    """Broadcast, allgather and reducescatter over IPC: the host path's bits, every rank."""
+    n, r = ringred.size(), ringred.rank()
+    c = chunk_elems(np.dtype(np.float32))
+    for count in sorted({0, 1, 7 * n + 3, 3 * c + 5}):
+        for root in range(n):
+            x = data(r, np.dtype(np.float32), count, 40 + root)
+            got = ringred.broadcast(dev(x), root_rank=root).get()
+            assert digest(got) == digest(data(root, np.dtype(np.float32), count, 40 + root))
+            d = dev(x)
+            assert ringred.broadcast(d, root_rank=root, out=d) is d  # in place
+            assert digest(d.get()) == digest(got)
+    for rows in (1, n, 3 * n + 1, 2 * c // 3 + 1):
+        for dtype, opname in ((np.dtype(np.float32), "avg"), (np.dtype(np.int64), "sum"),
+                              (np.dtype(np.float16), "max")):
+            x = data(r, dtype, rows * 3, 50 + rows, opname).reshape(rows, 3)
+            got = ringred.reducescatter(dev(x), op=OPS[opname]).get()
+            want = ringred.reducescatter(x, op=OPS[opname])
+            assert got.shape == want.shape and same_bits(got, want, opname), (rows, dtype)
+    for mine in (0, 1, c // 4 + 3):
+        k = 0 if r == 0 else mine + r
+        x = data(r, np.dtype(np.float64), k * 2, 60 + mine).reshape(k, 2)
+        got = ringred.allgather(dev(x)).get()
+        want = ringred.allgather(x)
+        assert got.shape == want.shape and digest(got) == digest(want), mine
+    # through the engine (broadcast and reducescatter use IPC there too)
+    xs = data(r, np.dtype(np.float32), 2 * c + 7, 70)
+    got = ringred.broadcast_async(dev(xs), root_rank=n - 1, name="o.b").wait().get()
+    assert digest(got) == digest(data(n - 1, np.dtype(np.float32), 2 * c + 7, 70))
+    y = data(r, np.dtype(np.float32), (2 * c + 1) * 2, 71).reshape(-1, 2)
+    got = ringred.reducescatter_async(dev(y), name="o.rs").wait().get()
+    assert same_bits(got, ringred.reducescatter(y), "avg")
+
+
 def check_engine() -> None:
     """Fused device allreduces through the engine over IPC, in a different order per rank."""
     n, r = ringred.size(), ringred.rank()
@@ -157,6 +191,7 @@ def body_fallback() -> None:
 
 def body_matrix() -> None:
     check_matrix()
+    check_other_collectives()
     check_engine()
 
 
