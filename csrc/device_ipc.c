@@ -463,6 +463,15 @@ rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev)
  * Every rank runs every chunk (the chunk count comes from agreed sizes), raising IN only where
  * it wrote its slot and OUT always. */
 
+/* Chunk j of a call of `total` elements, `per` to a chunk: its global number g, its slot s
+ * (at byte offset off of a scratch ring), its elements [lo, lo + m). */
+#define CHUNK(x, j, per, total)                                                             \
+    const uint64_t g = (x)->chunks + (j);                                                   \
+    const int s = (int)(g % (uint64_t)(x)->K);                                              \
+    const size_t lo = (size_t)(j) * (per);                                                  \
+    const size_t m = (total) - lo < (per) ? (total) - lo : (per);                           \
+    const size_t off = (size_t)s * (x)->chunk
+
 /* Slot s free for chunk g: every peer is done with the chunk that used it before. */
 static rr_status slot_free(rr_comm *c, rr_device *d, rr_ipc *x, uint64_t g, int s)
 {
@@ -537,9 +546,7 @@ rr_status rr_ipc_broadcast(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t s
     uint64_t nchunks = (count + per - 1) / per;
     rr_status st = RR_OK;
     for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
-        uint64_t g = x->chunks + j;
-        int s = (int)(g % (uint64_t)x->K);
-        size_t lo = (size_t)j * per, m = count - lo < per ? count - lo : per, off = s * x->chunk;
+        CHUNK(x, j, per, count);
         st = slot_free(c, d, x, g, s);
         if (st == RR_OK && x->me == root) {
             st = d2d(c, d, x, x->mine + off, src + lo * es, m * es);
@@ -573,9 +580,7 @@ rr_status rr_ipc_reducescatter(rr_comm *c, rr_device *d, uintptr_t prod, uintptr
     uint64_t nchunks = (count + per - 1) / per;
     rr_status st = RR_OK;
     for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
-        uint64_t g = x->chunks + j;
-        int s = (int)(g % (uint64_t)x->K);
-        size_t lo = (size_t)j * per, m = count - lo < per ? count - lo : per, off = s * x->chunk;
+        CHUNK(x, j, per, count);
         st = slot_free(c, d, x, g, s);
         if (st == RR_OK)
             st = d2d(c, d, x, x->mine + off, dsend + lo * es, m * es);
@@ -609,9 +614,7 @@ rr_status rr_ipc_allgather(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t d
     uint64_t nchunks = (total + per - 1) / per;
     rr_status st = RR_OK;
     for (uint64_t j = 0; j < nchunks && st == RR_OK; j++) {
-        uint64_t g = x->chunks + j;
-        int s = (int)(g % (uint64_t)x->K);
-        size_t lo = (size_t)j * per, m = total - lo < per ? total - lo : per, off = s * x->chunk;
+        CHUNK(x, j, per, total);
         size_t at = 0, n = overlap(lo, m, b[x->me], counts[x->me], &at);
         st = slot_free(c, d, x, g, s);
         if (st == RR_OK) /* our piece of the chunk into our slot, and into our output */
