@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "device.h"
 #include "device_ipc.h"
 #include "internal.h"
+#include "shm.h"
 
-static const rr_dev_backend *backend_of(int backend)
+const rr_dev_backend *rr_dev_backend_of(int backend)
 {
     switch (backend) {
     case RR_DEVICE_CUDA: return rr_dev_cuda_backend();
@@ -33,7 +35,7 @@ static const rr_dev_backend *backend_of(int backend)
 
 rr_status rr_device_backend_available(int backend, char *why, size_t why_len)
 {
-    const rr_dev_backend *be = backend_of(backend);
+    const rr_dev_backend *be = rr_dev_backend_of(backend);
     if (be == NULL) {
         if (why && why_len)
             snprintf(why, why_len, "unknown device backend %d", backend);
@@ -44,18 +46,16 @@ rr_status rr_device_backend_available(int backend, char *why, size_t why_len)
     return be->load(why, why_len) == 0 ? RR_OK : RR_ERR_UNSUPPORTED;
 }
 
-static rr_status dev_fail(rr_comm *c, const rr_dev_backend *be, int code, const char *what,
-                          const char *file, int line)
+rr_status rr_dev_fail(rr_comm *c, const rr_dev_backend *be, int code, const char *what,
+                      const char *file, int line)
 {
     return rr_fail(c, RR_ERR_SYSTEM, file, line, "%s: %s failed: %s (error %d)", be->name, what,
                    be->errstr(code), code);
 }
 
-#define DEV(c, be, what, call) do { int e_ = (call); \
-    if (e_) return dev_fail((c), (be), e_, (what), __FILE__, __LINE__); } while (0)
-/* Same, for code that must drain the copy streams before returning. */
+/* RR_DEV (device.h), for code that must drain the copy streams before returning. */
 #define DEV_GOTO(c, be, what, call, st, label) do { int e_ = (call); \
-    if (e_) { st = dev_fail((c), (be), e_, (what), __FILE__, __LINE__); goto label; } } while (0)
+    if (e_) { st = rr_dev_fail((c), (be), e_, (what), __FILE__, __LINE__); goto label; } } while (0)
 
 /* ------------------------------------------------------------ per-communicator state */
 
@@ -121,16 +121,16 @@ void rr_device_free(rr_comm *c)
 static rr_status create_objects(rr_comm *c, rr_device *d)
 {
     const rr_dev_backend *be = d->be;
-    DEV(c, be, "stream creation", be->stream_create(&d->dl));
-    DEV(c, be, "stream creation", be->stream_create(&d->ul));
-    DEV(c, be, "event creation", be->event_create(&d->ev_in));
-    DEV(c, be, "event creation", be->event_create(&d->ev_out));
+    RR_DEV(c, be, "stream creation", be->stream_create(&d->dl));
+    RR_DEV(c, be, "stream creation", be->stream_create(&d->ul));
+    RR_DEV(c, be, "event creation", be->event_create(&d->ev_in));
+    RR_DEV(c, be, "event creation", be->event_create(&d->ev_out));
     for (int i = 0; i < d->nslots; i++) {
-        DEV(c, be, "event creation", be->event_create(&d->ev_dl[i]));
-        DEV(c, be, "event creation", be->event_create(&d->ev_ul[i]));
+        RR_DEV(c, be, "event creation", be->event_create(&d->ev_dl[i]));
+        RR_DEV(c, be, "event creation", be->event_create(&d->ev_ul[i]));
     }
     void *p = NULL;
-    DEV(c, be, "pinned host allocation", be->host_alloc(&p, (size_t)d->nslots * d->slot_bytes));
+    RR_DEV(c, be, "pinned host allocation", be->host_alloc(&p, (size_t)d->nslots * d->slot_bytes));
     d->slots = p;
     return RR_OK;
 }
@@ -139,7 +139,7 @@ static rr_status create_objects(rr_comm *c, rr_device *d)
  * receives the context to restore with leave(). */
 rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void **prev)
 {
-    const rr_dev_backend *be = backend_of(backend);
+    const rr_dev_backend *be = rr_dev_backend_of(backend);
     if (be == NULL)
         return RR_FAIL(c, RR_ERR_INVALID, "unknown device backend %d", backend);
     if (dev < 0)
@@ -161,14 +161,14 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
         int e = be->ctx_retain(dev, &d->ctx);
         if (e) {
             rr_device_free(c);
-            return dev_fail(c, be, e, "retaining the device's primary context", __FILE__,
+            return rr_dev_fail(c, be, e, "retaining the device's primary context", __FILE__,
                             __LINE__);
         }
         d->retained = 1;
         e = be->ctx_enter(d->ctx, prev);
         if (e) {
             rr_device_free(c);
-            return dev_fail(c, be, e, "making the device's context current", __FILE__, __LINE__);
+            return rr_dev_fail(c, be, e, "making the device's context current", __FILE__, __LINE__);
         }
         rr_status st = create_objects(c, d);
         if (st != RR_OK) {
@@ -179,7 +179,7 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
         *out = d;
         return RR_OK;
     }
-    DEV(c, be, "making the device's context current", be->ctx_enter(d->ctx, prev));
+    RR_DEV(c, be, "making the device's context current", be->ctx_enter(d->ctx, prev));
     *out = d;
     return RR_OK;
 }
@@ -201,16 +201,26 @@ static rr_status refuse(rr_comm *c, int kind, rr_status st)
 /* Block the host until event ev has completed (polling, yielding like the MPI waits). */
 rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev)
 {
-    if (c->shm) /* the device may wait for a peer's event: notice a dead peer */
-        return rr_ipc_host_wait(c, d, ev);
     int spins = 0;
-    for (;;) {
+    for (unsigned polls = 0;; polls++) {
         int e = d->be->event_query(ev);
         if (e == 0)
             return RR_OK;
         if (e != RR_DEV_NOT_READY)
-            return dev_fail(c, d->be, e, "waiting for a copy", __FILE__, __LINE__);
-        rr_wait_pause(&spins, c->cfg.spin_count);
+            return rr_dev_fail(c, d->be, e, "waiting for the device", __FILE__, __LINE__);
+        if (c->shm && polls % 256 == 255) {
+            rr_status st = rr_shm_check_peers(c);
+            if (st != RR_OK) {
+                d->stuck = 1;
+                return st;
+            }
+        }
+        if (polls < 4096) {
+            rr_wait_pause(&spins, c->cfg.spin_count);
+        } else { /* a long wait (a large kernel, a busy GPU): stop taking a core */
+            struct timespec ts = {0, 20000};
+            nanosleep(&ts, NULL);
+        }
     }
 }
 
@@ -227,9 +237,9 @@ static void drain(rr_device *d)
 static rr_status after_producer(rr_comm *c, rr_device *d, uintptr_t prod)
 {
     const rr_dev_backend *be = d->be;
-    DEV(c, be, "recording an event on the caller's stream", be->event_record(d->ev_in, prod));
-    DEV(c, be, "making the download stream wait", be->stream_wait_event(d->dl, d->ev_in));
-    DEV(c, be, "making the upload stream wait", be->stream_wait_event(d->ul, d->ev_in));
+    RR_DEV(c, be, "recording an event on the caller's stream", be->event_record(d->ev_in, prod));
+    RR_DEV(c, be, "making the download stream wait", be->stream_wait_event(d->dl, d->ev_in));
+    RR_DEV(c, be, "making the upload stream wait", be->stream_wait_event(d->ul, d->ev_in));
     return RR_OK;
 }
 
@@ -237,9 +247,17 @@ static rr_status after_producer(rr_comm *c, rr_device *d, uintptr_t prod)
 static rr_status before_producer(rr_comm *c, rr_device *d, uintptr_t prod)
 {
     const rr_dev_backend *be = d->be;
-    DEV(c, be, "recording an event on the upload stream", be->event_record(d->ev_out, d->ul));
-    DEV(c, be, "making the caller's stream wait", be->stream_wait_event(prod, d->ev_out));
+    RR_DEV(c, be, "recording an event on the upload stream", be->event_record(d->ev_out, d->ul));
+    RR_DEV(c, be, "making the caller's stream wait", be->stream_wait_event(prod, d->ev_out));
     return rr_dev_host_wait(c, d, d->ev_out);
+}
+
+/* Does a call of `bytes` take the IPC transport (set up on first use: collective)?  Never
+ * when !allow or for an empty call. */
+static rr_status ipc_for(rr_comm *c, rr_device *d, int allow, size_t bytes, int *ipc)
+{
+    *ipc = 0;
+    return allow && bytes ? rr_ipc_use(c, d, bytes, ipc) : RR_OK;
 }
 
 /* ------------------------------------------------------------------ the pipeline */
@@ -330,14 +348,14 @@ static rr_status allreduce_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
         return RR_OK;
     if (!direct) {
         int ipc = 0;
-        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(a->dtype), &ipc));
+        RR_CHECK(ipc_for(c, d, 1, count * rr_dtype_size(a->dtype), &ipc));
         if (ipc)
             return rr_ipc_allreduce(c, d, prod, dsend, drecv, count, a->dtype, a->op, a->pre,
                                     a->post, a->div, 1);
     }
     if (direct) {
         /* MPI reads the buffers outside any stream: wait for the producer's work first. */
-        DEV(c, d->be, "recording an event on the caller's stream",
+        RR_DEV(c, d->be, "recording an event on the caller's stream",
             d->be->event_record(d->ev_in, prod));
         RR_CHECK(rr_dev_host_wait(c, d, d->ev_in));
         return rr_device_mpi_allreduce(c, d->be, dsend, drecv, count, a->dtype, a->op);
@@ -373,7 +391,7 @@ rr_status rr_device_direct(rr_comm *c, int backend, int *out)
         return RR_ERR_INVALID;
     c->errmsg[0] = '\0';
     *out = 0;
-    const rr_dev_backend *be = backend_of(backend);
+    const rr_dev_backend *be = rr_dev_backend_of(backend);
     if (be == NULL)
         return RR_FAIL(c, RR_ERR_INVALID, "unknown device backend %d", backend);
     return rr_device_use_direct(c, be, out);
@@ -408,8 +426,8 @@ rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t 
     rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
     st = rr_agree_call(c, &h);
     int ipc = 0;
-    if (st == RR_OK && count)
-        st = rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc);
+    if (st == RR_OK)
+        st = ipc_for(c, d, 1, count * rr_dtype_size(dtype), &ipc);
     if (st == RR_OK && ipc) {
         uintptr_t src = c->rank == root ? (uintptr_t)dsend : (uintptr_t)drecv;
         st = rr_ipc_broadcast(c, d, stream, src, (uintptr_t)drecv, count, dtype, root, 1);
@@ -435,7 +453,7 @@ static rr_status whole(rr_comm *c, rr_device *d, int i, size_t bytes, uint8_t **
         d->whole_cap[i] = 0;
         size_t cap = bytes < 4096 ? 4096 : bytes;
         void *p = NULL;
-        DEV(c, d->be, "pinned host allocation", d->be->host_alloc(&p, cap));
+        RR_DEV(c, d->be, "pinned host allocation", d->be->host_alloc(&p, cap));
         d->whole[i] = p;
         d->whole_cap[i] = cap;
     }
@@ -449,8 +467,8 @@ static rr_status download_all(rr_comm *c, rr_device *d, uintptr_t prod, void *ho
     RR_CHECK(after_producer(c, d, prod));
     if (bytes == 0)
         return RR_OK;
-    DEV(c, d->be, "device-to-host copy", d->be->d2h(host, src, bytes, d->dl));
-    DEV(c, d->be, "recording a download event", d->be->event_record(d->ev_dl[0], d->dl));
+    RR_DEV(c, d->be, "device-to-host copy", d->be->d2h(host, src, bytes, d->dl));
+    RR_DEV(c, d->be, "recording a download event", d->be->event_record(d->ev_dl[0], d->dl));
     return rr_dev_host_wait(c, d, d->ev_dl[0]);
 }
 
@@ -458,7 +476,7 @@ static rr_status upload_all(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t 
                             const void *host, size_t bytes)
 {
     if (bytes)
-        DEV(c, d->be, "host-to-device copy", d->be->h2d(dst, host, bytes, d->ul));
+        RR_DEV(c, d->be, "host-to-device copy", d->be->h2d(dst, host, bytes, d->ul));
     return before_producer(c, d, prod);
 }
 
@@ -476,7 +494,7 @@ static rr_status allgather_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
         return RR_FAIL(c, RR_ERR_INVALID, "allgather: counts[%d] = %zu but count = %zu", c->rank,
                        counts[c->rank], count);
     int ipc = 0;
-    RR_CHECK(rr_ipc_use(c, d, total * es, &ipc));
+    RR_CHECK(ipc_for(c, d, 1, total * es, &ipc));
     if (ipc) {
         /* the data phase's agreement (a peer that could not allocate its result poisoned
          * it), then the peers' blocks straight from their scratch */
@@ -574,8 +592,8 @@ rr_status rr_device_reducescatter(rr_comm *c, int backend, int device_id, uintpt
                    (int32_t)(split & 0x7fffffff), (uint64_t)count, prescale, postscale};
     st = rr_agree_call(c, &h);
     int ipc = 0;
-    if (st == RR_OK && count)
-        st = rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc);
+    if (st == RR_OK)
+        st = ipc_for(c, d, 1, count * rr_dtype_size(dtype), &ipc);
     if (st == RR_OK && ipc)
         st = rr_ipc_reducescatter(c, d, stream, (uintptr_t)dsend, count, (uintptr_t)drecv,
                                   recvcounts, dtype, op, prescale, postscale, avg_div, 1);
@@ -595,8 +613,7 @@ rr_status rr_dev_allreduce_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uint
     if (count == 0)
         return RR_OK;
     int ipc = 0;
-    if (allow_ipc)
-        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    RR_CHECK(ipc_for(c, d, allow_ipc, count * rr_dtype_size(dtype), &ipc));
     if (ipc)
         return rr_ipc_allreduce(c, d, prod, dsend, drecv, count, dtype, op, pre, post, div, 0);
     ar_args a = {dtype, op, pre, post, div};
@@ -615,14 +632,20 @@ rr_status rr_dev_allreduce_zeros(rr_comm *c, size_t count, int dtype, int op, do
     if (seg == 0)
         seg = 1;
     size_t n0 = count < seg ? count : seg;
-    void *z = NULL;
-    RR_CHECK(rr_scratch(c, 1, n0 * es, &z));
-    for (size_t lo = 0; lo < count; lo += seg) {
+    /* not the communicator's scratch: rr_allreduce works in it */
+    void *z = malloc(n0 * es);
+    if (z == NULL) {
+        rr_poison(c, RR_KIND_ALLREDUCE); /* the peers are in the first segment's collective */
+        return RR_FAIL(c, RR_ERR_NOMEM, "cannot allocate %zu bytes", n0 * es);
+    }
+    rr_status st = RR_OK;
+    for (size_t lo = 0; lo < count && st == RR_OK; lo += seg) {
         size_t n = count - lo < seg ? count - lo : seg;
         memset(z, 0, n * es);
-        RR_CHECK(rr_allreduce(c, z, z, n, dtype, op, pre, post, div));
+        st = rr_allreduce(c, z, z, n, dtype, op, pre, post, div);
     }
-    return RR_OK;
+    free(z);
+    return st;
 }
 
 rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t buf,
@@ -631,8 +654,7 @@ rr_status rr_dev_broadcast_agreed(rr_comm *c, rr_device *d, uintptr_t prod, uint
     if (count == 0)
         return RR_OK;
     int ipc = 0;
-    if (allow_ipc)
-        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    RR_CHECK(ipc_for(c, d, allow_ipc, count * rr_dtype_size(dtype), &ipc));
     if (ipc)
         return rr_ipc_broadcast(c, d, prod, buf, buf, count, dtype, root, 0);
     bc_args a = {dtype, root};
@@ -647,8 +669,7 @@ rr_status rr_dev_reducescatter_agreed(rr_comm *c, rr_device *d, uintptr_t prod, 
                                       int allow_ipc)
 {
     int ipc = 0;
-    if (allow_ipc && count)
-        RR_CHECK(rr_ipc_use(c, d, count * rr_dtype_size(dtype), &ipc));
+    RR_CHECK(ipc_for(c, d, allow_ipc, count * rr_dtype_size(dtype), &ipc));
     if (ipc)
         return rr_ipc_reducescatter(c, d, prod, dsend, count, drecv, recvcounts, dtype, op, pre,
                                     post, div, 0);

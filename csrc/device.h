@@ -82,6 +82,8 @@ typedef struct rr_dev_backend {
 
 const rr_dev_backend *rr_dev_cuda_backend(void);
 const rr_dev_backend *rr_dev_fake_backend(void);
+/* The backend of a code (RR_DEVICE_CUDA, RR_DEVICE_FAKE); NULL for any other. */
+const rr_dev_backend *rr_dev_backend_of(int backend);
 
 /* Per-communicator device state (rr_comm.device), created on the first device call and
  * re-created when the backend or the device changes. */
@@ -114,12 +116,20 @@ typedef struct rr_device {
     int stuck;
 } rr_device;
 
+/* A failed backend call as the communicator's error (RR_ERR_SYSTEM, the backend's text). */
+rr_status rr_dev_fail(rr_comm *c, const rr_dev_backend *be, int code, const char *what,
+                      const char *file, int line);
+#define RR_DEV(c, be, what, call) do { int rr_e_ = (call); \
+    if (rr_e_) return rr_dev_fail((c), (be), rr_e_, (what), __FILE__, __LINE__); } while (0)
+
 /* ---- device.c, for the engine (engine_device.c) ----
  * The communicator's state for (backend, device), its context made current on this thread
  * (*prev: the context to restore with rr_dev_leave). */
 rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void **prev);
 void rr_dev_leave(rr_device *d, void *prev);
-/* Poll event ev until it has completed (spin, then yield); no device-wide synchronize. */
+/* Poll event ev until it has completed (spin, yield, then short sleeps); no device-wide
+ * synchronize.  With a shared-memory segment the peers' liveness is checked meanwhile (the
+ * device may be waiting for a peer's event): a dead peer gives RR_ERR_PEER, d->stuck set. */
 rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev);
 /* After a failed call: wait until the device is done with everything queued (so that no
  * copy outlives the call's buffers), unless a peer failed (d->stuck is then set). */

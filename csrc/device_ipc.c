@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "device_ipc.h"
 #include "shm.h"
@@ -55,9 +54,6 @@ typedef struct ipc_card {
     char why[200];
 } ipc_card;
 
-#define IPC_CALL(c, be, what, call) do { int e_ = (call); if (e_) \
-    return rr_fail((c), RR_ERR_SYSTEM, __FILE__, __LINE__, "%s: %s failed: %s (error %d)", \
-                   (be)->name, (what), (be)->errstr(e_), e_); } while (0)
 
 const char *rr_ipc_verdict(const rr_device *d, const char **why)
 {
@@ -302,7 +298,7 @@ static rr_status wait_peers(rr_comm *c, rr_device *d, rr_ipc *x, int which, uint
         if (!no_flag)
             RR_CHECK(rr_shm_wait(c, which, p, v));
         if (!no_event)
-            IPC_CALL(c, d->be, "making the stream wait for a peer",
+            RR_DEV(c, d->be, "making the stream wait for a peer",
                      d->be->stream_wait_event(x->stream, x->ev[p][k][s]));
     }
     return RR_OK;
@@ -312,7 +308,7 @@ static rr_status wait_peers(rr_comm *c, rr_device *d, rr_ipc *x, int which, uint
 static rr_status announce(rr_comm *c, rr_device *d, rr_ipc *x, int which, uint64_t v, int k,
                           int s)
 {
-    IPC_CALL(c, d->be, "recording an interprocess event",
+    RR_DEV(c, d->be, "recording an interprocess event",
              d->be->event_record(x->ev[x->me][k][s], x->stream));
     rr_shm_signal(c->shm, which, v);
     return RR_OK;
@@ -344,7 +340,7 @@ static rr_status one_shot(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a,
     if (m) {
         rr_kargs k;
         kargs(&k, x, a, off, 0, m, a->out + lo * a->es, 0);
-        IPC_CALL(c, d->be, "launching the reduction kernel",
+        RR_DEV(c, d->be, "launching the reduction kernel",
                  d->be->launch_reduce(&k, x->stream));
     }
     return announce(c, d, x, RR_CTR_IPC_OUT, g + 1, EV_OUT, s);
@@ -359,7 +355,7 @@ static rr_status one_chunk(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a
     if (g >= (uint64_t)x->K) /* 1. the slot's previous chunk is gathered by every peer */
         RR_CHECK(wait_peers(c, d, x, RR_CTR_IPC_OUT, g - (uint64_t)x->K + 1, EV_OUT, s));
     if (m)                    /* 2. copy in */
-        IPC_CALL(c, be, "device-to-device copy",
+        RR_DEV(c, be, "device-to-device copy",
                  be->d2d(x->mine + off, a->in + lo * es, m * es, x->stream));
     RR_CHECK(announce(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s));
     RR_CHECK(wait_peers(c, d, x, RR_CTR_IPC_IN, g + 1, EV_IN, s)); /* 3. reduce our slice */
@@ -369,18 +365,18 @@ static rr_status one_chunk(rr_comm *c, rr_device *d, rr_ipc *x, const ar_call *a
     if (na) {
         rr_kargs k;
         kargs(&k, x, a, off, a0, na, x->mine + off + a0 * es, a->out + (lo + a0) * es);
-        IPC_CALL(c, be, "launching the reduction kernel", be->launch_reduce(&k, x->stream));
+        RR_DEV(c, be, "launching the reduction kernel", be->launch_reduce(&k, x->stream));
     }
     RR_CHECK(announce(c, d, x, RR_CTR_IPC_RED, g + 1, EV_RED, s));
     for (int p = 0; p < x->n; p++) { /* 4. gather the peers' slices */
         if (p == x->me)
             continue;
         RR_CHECK(rr_shm_wait(c, RR_CTR_IPC_RED, p, g + 1));
-        IPC_CALL(c, be, "making the stream wait for a peer",
+        RR_DEV(c, be, "making the stream wait for a peer",
                  be->stream_wait_event(x->stream, x->ev[p][EV_RED][s]));
         size_t ap = 0, np_ = rr_shm_slice(m, es, x->n, p, &ap);
         if (np_)
-            IPC_CALL(c, be, "device-to-device copy from a peer",
+            RR_DEV(c, be, "device-to-device copy from a peer",
                      be->d2d(a->out + (lo + ap) * es, x->at[p] + off + ap * es, np_ * es,
                              x->stream));
     }
@@ -400,9 +396,9 @@ rr_status rr_ipc_allreduce(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t d
     ar_call a = {dsend, drecv, count, rr_dtype_size(dtype), dtype, op, pre, post, div};
     size_t per = x->chunk / a.es, nchunks = (count + per - 1) / per;
     c->shm->what = "allreduce (CUDA IPC transport)";
-    IPC_CALL(c, be, "recording an event on the caller's stream",
+    RR_DEV(c, be, "recording an event on the caller's stream",
              be->event_record(x->ev_start, prod));
-    IPC_CALL(c, be, "making the transport's stream wait",
+    RR_DEV(c, be, "making the transport's stream wait",
              be->stream_wait_event(x->stream, x->ev_start));
     rr_status st = RR_OK;
     for (size_t j = 0; j < nchunks && st == RR_OK; j++) {
@@ -416,44 +412,17 @@ rr_status rr_ipc_allreduce(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t d
         rr_dev_settle(d, st);
         return st;
     }
-    IPC_CALL(c, be, "recording an event on the transport's stream",
+    RR_DEV(c, be, "recording an event on the transport's stream",
              be->event_record(x->ev_end, x->stream));
     if (sync) { /* first, so that a dead peer is noticed here (and not in a stream wait) */
-        rr_status st2 = rr_ipc_host_wait(c, d, x->ev_end);
+        rr_status st2 = rr_dev_host_wait(c, d, x->ev_end);
         if (st2 != RR_OK) {
             rr_dev_settle(d, st2);
             return st2;
         }
     }
-    IPC_CALL(c, be, "making the caller's stream wait", be->stream_wait_event(prod, x->ev_end));
+    RR_DEV(c, be, "making the caller's stream wait", be->stream_wait_event(prod, x->ev_end));
     return RR_OK;
-}
-
-rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev)
-{
-    int spins = 0;
-    unsigned polls = 0;
-    for (;; polls++) {
-        int e = d->be->event_query(ev);
-        if (e == 0)
-            return RR_OK;
-        if (e != RR_DEV_NOT_READY)
-            return rr_fail(c, RR_ERR_SYSTEM, __FILE__, __LINE__, "%s: waiting for the device "
-                           "failed: %s (error %d)", d->be->name, d->be->errstr(e), e);
-        if (c->shm && polls % 256 == 255) {
-            rr_status st = rr_shm_check_peers(c);
-            if (st != RR_OK) {
-                d->stuck = 1;
-                return st;
-            }
-        }
-        if (polls < 4096) {
-            rr_wait_pause(&spins, c->cfg.spin_count);
-        } else { /* a long wait (a large kernel, a busy GPU): stop taking a core */
-            struct timespec ts = {0, 20000};
-            nanosleep(&ts, NULL);
-        }
-    }
 }
 
 /* ------------------------------------------------ broadcast, reducescatter, allgather
@@ -484,7 +453,7 @@ static rr_status slot_free(rr_comm *c, rr_device *d, rr_ipc *x, uint64_t g, int 
 static rr_status peer_in(rr_comm *c, rr_device *d, rr_ipc *x, int p, uint64_t g, int s)
 {
     RR_CHECK(rr_shm_wait(c, RR_CTR_IPC_IN, p, g + 1));
-    IPC_CALL(c, d->be, "making the stream wait for a peer",
+    RR_DEV(c, d->be, "making the stream wait for a peer",
              d->be->stream_wait_event(x->stream, x->ev[p][EV_IN][s]));
     return RR_OK;
 }
@@ -493,7 +462,7 @@ static rr_status d2d(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t dst, uintptr
                      size_t bytes)
 {
     if (bytes)
-        IPC_CALL(c, d->be, "device-to-device copy", d->be->d2d(dst, src, bytes, x->stream));
+        RR_DEV(c, d->be, "device-to-device copy", d->be->d2d(dst, src, bytes, x->stream));
     return RR_OK;
 }
 
@@ -503,9 +472,9 @@ static rr_status begin(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t prod, cons
     if (x == NULL || x->state <= 0)
         return RR_FAIL(c, RR_ERR_STATE, "the IPC transport is not set up");
     c->shm->what = what;
-    IPC_CALL(c, d->be, "recording an event on the caller's stream",
+    RR_DEV(c, d->be, "recording an event on the caller's stream",
              d->be->event_record(x->ev_start, prod));
-    IPC_CALL(c, d->be, "making the transport's stream wait",
+    RR_DEV(c, d->be, "making the transport's stream wait",
              d->be->stream_wait_event(x->stream, x->ev_start));
     return RR_OK;
 }
@@ -516,12 +485,12 @@ static rr_status end(rr_comm *c, rr_device *d, rr_ipc *x, uintptr_t prod, rr_sta
 {
     x->chunks += nchunks; /* the peers count the same, failed or not */
     if (st == RR_OK) {
-        IPC_CALL(c, d->be, "recording an event on the transport's stream",
+        RR_DEV(c, d->be, "recording an event on the transport's stream",
                  d->be->event_record(x->ev_end, x->stream));
         if (sync)
-            st = rr_ipc_host_wait(c, d, x->ev_end);
+            st = rr_dev_host_wait(c, d, x->ev_end);
         if (st == RR_OK)
-            IPC_CALL(c, d->be, "making the caller's stream wait",
+            RR_DEV(c, d->be, "making the caller's stream wait",
                      d->be->stream_wait_event(prod, x->ev_end));
     }
     if (st != RR_OK)
@@ -592,7 +561,7 @@ rr_status rr_ipc_reducescatter(rr_comm *c, rr_device *d, uintptr_t prod, uintptr
         if (st == RR_OK && n) { /* our rows of this chunk, from every rank's slot */
             rr_kargs k;
             kargs(&k, x, &a, off, at - lo, n, drecv + (at - b0) * es, 0);
-            IPC_CALL(c, d->be, "launching the reduction kernel",
+            RR_DEV(c, d->be, "launching the reduction kernel",
                      d->be->launch_reduce(&k, x->stream));
         }
         if (st == RR_OK)

@@ -43,9 +43,6 @@ rr_status rr_ipc_reducescatter(rr_comm *c, rr_device *d, uintptr_t prod, uintptr
 rr_status rr_ipc_allgather(rr_comm *c, rr_device *d, uintptr_t prod, uintptr_t dsend,
                            uintptr_t drecv, const size_t *counts, int dtype, int sync);
 
-/* Poll event ev (of d's device) until it completed, checking that the peers are alive. */
-rr_status rr_ipc_host_wait(rr_comm *c, rr_device *d, void *ev);
-
 /* "ipc", "staged" or "undecided", and why (the reason IPC is not in force). */
 const char *rr_ipc_verdict(const rr_device *d, const char **why);
 

@@ -26,15 +26,6 @@
 #include "device.h"
 #include "engine.h"
 
-static const rr_dev_backend *backend_of(int backend)
-{
-    switch (backend) {
-    case RR_DEVICE_CUDA: return rr_dev_cuda_backend();
-    case RR_DEVICE_FAKE: return rr_dev_fake_backend();
-    default: return NULL;
-    }
-}
-
 /* ---------------------------------------------------------------- the ready-event pool */
 
 struct rr_evpool {
@@ -59,7 +50,7 @@ static rr_status pool_open(rr_engine *e, int backend, int dev, struct rr_evpool 
         *out = p;
         return RR_OK;
     }
-    const rr_dev_backend *be = backend_of(backend);
+    const rr_dev_backend *be = rr_dev_backend_of(backend);
     if (be == NULL)
         return rr_efail(RR_ERR_INVALID, "unknown device backend %d", backend);
     char why[512] = "";
@@ -180,10 +171,6 @@ void rr_edev_release(rr_engine *e, rr_entry *ent)
 
 /* ---------------------------------------------------------------- execution */
 
-#define DEVCALL(c, be, what, call) do { int e_ = (call); if (e_) \
-    return rr_fail((c), RR_ERR_SYSTEM, __FILE__, __LINE__, "%s: %s failed: %s (error %d)", \
-                   (be)->name, (what), (be)->errstr(e_), e_); } while (0)
-
 /* This rank's device for a response unit: the first entry's (NULL: none, it has joined). */
 static const rr_entry *first_entry(rr_resp *const *rs, size_t k)
 {
@@ -197,9 +184,9 @@ static const rr_entry *first_entry(rr_resp *const *rs, size_t k)
 static rr_status work_objects(rr_comm *c, rr_device *d)
 {
     if (d->work == 0)
-        DEVCALL(c, d->be, "engine stream creation", d->be->stream_create(&d->work));
+        RR_DEV(c, d->be, "engine stream creation", d->be->stream_create(&d->work));
     if (d->ev_done == NULL)
-        DEVCALL(c, d->be, "event creation", d->be->event_create(&d->ev_done));
+        RR_DEV(c, d->be, "event creation", d->be->event_create(&d->ev_done));
     return RR_OK;
 }
 
@@ -220,7 +207,7 @@ static rr_status wait_ready(rr_comm *c, rr_device *d, rr_resp *const *rs, size_t
                       (y->id > x->id || (y->id == x->id && j < i));
         }
         if (!covered)
-            DEVCALL(c, d->be, "making the engine stream wait for a producer",
+            RR_DEV(c, d->be, "making the engine stream wait for a producer",
                     d->be->stream_wait_event(d->work, x->ready_ev));
     }
     return RR_OK;
@@ -229,7 +216,7 @@ static rr_status wait_ready(rr_comm *c, rr_device *d, rr_resp *const *rs, size_t
 /* Everything queued on the engine stream so far has run. */
 static rr_status done(rr_comm *c, rr_device *d)
 {
-    DEVCALL(c, d->be, "recording the done event", d->be->event_record(d->ev_done, d->work));
+    RR_DEV(c, d->be, "recording the done event", d->be->event_record(d->ev_done, d->work));
     if (rr_test_plant("early_done"))
         return RR_OK;
     return rr_dev_host_wait(c, d, d->ev_done);
@@ -241,14 +228,14 @@ static rr_status fusion_buffer(rr_comm *c, rr_device *d, size_t bytes)
         return RR_OK;
     if (d->fbuf) {
         /* the old buffer may still be read by queued copies */
-        DEVCALL(c, d->be, "stream synchronization", d->be->stream_sync(d->work));
+        RR_DEV(c, d->be, "stream synchronization", d->be->stream_sync(d->work));
         d->be->mem_free(d->fbuf);
         d->fbuf = 0;
         d->fbuf_cap = 0;
     }
     size_t cap = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
     uintptr_t p = 0;
-    DEVCALL(c, d->be, "device fusion buffer allocation", d->be->mem_alloc(&p, cap));
+    RR_DEV(c, d->be, "device fusion buffer allocation", d->be->mem_alloc(&p, cap));
     d->fbuf = p;
     d->fbuf_cap = cap;
     return RR_OK;
@@ -260,7 +247,7 @@ static rr_status host_zeros(rr_comm *c, rr_device *d, size_t bytes, const void *
 {
     if (bytes > d->zeros_cap) {
         void *z = NULL;
-        DEVCALL(c, d->be, "pinned host allocation", d->be->host_alloc(&z, bytes));
+        RR_DEV(c, d->be, "pinned host allocation", d->be->host_alloc(&z, bytes));
         memset(z, 0, bytes);
         /* the old zeros may be the source of a queued copy: done() waited for it */
         if (d->zeros)
@@ -280,7 +267,7 @@ static rr_status seg_table(rr_comm *c, rr_device *d, size_t n)
         return RR_OK;
     size_t cap = n < 256 ? 256 : n;
     void *p = NULL;
-    DEVCALL(c, d->be, "pinned host allocation", d->be->host_alloc(&p, cap * sizeof(rr_kcopy)));
+    RR_DEV(c, d->be, "pinned host allocation", d->be->host_alloc(&p, cap * sizeof(rr_kcopy)));
     if (d->segs)
         d->be->host_free(d->segs);
     d->segs = p;
@@ -296,7 +283,7 @@ static rr_status copy_segments(rr_comm *c, rr_device *d, const rr_kcopy *t, size
     if ((how && strcmp(how, "copies") == 0) || d->be->launch_copy == NULL) {
         for (size_t i = 0; i < n; i++)
             if (t[i].bytes)
-                DEVCALL(c, d->be, "device-to-device copy",
+                RR_DEV(c, d->be, "device-to-device copy",
                         d->be->d2d((uintptr_t)t[i].dst, (uintptr_t)t[i].src, t[i].bytes,
                                    d->work));
         return RR_OK;
@@ -310,7 +297,7 @@ static rr_status copy_segments(rr_comm *c, rr_device *d, const rr_kcopy *t, size
         }
     if (used == 0)
         return RR_OK;
-    DEVCALL(c, d->be, "launching the copy kernel",
+    RR_DEV(c, d->be, "launching the copy kernel",
             d->be->launch_copy(t, (uint32_t)n, longest, d->work));
     return RR_OK;
 }
