@@ -92,6 +92,8 @@ rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, voi
                            const size_t *recvcounts, int dtype, int op, double prescale,
                            double postscale, int64_t avg_div);
 rr_status rr_poison(rr_comm *comm, int kind);
+void rr_comm_set_thread(rr_comm *comm, uint32_t tag, uint32_t seq);
+uint32_t rr_comm_thread_seq(const rr_comm *comm);
 
 #define RR_DEVICE_CUDA ...
 #define RR_DEVICE_FAKE ...
@@ -161,6 +163,7 @@ const char *rr_engine_error(rr_engine *eng, uint64_t id);
 rr_status rr_engine_result_rows(rr_engine *eng, uint64_t id, size_t *rows);
 rr_status rr_engine_result_copy(rr_engine *eng, uint64_t id, void *dst, size_t bytes);
 rr_status rr_engine_release(rr_engine *eng, uint64_t id);
+rr_status rr_engine_reject(rr_engine *eng, const rr_request *reqs, size_t n, const char *reason);
 rr_status rr_engine_join(rr_engine *eng, uint64_t *id);
 rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);
 rr_status rr_engine_take_warning(rr_engine *eng, char *buf, size_t cap, int *got);

@@ -15,7 +15,8 @@ int rr_header_equal(const rr_header *a, const rr_header *b)
 {
     return a->kind == b->kind && a->dtype == b->dtype && a->op == b->op && a->root == b->root &&
            a->count == b->count && memcmp(&a->prescale, &b->prescale, sizeof(double)) == 0 &&
-           memcmp(&a->postscale, &b->postscale, sizeof(double)) == 0;
+           memcmp(&a->postscale, &b->postscale, sizeof(double)) == 0 && a->tag == b->tag &&
+           a->seq == b->seq;
 }
 
 /* One exchange with `partner`: send our header(+payload), receive theirs, fold the flags.
@@ -69,6 +70,10 @@ rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count)
     int n = c->size, r = c->rank;
     if (n == 1)
         return RR_OK;
+    rr_header me = *h;
+    me.tag = c->thread_tag;
+    me.seq = c->thread_seq++;
+    h = &me;
     size_t es = payload ? rr_dtype_size(h->dtype) : 0;
     size_t pbytes = count * es;
     size_t rcap = HDR + (c->cfg.small_bytes > pbytes ? c->cfg.small_bytes : pbytes);
@@ -180,6 +185,8 @@ static void f_count(const rr_header *h, char *o, size_t n)
 }
 static void f_pre(const rr_header *h, char *o, size_t n) { snprintf(o, n, "%.17g", h->prescale); }
 static void f_post(const rr_header *h, char *o, size_t n) { snprintf(o, n, "%.17g", h->postscale); }
+static void f_tag(const rr_header *h, char *o, size_t n) { snprintf(o, n, "%08x", (unsigned)h->tag); }
+static void f_seq(const rr_header *h, char *o, size_t n) { snprintf(o, n, "%u", (unsigned)h->seq); }
 
 /* Append "field: v1 on ranks a, b; v2 on rank c" for a field that differs. */
 static size_t describe(const rr_header *all, int n, const char *field, fmt_fn f, char *out,
@@ -253,13 +260,39 @@ rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *
     char msg[RR_ERRMSG_LEN - 64];
     size_t pos = 0, cap = sizeof msg;
     msg[0] = '\0';
-    pos = describe(all, n, "collective", f_kind, msg, cap, pos);
-    pos = describe(all, n, "data type", f_dtype, msg, cap, pos);
     int poisoned = 0;
     for (int i = 0; i < n; i++)
-        poisoned |= all[i].dtype == RR_DTYPE_INVALID;
-    if (poisoned)
+        poisoned += all[i].dtype == RR_DTYPE_INVALID;
+    if (poisoned) {
+        /* "<call> rejected locally on rank(s) r, ...": those ranks raised their own reason. */
+        int k = 0;
+        while (k < n && all[k].dtype == RR_DTYPE_INVALID)
+            k++;
+        pos += (size_t)snprintf(msg, cap, "%s rejected locally on rank%s",
+                                kind_name(k < n ? all[k].kind : h->kind), poisoned > 1 ? "s" : "");
+        for (int i = 0, m = 0; i < n && pos < cap; i++)
+            if (all[i].dtype == RR_DTYPE_INVALID)
+                pos += (size_t)snprintf(msg + pos, cap - pos, "%s%d", m++ ? ", " : " ", i);
+        if (pos < cap)
+            snprintf(msg + pos, cap - pos, " (its arguments failed a check there; that rank "
+                     "raised the reason)");
         return RR_FAIL(c, RR_ERR_MISMATCH, "%s", msg);
+    }
+    pos = describe(all, n, "calling thread (hash of its name)", f_tag, msg, cap, pos);
+    if (!pos)
+        pos = describe(all, n, "call number of the calling thread", f_seq, msg, cap, pos);
+    if (pos) {
+        /* Different calls met: the ranks ran their threads' calls in different orders (or
+         * one rank made a call the others did not).  Nothing else about them is meaningful. */
+        if (pos < cap)
+            snprintf(msg + pos, cap - pos, "; the ranks paired different calls: synchronous "
+                     "calls from several threads pair up by thread name and call number, and "
+                     "these ranks made them in different orders (serialize them, or use named "
+                     "*_async calls)");
+        return RR_FAIL(c, RR_ERR_MISMATCH, "%s", msg);
+    }
+    pos = describe(all, n, "collective", f_kind, msg, cap, pos);
+    pos = describe(all, n, "data type", f_dtype, msg, cap, pos);
     pos = describe(all, n, "element count", f_count, msg, cap, pos);
     if (h->kind == RR_KIND_ALLREDUCE || h->kind == RR_KIND_REDUCESCATTER ||
         h->kind == RR_KIND_DEV_ALLREDUCE || h->kind == RR_KIND_DEV_ALLREDUCE_DIRECT ||

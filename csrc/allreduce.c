@@ -22,13 +22,14 @@ static rr_status allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
 rr_status rr_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count, int dtype,
                        int op, double prescale, double postscale, int64_t avg_div)
 {
-    RR_CHECK(rr_check_call(c, dtype, op, prescale, postscale, avg_div));
+    RR_LOCAL(c, RR_KIND_ALLREDUCE, rr_check_call(c, dtype, op, prescale, postscale, avg_div));
     rr_dtype dt = (rr_dtype)dtype;
     size_t es = rr_dtype_size(dt);
     if (count && (sendbuf == NULL || recvbuf == NULL))
-        return RR_FAIL(c, RR_ERR_INVALID, "allreduce: NULL buffer");
+        return rr_reject(c, RR_KIND_ALLREDUCE, RR_FAIL(c, RR_ERR_INVALID, "allreduce: NULL buffer"));
     if (count > SIZE_MAX / es)
-        return RR_FAIL(c, RR_ERR_INVALID, "allreduce: element count %zu overflows", count);
+        return rr_reject(c, RR_KIND_ALLREDUCE, RR_FAIL(c, RR_ERR_INVALID,
+                         "allreduce: element count %zu overflows", count));
     size_t bytes = count * es;
     const uint8_t *x = sendbuf, *y = recvbuf;
     if (bytes && x != y && x < y + bytes && y < x + bytes) {
@@ -58,7 +59,7 @@ static rr_status allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     size_t es = rr_dtype_size(dt), bytes = count * es;
     int dtype = (int)dt;
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dtype, (uint8_t)op, 0, (int32_t)avg_div,
-                   (uint64_t)count, prescale, postscale};
+                   (uint64_t)count, prescale, postscale, 0, 0};
     int post = postscale != 1.0 || avg_div != 1;
 
     if (c->size == 1) {

@@ -1,5 +1,6 @@
 /* Validation shared by the collectives. */
 #include <math.h>
+#include <string.h>
 
 #include "internal.h"
 #include "shm.h"
@@ -36,6 +37,17 @@ rr_status rr_agree_call(rr_comm *c, const rr_header *h)
     return c->shm ? rr_shm_agree(c, h) : rr_agree(c, h, NULL, 0);
 }
 
+rr_status rr_reject(rr_comm *c, int kind, rr_status st)
+{
+    if (c == NULL || st == RR_ERR_STATE)
+        return st;
+    char keep[RR_ERRMSG_LEN];
+    memcpy(keep, c->errmsg, sizeof keep);
+    rr_poison(c, kind);
+    memcpy(c->errmsg, keep, sizeof keep);
+    return st;
+}
+
 rr_status rr_poison(rr_comm *c, int kind)
 {
     if (c == NULL)
@@ -43,7 +55,7 @@ rr_status rr_poison(rr_comm *c, int kind)
     c->errmsg[0] = '\0';
     if (c->size == 1)
         return RR_OK;
-    rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0};
+    rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0, 0, 0};
     rr_status st = rr_agree_call(c, &h);
     return st == RR_ERR_MISMATCH ? RR_OK : st;
 }

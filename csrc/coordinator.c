@@ -181,6 +181,18 @@ static int build_response(rr_engine *e, rr_neg *g, const uint8_t *joined, rr_res
         first++;
     const rr_desc *b = &g->req[first];
     char what[1200], msg[1500];
+    for (int k = first; k < n; k++)
+        if (g->req[k].name && g->req[k].reason) {
+            /* A rank refused its own arguments: the name fails everywhere with its reason. */
+            if (rr_desc_copy(&r->d, &g->req[k]) != 0)
+                return -1;
+            snprintf(msg, sizeof msg, "tensor '%s': %s rejected locally on rank %d: %s",
+                     b->name, rr_kind_name(g->req[k].kind), k, g->req[k].reason);
+            r->type = RESP_ERROR;
+            r->err_code = RR_ERR_MISMATCH;
+            r->err_msg = strdup(msg);
+            return r->err_msg ? 0 : -1;
+        }
     what[0] = '\0';
     char head[96];
     if (describe(g, n, f_kind, what, sizeof what)) {
@@ -441,6 +453,9 @@ rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *jo
     rr_put_u8(&fatal, 0);
     rr_put_u32(out, (uint32_t)(want_errors ? (fatal_code ? fatal_code : RR_ERR_PEER) : 0));
     rr_put_str(out, want_errors && fatal.p && fatal.p[0] ? (const char *)fatal.p : NULL);
+    rr_put_str(out, e->stall_note); /* a stall warning for every rank, or nothing */
+    free(e->stall_note);
+    e->stall_note = NULL;
 done:
     rr_resp_clear(&ready);
     free(ready.v);

@@ -186,18 +186,6 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
 
 void rr_dev_leave(rr_device *d, void *prev) { d->be->ctx_leave(prev); }
 
-/* A rank that fails locally (no driver, a failed copy) where its peers are about to agree
- * or are inside a collective: poison the collective so that they fail with it instead of
- * waiting for this rank, and keep this rank's own message. */
-static rr_status refuse(rr_comm *c, int kind, rr_status st)
-{
-    static _Thread_local char msg[RR_ERRMSG_LEN];
-    memcpy(msg, c->errmsg, sizeof msg);
-    rr_poison(c, kind);
-    memcpy(c->errmsg, msg, sizeof msg);
-    return st;
-}
-
 /* Block the host until event ev has completed (polling, yielding like the MPI waits). */
 rr_status rr_dev_host_wait(rr_comm *c, rr_device *d, void *ev)
 {
@@ -310,7 +298,7 @@ static rr_status pipeline(rr_comm *c, rr_device *d, int kind, uintptr_t prod, ui
     return RR_OK;
 fail:
     if (reduced < nseg) /* the peers will wait in the next segment's collective */
-        refuse(c, kind, st);
+        rr_reject(c, kind, st);
 fail_collective:
     drain(d);
     return st;
@@ -336,13 +324,13 @@ static rr_status allreduce_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
     int direct = 0;
     rr_status st = rr_device_use_direct(c, d->be, &direct);
     if (st != RR_OK)
-        return refuse(c, RR_KIND_DEV_ALLREDUCE, st);
+        return rr_reject(c, RR_KIND_DEV_ALLREDUCE, st);
     direct = direct && rr_device_mpi_supports(a->dtype, a->op, a->pre, a->post, a->div);
     /* One agreement for the whole call: the per-segment agreements alone could not tell
      * ranks with different counts apart before some of them finished. */
     rr_header h = {direct ? RR_KIND_DEV_ALLREDUCE_DIRECT : RR_KIND_DEV_ALLREDUCE,
                    (uint8_t)a->dtype, (uint8_t)a->op, 0, (int32_t)a->div, (uint64_t)count,
-                   a->pre, a->post};
+                   a->pre, a->post, 0, 0};
     RR_CHECK(rr_agree_call(c, &h));
     if (count == 0)
         return RR_OK;
@@ -368,17 +356,19 @@ rr_status rr_device_allreduce(rr_comm *c, int backend, int device_id, uintptr_t 
                               const void *dsend, void *drecv, size_t count, int dtype, int op,
                               double prescale, double postscale, int64_t avg_div)
 {
-    RR_CHECK(rr_check_call(c, dtype, op, prescale, postscale, avg_div));
+    const int K = RR_KIND_DEV_ALLREDUCE;
+    RR_LOCAL(c, K, rr_check_call(c, dtype, op, prescale, postscale, avg_div));
     size_t es = rr_dtype_size(dtype);
     if (count && (dsend == NULL || drecv == NULL))
-        return RR_FAIL(c, RR_ERR_INVALID, "device allreduce: NULL buffer");
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID, "device allreduce: NULL buffer"));
     if (count > SIZE_MAX / es)
-        return RR_FAIL(c, RR_ERR_INVALID, "device allreduce: element count %zu overflows", count);
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID,
+                         "device allreduce: element count %zu overflows", count));
     rr_device *d = NULL;
     void *prev = NULL;
     rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
-        return refuse(c, RR_KIND_DEV_ALLREDUCE, st);
+        return rr_reject(c, RR_KIND_DEV_ALLREDUCE, st);
     ar_args a = {dtype, op, prescale, postscale, avg_div};
     st = allreduce_body(c, d, stream, (uintptr_t)dsend, (uintptr_t)drecv, count, &a);
     rr_dev_leave(d, prev);
@@ -412,18 +402,19 @@ static rr_status seg_broadcast(rr_comm *c, void *host, size_t n, const void *arg
 rr_status rr_device_broadcast(rr_comm *c, int backend, int device_id, uintptr_t stream,
                               const void *dsend, void *drecv, size_t count, int dtype, int root)
 {
-    RR_CHECK(rr_check_call(c, dtype, RR_SUM, 1.0, 1.0, 1));
+    const int K = RR_KIND_DEV_BROADCAST;
+    RR_LOCAL(c, K, rr_check_call(c, dtype, RR_SUM, 1.0, 1.0, 1));
     if (root < 0 || root >= c->size)
-        return RR_FAIL(c, RR_ERR_INVALID, "broadcast: root rank %d is not in [0, %d)", root,
-                       c->size);
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID,
+                         "broadcast: root rank %d is not in [0, %d)", root, c->size));
     if (count && (drecv == NULL || (c->rank == root && dsend == NULL)))
-        return RR_FAIL(c, RR_ERR_INVALID, "device broadcast: NULL buffer");
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID, "device broadcast: NULL buffer"));
     rr_device *d = NULL;
     void *prev = NULL;
     rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
-        return refuse(c, RR_KIND_DEV_BROADCAST, st);
-    rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0};
+        return rr_reject(c, RR_KIND_DEV_BROADCAST, st);
+    rr_header h = {RR_KIND_DEV_BROADCAST, (uint8_t)dtype, 0, 0, root, (uint64_t)count, 1.0, 1.0, 0, 0};
     st = rr_agree_call(c, &h);
     int ipc = 0;
     if (st == RR_OK)
@@ -491,14 +482,15 @@ static rr_status allgather_body(rr_comm *c, rr_device *d, uintptr_t prod, uintpt
         total += counts[i];
     }
     if (counts[c->rank] != count)
-        return RR_FAIL(c, RR_ERR_INVALID, "allgather: counts[%d] = %zu but count = %zu", c->rank,
-                       counts[c->rank], count);
+        return rr_reject(c, RR_KIND_ALLGATHER, RR_FAIL(c, RR_ERR_INVALID,
+                         "allgather: counts[%d] = %zu but count = %zu", c->rank,
+                         counts[c->rank], count));
     int ipc = 0;
     RR_CHECK(ipc_for(c, d, 1, total * es, &ipc));
     if (ipc) {
         /* the data phase's agreement (a peer that could not allocate its result poisoned
          * it), then the peers' blocks straight from their scratch */
-        rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 0, (uint64_t)total, 1.0, 1.0};
+        rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dtype, 0, 0, 0, (uint64_t)total, 1.0, 1.0, 0, 0};
         RR_CHECK(rr_agree_call(c, &h));
         return rr_ipc_allgather(c, d, prod, dsend, drecv, counts, dtype, 1);
     }
@@ -518,14 +510,15 @@ rr_status rr_device_allgather(rr_comm *c, int backend, int device_id, uintptr_t 
                               const void *dsend, size_t count, void *drecv, int dtype,
                               size_t row_elems, size_t *counts_out)
 {
-    RR_CHECK(rr_check_call(c, dtype, RR_SUM, 1.0, 1.0, 1));
+    RR_LOCAL(c, RR_KIND_ALLGATHER, rr_check_call(c, dtype, RR_SUM, 1.0, 1.0, 1));
     if (counts_out == NULL || (drecv && count && dsend == NULL))
-        return RR_FAIL(c, RR_ERR_INVALID, "device allgather: NULL buffer or counts");
+        return rr_reject(c, RR_KIND_ALLGATHER, RR_FAIL(c, RR_ERR_INVALID,
+                         "device allgather: NULL buffer or counts"));
     rr_device *d = NULL;
     void *prev = NULL;
     rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
-        return drecv ? st : refuse(c, RR_KIND_ALLGATHER, st);
+        return drecv ? st : rr_reject(c, RR_KIND_ALLGATHER, st);
     if (drecv == NULL) { /* phase 1: agreement and counts, no data */
         st = rr_allgather(c, NULL, count, NULL, dtype, row_elems, counts_out);
         rr_dev_leave(d, prev);
@@ -547,11 +540,11 @@ static rr_status reducescatter_body(rr_comm *c, rr_device *d, uintptr_t prod, ui
     if (st0 == RR_OK)
         st0 = whole(c, d, 1, mine * es, &out);
     if (st0 != RR_OK)
-        return refuse(c, RR_KIND_REDUCESCATTER, st0);
+        return rr_reject(c, RR_KIND_REDUCESCATTER, st0);
     rr_status st = download_all(c, d, prod, in, dsend, count * es);
     if (st != RR_OK) {
         drain(d);
-        return refuse(c, RR_KIND_REDUCESCATTER, st);
+        return rr_reject(c, RR_KIND_REDUCESCATTER, st);
     }
     RR_CHECK_GOTO(rr_reducescatter(c, in, count, out, recvcounts, a->dtype, a->op, a->pre,
                                    a->post, a->div), st, fail);
@@ -567,29 +560,30 @@ rr_status rr_device_reducescatter(rr_comm *c, int backend, int device_id, uintpt
                                   const size_t *recvcounts, int dtype, int op, double prescale,
                                   double postscale, int64_t avg_div)
 {
-    RR_CHECK(rr_check_call(c, dtype, op, prescale, postscale, avg_div));
+    const int K = RR_KIND_REDUCESCATTER;
+    RR_LOCAL(c, K, rr_check_call(c, dtype, op, prescale, postscale, avg_div));
     if (recvcounts == NULL)
-        return RR_FAIL(c, RR_ERR_INVALID, "device reducescatter: NULL recvcounts");
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID, "device reducescatter: NULL recvcounts"));
     size_t total = 0;
     for (int i = 0; i < c->size; i++)
         total += recvcounts[i];
     if (total != count)
-        return RR_FAIL(c, RR_ERR_INVALID, "reducescatter: recvcounts sum to %zu, not %zu", total,
-                       count);
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID,
+                         "reducescatter: recvcounts sum to %zu, not %zu", total, count));
     if (count && (dsend == NULL || (recvcounts[c->rank] && drecv == NULL)))
-        return RR_FAIL(c, RR_ERR_INVALID, "device reducescatter: NULL buffer");
+        return rr_reject(c, K, RR_FAIL(c, RR_ERR_INVALID, "device reducescatter: NULL buffer"));
     rr_device *d = NULL;
     void *prev = NULL;
     rr_status st = rr_dev_enter(c, backend, device_id, &d, &prev);
     if (st != RR_OK)
-        return refuse(c, RR_KIND_REDUCESCATTER, st);
+        return rr_reject(c, RR_KIND_REDUCESCATTER, st);
     ar_args a = {dtype, op, prescale, postscale, avg_div};
     /* one agreement for the whole call, the split included (a hash of it) */
     uint32_t split = 2166136261u;
     for (int i = 0; i < c->size; i++)
         split = (split ^ (uint32_t)(recvcounts[i] ^ (recvcounts[i] >> 32))) * 16777619u;
     rr_header h = {RR_KIND_DEV_REDUCESCATTER, (uint8_t)dtype, (uint8_t)op, 0,
-                   (int32_t)(split & 0x7fffffff), (uint64_t)count, prescale, postscale};
+                   (int32_t)(split & 0x7fffffff), (uint64_t)count, prescale, postscale, 0, 0};
     st = rr_agree_call(c, &h);
     int ipc = 0;
     if (st == RR_OK)

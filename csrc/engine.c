@@ -338,6 +338,7 @@ rr_status rr_engine_destroy(rr_engine *e)
     free(e->joined_prev);
     free(e->joined_now);
     free(e->lens);
+    free(e->stall_note);
     free(e->gcounts);
     free(e->gdispls);
     free(e->rs_counts);

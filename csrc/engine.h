@@ -53,6 +53,8 @@ typedef struct rr_rd {
 typedef struct rr_desc {
     char *name;  /* owned */
     char *group; /* owned; NULL unless part of a grouped allreduce */
+    char *reason; /* owned; NULL unless the submitting rank rejected its own arguments: then
+                   * the name fails on every rank with this reason (rr_engine_reject) */
     int32_t kind, dtype, op, root, ndim, group_size;
     int32_t device; /* 0: host buffers, 1: device (GPU) buffers: negotiated like the rest */
     double pre, post;
@@ -272,6 +274,8 @@ struct rr_engine {
     uint8_t *joined_now;    /* per rank, this cycle */
     uint32_t *lens;         /* per rank: slow-path message length this cycle */
     int stall_action;       /* a stall timer asks for a cycle */
+    char *stall_note;       /* rank 0: a stall warning for every rank, sent with the next
+                             * response list (owned) */
     rr_cache cache;
     rr_coord coord;
     uint8_t *vec;

@@ -215,14 +215,59 @@ static rr_status enqueue(rr_engine *e, rr_entry **ents, size_t n, uint64_t *ids)
     return st;
 }
 
+/* Submit a rejection of `r`'s name (and group) carrying `reason`, released at once: the other
+ * ranks' requests of that name fail with the reason instead of waiting for a tensor that will
+ * never come.  The caller's own error message (thread-local) is kept. */
+static void reject_one(rr_engine *e, const rr_request *r, const char *reason)
+{
+    if (r->name == NULL || r->name[0] == '\0')
+        return; /* no name to match: nothing the peers could be waiting on */
+    rr_request q;
+    memset(&q, 0, sizeof q);
+    q.name = r->name;
+    q.kind = r->kind >= RR_REQ_ALLREDUCE && r->kind <= RR_REQ_REDUCESCATTER ? r->kind
+                                                                            : RR_REQ_ALLREDUCE;
+    q.avg_div = 1;
+    q.prescale = q.postscale = 1.0;
+    q.group = r->group && r->group_size >= 1 ? r->group : NULL;
+    q.group_size = q.group ? r->group_size : 0;
+    rr_entry *ent = entry_new(&q, rr_now());
+    if (ent == NULL)
+        return;
+    ent->d.reason = strdup(reason && reason[0] ? reason : "invalid arguments");
+    uint64_t id = 0;
+    if (ent->d.reason == NULL || enqueue(e, &ent, 1, &id) != RR_OK)
+        return; /* enqueue frees the entry; a duplicate name stays the caller's error */
+    rr_engine_release(e, id);
+}
+
+rr_status rr_engine_reject(rr_engine *e, const rr_request *reqs, size_t n, const char *reason)
+{
+    if (e == NULL || reqs == NULL)
+        return rr_efail(RR_ERR_INVALID, "rr_engine_reject: NULL argument");
+    char keep[RR_ERRMSG_LEN];
+    snprintf(keep, sizeof keep, "%s", rr_engine_last_error(e));
+    for (size_t i = 0; i < n; i++)
+        reject_one(e, &reqs[i], reason);
+    rr_efail(RR_OK, "%s", keep);
+    return RR_OK;
+}
+
 rr_status rr_engine_submit(rr_engine *e, const rr_request *reqs, size_t n, uint64_t *ids)
 {
     if (e == NULL || reqs == NULL || ids == NULL)
         return rr_efail(RR_ERR_INVALID, "rr_engine_submit: NULL argument");
     if (n == 0)
         return RR_OK;
-    for (size_t i = 0; i < n; i++)
-        RR_CHECK(check_request(e, &reqs[i]));
+    for (size_t i = 0; i < n; i++) {
+        rr_status bad = check_request(e, &reqs[i]);
+        if (bad != RR_OK) {
+            char why[RR_ERRMSG_LEN];
+            snprintf(why, sizeof why, "%s", rr_engine_last_error(e));
+            rr_engine_reject(e, reqs, n, why);
+            return bad;
+        }
+    }
     rr_entry *stack[16], **ents = n <= 16 ? stack : calloc(n, sizeof *ents);
     if (ents == NULL)
         return rr_efail(RR_ERR_NOMEM, "out of memory");

@@ -51,6 +51,9 @@ typedef struct rr_header {
     int32_t root;
     uint64_t count;
     double prescale, postscale;
+    uint32_t tag; /* the calling thread (rr_comm_set_thread); set by the agreement itself */
+    uint32_t seq; /* that thread's count of agreements on this communicator: calls pair up
+                   * only with the same call of the same thread, never a neighbour's */
 } rr_header;
 #define RR_HDR_MISMATCH 0x1
 #define RR_DTYPE_INVALID 0xFF /* header of a rank that refused its arguments */
@@ -65,6 +68,8 @@ struct rr_comm {
     rr_shm *shm;          /* same-host segment when transport == RR_TRANSPORT_SHM */
     int rank, size;
     int local_rank, local_size;
+    uint32_t thread_tag;  /* rr_comm_set_thread: which thread of the caller makes the calls */
+    uint32_t thread_seq;  /* and how many agreements it has made here (rr_header.seq) */
     rr_settings cfg;
     /* scratch owned by the communicator, grown on demand */
     void *scratch[2];     /* [0]: message slots, [1]: work / accumulation */
@@ -146,6 +151,12 @@ rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t e
 
 /* ---- validation shared by the collectives (collectives.c) ---- */
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
+/* A local argument check failed with status st (message already in c->errmsg): take part in
+ * the call's agreement as a rank that refused (rr_poison), so that the peers fail with
+ * "rejected locally on rank r" instead of waiting, and return st with the message kept. */
+rr_status rr_reject(rr_comm *c, int kind, rr_status st);
+#define RR_LOCAL(c, kind, call) do { rr_status rr_l_ = (call); \
+    if (rr_l_ != RR_OK) return rr_reject((c), (kind), rr_l_); } while (0)
 int rr_dtype_is_float(int dtype);
 
 /* ---- shm.c ---- */

@@ -375,6 +375,10 @@ static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
     }
     *fatal_code = (rr_status)rr_get_u32(&rd);
     *fatal_text = rr_get_str(&rd);
+    char *note = rr_get_str(&rd); /* rank 0's stall warning: queued here too */
+    if (note && e->rank != 0)
+        rr_engine_warn(e, note);
+    free(note);
     if (rd.bad)
         return RR_FAIL(c, RR_ERR_STATE, "engine protocol error: corrupt response list");
     return RR_OK;

@@ -107,6 +107,12 @@ rr_status rr_reducescatter(rr_comm *comm, const void *sendbuf, size_t count, voi
  * fails the call with RR_ERR_MISMATCH instead of waiting for a rank that refused its
  * arguments locally.  Returns RR_OK on the poisoning rank once the others are told. */
 rr_status rr_poison(rr_comm *comm, int kind);
+/* Which thread of the caller makes the next calls (a hash of its name; 0 by default) and how
+ * many agreements it has made on this communicator (rr_comm_thread_seq reads the count back
+ * before another thread takes over).  Both travel in every call's agreement: a call pairs up
+ * only with the same call of the same thread on the other ranks, or fails with a mismatch. */
+void rr_comm_set_thread(rr_comm *comm, uint32_t tag, uint32_t seq);
+uint32_t rr_comm_thread_seq(const rr_comm *comm);
 
 /* ---- device (GPU) buffers ----
  * Device pointers of `backend` on device `device_id`; `stream` is the producer stream of
@@ -219,6 +225,11 @@ const char *rr_engine_error(rr_engine *eng, uint64_t id);
 rr_status rr_engine_result_rows(rr_engine *eng, uint64_t id, size_t *rows);
 rr_status rr_engine_result_copy(rr_engine *eng, uint64_t id, void *dst, size_t bytes);
 rr_status rr_engine_release(rr_engine *eng, uint64_t id);
+/* Refuse requests this rank cannot make (bad arguments): each name is submitted as a
+ * rejection, so the other ranks' requests of that name fail with `reason` ("rejected
+ * locally on rank r") instead of stalling.  rr_engine_submit does this itself when its
+ * own checks fail.  Keeps the thread's last error message. */
+rr_status rr_engine_reject(rr_engine *eng, const rr_request *reqs, size_t n, const char *reason);
 /* Join: done once every rank has joined; rr_engine_join_result gives the last to join. */
 rr_status rr_engine_join(rr_engine *eng, uint64_t *id);
 rr_status rr_engine_join_result(rr_engine *eng, uint64_t id, int *last_rank);

@@ -567,6 +567,8 @@ rr_status rr_shm_arrive_words(rr_comm *c, const rr_header *h,
     uint8_t *slot = rr_shm_small_slot(s, s->me, call);
     rr_header mine = *h;
     mine.flags = 0;
+    mine.tag = c->thread_tag;
+    mine.seq = c->thread_seq++;
     memcpy(slot, &mine, sizeof mine);
     memcpy(slot + sizeof mine, words, RR_SHM_WORDS * sizeof *words);
     s->call = call;

@@ -380,7 +380,7 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
 {
     rr_shm *s = c->shm;
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
-                   (uint64_t)count, prescale, postscale};
+                   (uint64_t)count, prescale, postscale, 0, 0};
     size_t es = rr_dtype_size(dt), bytes = count * es;
     if (bytes <= s->small_bytes)
         return small_path(c, &h, sendbuf, recvbuf, count, dt, op, prescale, postscale, avg_div);

@@ -15,7 +15,7 @@ static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 rr_status rr_shm_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int root)
 {
     rr_shm *s = c->shm;
-    rr_header h = {RR_KIND_BROADCAST, (uint8_t)dt, 0, 0, root, (uint64_t)count, 1.0, 1.0};
+    rr_header h = {RR_KIND_BROADCAST, (uint8_t)dt, 0, 0, root, (uint64_t)count, 1.0, 1.0, 0, 0};
     size_t bytes = count * rr_dtype_size(dt);
     int small = bytes <= s->small_bytes;
     if (small && s->me == root && bytes)
@@ -53,7 +53,7 @@ rr_status rr_shm_allgather_counts(rr_comm *c, size_t count, rr_dtype dt, size_t 
                                   size_t *counts)
 {
     rr_shm *s = c->shm;
-    rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dt, 0, 0, 0, (uint64_t)row_elems, 1.0, 1.0};
+    rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dt, 0, 0, 0, (uint64_t)row_elems, 1.0, 1.0, 0, 0};
     RR_CHECK(rr_shm_arrive(c, &h, (uint64_t)count, "allgather"));
     for (int p = 0; p < s->n; p++)
         counts[p] = (size_t)rr_shm_extra(s, p);
@@ -82,7 +82,7 @@ rr_status rr_shm_allgather(rr_comm *c, void *recvbuf, rr_dtype dt, const size_t 
         maxb = counts[p] * es > maxb ? counts[p] * es : maxb;
     }
     /* root = 1 marks the data phase (the counts phase has 0) */
-    rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dt, 0, 0, 1, (uint64_t)total, 1.0, 1.0};
+    rr_header h = {RR_KIND_ALLGATHER, (uint8_t)dt, 0, 0, 1, (uint64_t)total, 1.0, 1.0, 0, 0};
     uint8_t *out = recvbuf;
     const uint8_t *own = out + off[me] * es;
     size_t own_bytes = counts[me] * es;
@@ -182,7 +182,7 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
 {
     rr_shm *s = c->shm;
     rr_header h = {RR_KIND_REDUCESCATTER, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
-                   (uint64_t)count, prescale, postscale};
+                   (uint64_t)count, prescale, postscale, 0, 0};
     size_t es = rr_dtype_size(dt), my_lo = 0;
     for (int p = 0; p < s->me; p++)
         my_lo += recvcounts[p];
@@ -227,7 +227,7 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
 
 rr_status rr_shm_barrier(rr_comm *c)
 {
-    rr_header h = {RR_KIND_BARRIER, 0, 0, 0, 0, 0, 1.0, 1.0};
+    rr_header h = {RR_KIND_BARRIER, 0, 0, 0, 0, 0, 1.0, 1.0, 0, 0};
     return rr_shm_arrive(c, &h, 0, "barrier");
 }
 

@@ -71,8 +71,16 @@ static void warn_stalled(rr_engine *e, double now)
     if (cnt && p < sizeof text)
         snprintf(text + p, sizeof text - p, " every rank must submit the same tensor names "
                  "(unnamed tensors need the same call order on every rank)");
-    if (cnt)
+    if (cnt) {
         rr_engine_warn(e, text);
+        /* The other ranks wait on these tensors too: the next response list tells them. */
+        char *note = strdup(text);
+        if (note) {
+            free(e->stall_note);
+            e->stall_note = note;
+            e->stall_action = 1;
+        }
+    }
 }
 
 void rr_stall_tick(rr_engine *e, double now)

@@ -54,6 +54,7 @@ void rr_put_desc(rr_buf *b, const rr_desc *d)
 {
     rr_put_str(b, d->name);
     rr_put_str(b, d->group);
+    rr_put_str(b, d->reason);
     int32_t v[7] = {d->kind, d->dtype, d->op, d->root, d->ndim, d->group_size, d->device};
     put(b, v, sizeof v);
     rr_put_f64(b, d->pre);
@@ -106,6 +107,7 @@ int rr_get_desc(rr_rd *r, rr_desc *d)
     memset(d, 0, sizeof *d);
     d->name = rr_get_str(r);
     d->group = rr_get_str(r);
+    d->reason = rr_get_str(r);
     int32_t v[7];
     get(r, v, sizeof v);
     d->kind = v[0];
@@ -147,6 +149,7 @@ int rr_desc_copy(rr_desc *dst, const rr_desc *src)
     *dst = *src;
     dst->name = dup_str(src->name, &oom);
     dst->group = dup_str(src->group, &oom);
+    dst->reason = dup_str(src->reason, &oom);
     if (oom) {
         rr_desc_free(dst);
         return -1;
@@ -158,7 +161,8 @@ void rr_desc_free(rr_desc *d)
 {
     free(d->name);
     free(d->group);
-    d->name = d->group = NULL;
+    free(d->reason);
+    d->name = d->group = d->reason = NULL;
 }
 
 static int same_str(const char *a, const char *b)
@@ -170,6 +174,8 @@ static int same_str(const char *a, const char *b)
 
 int rr_desc_same(const rr_desc *a, const rr_desc *b)
 {
+    if (a->reason || b->reason)
+        return 0; /* a rejection matches nothing */
     if (a->kind != b->kind || a->device != b->device || a->dtype != b->dtype || a->op != b->op ||
         a->root != b->root ||
         a->ndim != b->ndim || a->group_size != b->group_size || a->div != b->div ||
@@ -184,8 +190,8 @@ int rr_desc_same(const rr_desc *a, const rr_desc *b)
 
 int rr_desc_cacheable(const rr_desc *d)
 {
-    return d->kind == RR_REQ_ALLREDUCE || d->kind == RR_REQ_BROADCAST ||
-           d->kind == RR_REQ_REDUCESCATTER;
+    return d->reason == NULL && (d->kind == RR_REQ_ALLREDUCE || d->kind == RR_REQ_BROADCAST ||
+                                 d->kind == RR_REQ_REDUCESCATTER);
 }
 
 const char *rr_kind_name(int kind)

@@ -132,6 +132,25 @@ class Engine:
         return self._track(Handle(self, (ids[0],) if n == 1 else tuple(ids), name, refs,
                                   finish))
 
+    def reject(self, name: str, kind: int, exc: BaseException, group_size: int = 0) -> None:
+        """This rank refused ``name`` (``exc``): submit a rejection so that the other ranks
+        fail that name at once with this reason instead of stalling.  A grouped call
+        (``group_size`` > 0) rejects every member ``name[i]``."""
+        if self.closed:
+            return
+        reason = f"{type(exc).__name__}: {exc}".encode(errors="replace")[:1500]
+        if group_size:
+            group = ffi.new("char[]", name.encode())
+            names = [ffi.new("char[]", f"{name}[{i}]".encode()) for i in range(group_size)]
+            reqs = ffi.new("rr_request[]", [
+                {"name": nm, "kind": kind, "group": group, "group_size": group_size}
+                for nm in names])
+            lib.rr_engine_reject(self.h, reqs, group_size, reason)
+            return
+        nm = ffi.new("char[]", name.encode())
+        req = ffi.new("rr_request *", {"name": nm, "kind": kind})
+        lib.rr_engine_reject(self.h, req, 1, reason)
+
     def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
                   div: int) -> Handle:
         """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +37,26 @@ class Context:
         self.transport: str = ffi.string(lib.rr_comm_transport(self.handle)).decode()
         self._counter = 0
         self._lock = threading.Lock()
+        # Synchronous calls: one at a time per communicator, and each call's agreement
+        # carries the calling thread (a hash of its name), so that calls of different threads
+        # never pair up across ranks (csrc/agree.c): a MismatchError instead of a wrong result.
+        self.serial = threading.RLock()
+        self._caller: Any = None
+        self._caller_name = ""
+        self._seqs: dict[str, int] = {}  # thread name -> its agreements so far
         self._closers: list[Any] = []
         self.engine: Any = None  # ringred._engine.Engine, created by get_engine()
+
+    def claim(self) -> None:
+        """Tag the next synchronous calls with the calling thread (hold ``serial``)."""
+        t = threading.current_thread()
+        if t is not self._caller or t.name != self._caller_name:
+            if self._caller is not None:
+                self._seqs[self._caller_name] = lib.rr_comm_thread_seq(self.handle)
+            name = t.name
+            lib.rr_comm_set_thread(self.handle, zlib.crc32(name.encode()),
+                                   self._seqs.get(name, 0))
+            self._caller, self._caller_name = t, name
 
     def on_close(self, fn: Any) -> None:
         """Run ``fn()`` when this context closes (before the communicator is freed)."""

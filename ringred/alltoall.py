@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -27,16 +28,24 @@ def alltoall(x: Any, splits: Any = None, name: str | None = None,
     ``splits`` defaults to an even split (the first dimension must then divide evenly).
     """
     ctx = context_of(process_set)
+    with ctx.serial:  # one call at a time per communicator, like the other collectives
+        return _alltoall(ctx, x, splits, name)
+
+
+def _alltoall(ctx: Any, x: Any, splits: Any, name: Any) -> tuple[Any, np.ndarray]:
     comm = _dup(ctx)
     n = ctx.size
     label = f"alltoall '{name}'" if name else "alltoall"
+    # The calling thread's name travels with the layout: calls of different threads never
+    # pair up across ranks (as in the agreement of the other collectives).
+    thread = threading.current_thread().name
     # Local checks first, then every rank learns every rank's verdict and row layout before
     # any data moves: bad input on one rank fails the call everywhere instead of hanging.
     w = src = send_rows = None
     problem: BaseException | None = None
     try:
         w, src, send_rows = _local(x, splits, n, label)
-        meta: Any = (src.shape[1:], str(src.dtype))
+        meta: Any = (src.shape[1:], str(src.dtype), thread)
     except Exception as e:
         problem, meta = e, None
     metas = comm.allgather(meta if problem is None else f"{type(problem).__name__}: {problem}")
@@ -95,6 +104,8 @@ def _agree(metas: list, problem: BaseException | None, label: str) -> None:
         raise MismatchError(f"{label}: rejected locally by rank(s) {failed} ({listing})")
     layouts = [m for m in metas if m is not None]
     if any(m != layouts[0] for m in layouts):
-        listing = ", ".join(f"rank {r}: {list(m[0])} {m[1]}" for r, m in enumerate(metas))
-        raise MismatchError(f"{label}: mismatched trailing shapes or dtypes ({listing})")
+        listing = ", ".join(f"rank {r}: {list(m[0])} {m[1]} from thread '{m[2]}'"
+                            for r, m in enumerate(metas))
+        raise MismatchError(f"{label}: mismatched trailing shapes, dtypes or calling threads "
+                            f"({listing})")
 

@@ -37,8 +37,10 @@ from .collectives import (
     _finish,
     _output,
     _scales,
+    check_name,
     check_scales,
     fast_allreduce_args,
+    root_of,
     split_rows,
 )
 from .ops import ReduceOp
@@ -88,27 +90,31 @@ def allreduce_async(
     """
     ctx = context_of(process_set)
     eng = ctx.get_engine()
-    op_ = ReduceOp(op)
-    if name is None:
-        name = eng.auto_name("allreduce")
-    fast = fast_allreduce_args(ctx, x, op_, prescale_factor, postscale_factor, out)
-    if fast is not None and x.ndim <= _MAX_DIMS:
-        code, cop, post, div, res = fast
-        return eng.allreduce(name, x, res, code, cop, post, div)
-    if is_device_array(x):
-        return _dev.allreduce(eng, ctx.size, x, op_, name, prescale_factor, postscale_factor,
-                              out, _fields)
-    what = f"allreduce '{name}'"
-    w = as_array(x)
-    src = contiguous(w.arr)
-    dst, wo = _output(w, out, src.shape, what)
-    check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
-    post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", _fields(
-        nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size, w.code,
-        _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape)))
-    return eng.submit(req, 1, name, (x, src, dst, out), lambda: _finish(w, dst, wo, out))
+    name = eng.auto_name("allreduce") if name is None else check_name(name)
+    try:  # a local failure reaches the other ranks: they fail this name with its reason
+        op_ = ReduceOp(op)
+        fast = fast_allreduce_args(ctx, x, op_, prescale_factor, postscale_factor, out)
+        if fast is not None and x.ndim <= _MAX_DIMS:
+            code, cop, post, div, res = fast
+            return eng.allreduce(name, x, res, code, cop, post, div)
+        if is_device_array(x):
+            return _dev.allreduce(eng, ctx.size, x, op_, name, prescale_factor,
+                                  postscale_factor, out, _fields)
+        what = f"allreduce '{name}'"
+        w = as_array(x)
+        src = contiguous(w.arr)
+        dst, wo = _output(w, out, src.shape, what)
+        pre = float(prescale_factor)
+        check_scales(w.code, w.arr.dtype, pre, float(postscale_factor), what)
+        post, div = _scales(w.code, op_, ctx.size, pre, float(postscale_factor))
+        nm = ffi.new("char[]", name.encode())
+        req = ffi.new("rr_request *", _fields(
+            nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size, w.code,
+            _C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
+        return eng.submit(req, 1, name, (x, src, dst, out), lambda: _finish(w, dst, wo, out))
+    except Exception as exc:
+        eng.reject(name, _ALLREDUCE, exc)
+        raise
 
 
 def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = None,
@@ -116,20 +122,24 @@ def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = 
     """Start a broadcast of ``root_rank``'s ``x``; ``wait()`` returns it on every rank."""
     ctx = context_of(process_set)
     eng = ctx.get_engine()
-    if name is None:
-        name = eng.auto_name("broadcast")
-    if is_device_array(x):
-        return _dev.broadcast(eng, x, root_rank, name, out, _fields)
-    what = f"broadcast '{name}'"
-    w = as_array(x)
-    dst, wo = _output(w, out, w.arr.shape, what)
-    if dst is not w.arr:
-        dst[...] = w.arr
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", _fields(
-        nm, _BROADCAST, ffi.NULL, cbuf(dst, ffi), dst.size, w.code, 0, 1.0, 1.0, 1,
-        int(root_rank), _shape(dst.shape)))
-    return eng.submit(req, 1, name, (x, dst, out), lambda: _finish(w, dst, wo, out))
+    name = eng.auto_name("broadcast") if name is None else check_name(name)
+    try:  # a local failure reaches the other ranks: they fail this name with its reason
+        what = f"broadcast '{name}'"
+        root = root_of(root_rank, ctx.size, what)
+        if is_device_array(x):
+            return _dev.broadcast(eng, x, root, name, out, _fields)
+        w = as_array(x)
+        dst, wo = _output(w, out, w.arr.shape, what)
+        if dst is not w.arr:
+            dst[...] = w.arr
+        nm = ffi.new("char[]", name.encode())
+        req = ffi.new("rr_request *", _fields(
+            nm, _BROADCAST, ffi.NULL, cbuf(dst, ffi), dst.size, w.code, 0, 1.0, 1.0, 1,
+            root, _shape(dst.shape)))
+        return eng.submit(req, 1, name, (x, dst, out), lambda: _finish(w, dst, wo, out))
+    except Exception as exc:
+        eng.reject(name, _BROADCAST, exc)
+        raise
 
 
 def allgather_async(x: Any, name: str | None = None,
@@ -138,8 +148,15 @@ def allgather_async(x: Any, name: str | None = None,
     dimension (which may differ by rank; the others must agree)."""
     ctx = context_of(process_set)
     eng = ctx.get_engine()
-    if name is None:
-        name = eng.auto_name("allgather")
+    name = eng.auto_name("allgather") if name is None else check_name(name)
+    try:  # a local failure reaches the other ranks: they fail this name with its reason
+        return _allgather_async(eng, x, name)
+    except Exception as exc:
+        eng.reject(name, _ALLGATHER, exc)
+        raise
+
+
+def _allgather_async(eng: Any, x: Any, name: str) -> Handle:
     if is_device_array(x):
         return _dev.allgather(eng, x, name, _fields)
     w = as_array(x)
@@ -170,9 +187,16 @@ def reducescatter_async(x: Any, op: ReduceOp = ReduceOp.Average,
     the reduction (rows split as evenly as possible, lower ranks taking the extra rows)."""
     ctx = context_of(process_set)
     eng = ctx.get_engine()
+    name = eng.auto_name("reducescatter") if name is None else check_name(name)
+    try:  # a local failure reaches the other ranks: they fail this name with its reason
+        return _reducescatter_async(ctx, eng, x, op, name)
+    except Exception as exc:
+        eng.reject(name, _REDUCESCATTER, exc)
+        raise
+
+
+def _reducescatter_async(ctx: Any, eng: Any, x: Any, op: Any, name: str) -> Handle:
     op_ = ReduceOp(op)
-    if name is None:
-        name = eng.auto_name("reducescatter")
     if is_device_array(x):
         return _dev.reducescatter(eng, ctx.size, ctx.rank, x, op_, name, _fields)
     w = as_array(x)
@@ -201,12 +225,20 @@ def grouped_allreduce_async(
     together); ``wait()`` returns the list of results.  Members are named ``<name>[i]``."""
     ctx = context_of(process_set)
     eng = ctx.get_engine()
-    op_ = ReduceOp(op)
     xs = list(xs)
     if not xs:
         raise ValueError("grouped_allreduce: empty list of tensors")
-    if name is None:
-        name = eng.auto_name("grouped_allreduce")
+    name = eng.auto_name("grouped_allreduce") if name is None else check_name(name)
+    try:  # a local failure reaches the other ranks: they fail these names with its reason
+        return _grouped_async(ctx, eng, xs, op, name, prescale_factor, postscale_factor)
+    except Exception as exc:
+        eng.reject(name, _ALLREDUCE, exc, group_size=len(xs))
+        raise
+
+
+def _grouped_async(ctx: Any, eng: Any, xs: list, op: Any, name: str, prescale_factor: float,
+                   postscale_factor: float) -> Handle:
+    op_ = ReduceOp(op)
     gname = name.encode()
     group = ffi.new("char[]", gname)
     fields, keep, outs = [], [], []

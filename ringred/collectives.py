@@ -5,6 +5,7 @@ from the slow paths to ``ringred.device``."""
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,8 @@ def _ptr(a: np.ndarray) -> Any:
 
 
 def _prepare(ctx: _state.Context, kind: int, fn):
-    """Run local argument checks; if they fail, tell the other ranks before raising."""
+    """Run local argument checks; if they fail, tell the other ranks before raising (they
+    get a MismatchError "... rejected locally on rank r")."""
     try:
         return fn()
     except Exception:
@@ -76,17 +78,42 @@ def _prepare(ctx: _state.Context, kind: int, fn):
         raise
 
 
+def check_name(name: Any) -> str | None:
+    """``name`` if it is None or a str without NUL characters; TypeError otherwise."""
+    if name is None or (type(name) is str and "\0" not in name):
+        return name
+    if isinstance(name, str):
+        if "\0" in name:
+            raise TypeError(f"a tensor name cannot contain NUL characters: {name!r}")
+        return str(name)
+    raise TypeError(f"a tensor name must be a str, not {type(name).__name__}")
+
+
+def root_of(root_rank: Any, size: int, what: str) -> int:
+    """``root_rank`` as an int in [0, size): TypeError if it is not an integer, ValueError if
+    it is out of range."""
+    try:
+        root = operator.index(root_rank)
+    except TypeError:
+        raise TypeError(f"{what}: the root rank must be an integer, not "
+                        f"{type(root_rank).__name__} {root_rank!r}") from None
+    if not 0 <= root < size:
+        raise ValueError(f"{what}: root rank {root} is not in [0, {size})")
+    return root
+
+
+def _label(kind: str, name: Any) -> str:
+    return f"{kind} '{name}'" if name else kind
+
+
 def _raise(ctx: _state.Context, st: int, what: str, shape: tuple | None = None,
            process_set: ProcessSet | None = None) -> None:
+    """Raise the exception for C status ``st``.  A mismatch names this rank's shape (the C
+    message lists every rank's element count); no further collective runs, so every rank
+    leaves the failed call in step, whatever the others had called."""
     err = make_error(st, ctx.handle, what)
     if isinstance(err, MismatchError) and shape is not None and "rejected locally" not in str(err):
-        # Every rank got the mismatch: agree on a readable account of the shapes.
-        from .objects import allgather_object
-
-        shapes = allgather_object(tuple(int(d) for d in shape), process_set=process_set)
-        if len(set(shapes)) > 1:
-            listing = ", ".join(f"rank {r}: {list(s)}" for r, s in enumerate(shapes))
-            err = MismatchError(f"{err} (shapes: {listing})")
+        err = MismatchError(f"{err} (shape on rank {ctx.rank}: {[int(d) for d in shape]})")
     raise err
 
 
@@ -148,75 +175,96 @@ def allreduce(
     ctx = _state._ctx if process_set is None else context_of(process_set)
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
-    fast = fast_allreduce_args(ctx, x, op, prescale_factor, postscale_factor, out)
-    if fast is not None:
-        code, cop, post, div, res = fast
-        st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
-                              code, cop, 1.0, post, div)
+    with ctx.serial:
+        ctx.claim()
+        try:
+            fast = fast_allreduce_args(ctx, x, op, prescale_factor, postscale_factor, out)
+        except Exception:  # e.g. an unhashable op: the peers must not wait for this rank
+            lib.rr_poison(ctx.handle, KIND_ALLREDUCE)
+            raise
+        if fast is not None and (name is None or (type(name) is str and "\0" not in name)):
+            code, cop, post, div, res = fast
+            st = lib.rr_allreduce(ctx.handle, ffi.from_buffer(x), ffi.from_buffer(res), x.size,
+                                  code, cop, 1.0, post, div)
+            if st:
+                _raise(ctx, st, _label("allreduce", name), x.shape, process_set)
+            return res
+        if is_device_array(x):
+            what = _prepare(ctx, KIND_ALLREDUCE, lambda: _label("allreduce", check_name(name)))
+            return _device.allreduce(ctx, x, op, what, prescale_factor, postscale_factor, out)
+
+        def prep():
+            what = _label("allreduce", check_name(name))
+            op_ = ReduceOp(op)
+            w = as_array(x)
+            src = contiguous(w.arr)
+            dst, wo = _output(w, out, src.shape, what)
+            pre = float(prescale_factor)
+            check_scales(w.code, src.dtype, pre, float(postscale_factor), what)
+            post, div = _scales(w.code, op_, ctx.size, pre, float(postscale_factor))
+            return what, op_, w, src, dst, wo, pre, float(post), div
+
+        what, op_, w, src, dst, wo, pre, post, div = _prepare(ctx, KIND_ALLREDUCE, prep)
+        st = lib.rr_allreduce(ctx.handle, _ptr(src), _ptr(dst), src.size, w.code, c_op(op_),
+                              pre, post, div)
         if st:
-            what = f"allreduce '{name}'" if name else "allreduce"
-            _raise(ctx, st, what, x.shape, process_set)
-        return res
-    what = f"allreduce '{name}'" if name else "allreduce"
-    if is_device_array(x):
-        return _device.allreduce(ctx, x, op, what, prescale_factor, postscale_factor, out)
-
-    def prep():
-        op_ = ReduceOp(op)
-        w = as_array(x)
-        src = contiguous(w.arr)
-        dst, wo = _output(w, out, src.shape, what)
-        check_scales(w.code, src.dtype, prescale_factor, postscale_factor, what)
-        post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
-        return op_, w, src, dst, wo, post, div
-
-    op_, w, src, dst, wo, post, div = _prepare(ctx, KIND_ALLREDUCE, prep)
-    st = lib.rr_allreduce(
-        ctx.handle, _ptr(src), _ptr(dst), src.size, w.code, c_op(op_),
-        float(prescale_factor), float(post), div,
-    )
-    if st:
-        _raise(ctx, st, what, src.shape, process_set)
-    return _finish(w, dst, wo, out)
+            _raise(ctx, st, what, src.shape, process_set)
+        return _finish(w, dst, wo, out)
 
 
 def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None,
               process_set: ProcessSet | None = None) -> Any:
     """Return ``root_rank``'s ``x`` on every rank (``out=x`` broadcasts in place)."""
     ctx = context_of(process_set)
-    what = f"broadcast '{name}'" if name else "broadcast"
-    if is_device_array(x):
-        return _device.broadcast(ctx, x, root_rank, what, out)
+    with ctx.serial:
+        ctx.claim()
+        if is_device_array(x):
+            what, root = _prepare(ctx, KIND_BROADCAST, lambda: _broadcast_args(ctx, name,
+                                                                                root_rank))
+            return _device.broadcast(ctx, x, root, what, out)
 
-    def prep():
-        w = as_array(x)
-        dst, wo = _output(w, out, w.arr.shape, what)
-        if dst is not w.arr:
-            dst[...] = w.arr
-        return w, dst, wo
+        def prep():
+            what, root = _broadcast_args(ctx, name, root_rank)
+            w = as_array(x)
+            dst, wo = _output(w, out, w.arr.shape, what)
+            if dst is not w.arr:
+                dst[...] = w.arr
+            return what, root, w, dst, wo
 
-    w, dst, wo = _prepare(ctx, KIND_BROADCAST, prep)
-    st = lib.rr_broadcast(ctx.handle, _ptr(dst), dst.size, w.code, int(root_rank))
-    if st:
-        _raise(ctx, st, what, dst.shape, process_set)
-    return _finish(w, dst, wo, out)
+        what, root, w, dst, wo = _prepare(ctx, KIND_BROADCAST, prep)
+        st = lib.rr_broadcast(ctx.handle, _ptr(dst), dst.size, w.code, root)
+        if st:
+            _raise(ctx, st, what, dst.shape, process_set)
+        return _finish(w, dst, wo, out)
+
+
+def _broadcast_args(ctx: _state.Context, name: Any, root_rank: Any) -> tuple[str, int]:
+    what = _label("broadcast", check_name(name))
+    return what, root_of(root_rank, ctx.size, what)
 
 
 def allgather(x: Any, name: str | None = None, process_set: ProcessSet | None = None) -> Any:
     """Concatenate every rank's ``x`` along the first dimension (which may differ by rank)."""
     ctx = context_of(process_set)
-    what = f"allgather '{name}'" if name else "allgather"
+    with ctx.serial:
+        ctx.claim()
+        return _allgather(ctx, x, name, process_set)
+
+
+def _allgather(ctx: _state.Context, x: Any, name: Any, process_set: ProcessSet | None) -> Any:
     if is_device_array(x):
+        what = _prepare(ctx, KIND_ALLGATHER, lambda: _label("allgather", check_name(name)))
         return _device.allgather(ctx, x, what)
 
     def prep():
+        what = _label("allgather", check_name(name))
         w = as_array(x)
         if w.arr.ndim == 0:
             raise ValueError(f"{what}: 0-d arrays cannot be gathered; reshape to (1,)")
         src = contiguous(w.arr)
-        return w, src
+        return what, w, src
 
-    w, src = _prepare(ctx, KIND_ALLGATHER, prep)
+    what, w, src = _prepare(ctx, KIND_ALLGATHER, prep)
     row = int(np.prod(src.shape[1:], dtype=np.int64))
     counts = ffi.new("size_t[]", ctx.size)
     st = lib.rr_allgather(ctx.handle, _ptr(src), src.size, ffi.NULL, w.code, row, counts)
@@ -250,20 +298,30 @@ def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = No
     Rows are split as evenly as possible, lower ranks taking one extra row each.
     """
     ctx = context_of(process_set)
-    what = f"reducescatter '{name}'" if name else "reducescatter"
+    with ctx.serial:
+        ctx.claim()
+        return _reducescatter(ctx, x, op, name, process_set)
+
+
+def _reducescatter(ctx: _state.Context, x: Any, op: Any, name: Any,
+                   process_set: ProcessSet | None) -> Any:
     if is_device_array(x):
+        what = _prepare(ctx, KIND_REDUCESCATTER, lambda: _label("reducescatter",
+                                                                check_name(name)))
         return _device.reducescatter(ctx, x, op, what)
 
     def prep():
+        what = _label("reducescatter", check_name(name))
         op_ = ReduceOp(op)
         w = as_array(x)
         if w.arr.ndim == 0:
             raise ValueError(f"{what}: 0-d arrays cannot be scattered; reshape to (1,)")
         src = contiguous(w.arr)
         rows = split_rows(src.shape[0], ctx.size)
-        return op_, w, src, rows, np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
+        res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
+        return what, op_, w, src, rows, res
 
-    op_, w, src, rows, res = _prepare(ctx, KIND_REDUCESCATTER, prep)
+    what, op_, w, src, rows, res = _prepare(ctx, KIND_REDUCESCATTER, prep)
     row = int(np.prod(src.shape[1:], dtype=np.int64))
     counts = ffi.new("size_t[]", [r * row for r in rows])
     post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
@@ -278,6 +336,8 @@ def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = No
 def barrier(process_set: ProcessSet | None = None) -> None:
     """Block until every rank (of the process set) has called barrier()."""
     ctx = context_of(process_set)
-    st = lib.rr_barrier(ctx.handle)
-    if st:
-        _raise(ctx, st, "barrier")
+    with ctx.serial:
+        ctx.claim()
+        st = lib.rr_barrier(ctx.handle)
+        if st:
+            _raise(ctx, st, "barrier")

@@ -19,7 +19,11 @@ def broadcast_object(obj: Any, root_rank: int = 0,
     If the root cannot pickle ``obj``, the root raises that error and the other ranks a
     ``RingredError`` saying so (nobody waits for the payload)."""
     ctx = context_of(process_set)
-    ps = process_set
+    with ctx.serial:  # both steps, without another thread's call in between
+        return _broadcast_object(ctx, obj, root_rank, process_set)
+
+
+def _broadcast_object(ctx: Any, obj: Any, root_rank: int, ps: ProcessSet | None) -> Any:
     payload, problem = b"", None
     if ctx.rank == root_rank:
         payload, problem = _pickle(obj)
@@ -43,6 +47,11 @@ def allgather_object(obj: Any, process_set: ProcessSet | None = None) -> list[An
     If a rank cannot pickle its ``obj``, it raises that error and the others a
     ``RingredError`` naming it (nobody waits for its payload)."""
     ctx = context_of(process_set)
+    with ctx.serial:  # both steps, without another thread's call in between
+        return _allgather_object(ctx, obj, process_set)
+
+
+def _allgather_object(ctx: Any, obj: Any, process_set: ProcessSet | None) -> list[Any]:
     payload, problem = _pickle(obj)
     size = -1 if problem is not None else len(payload)
     sizes = allgather(np.array([size], dtype=np.int64), process_set=process_set)
