@@ -259,8 +259,8 @@ static int build_response(rr_engine *e, rr_neg *g, const uint8_t *joined, rr_res
 /* Add a response, holding back members of a group until the whole group is ready. */
 static int emit(rr_coord *c, rr_resp_list *out, rr_resp *r)
 {
-    if (r->d.group == NULL)
-        return rr_resp_push(out, r);
+    if (r->d.group == NULL || r->type == RESP_ERROR)
+        return rr_resp_push(out, r); /* a failed member fails its group: fail_groups() */
     rr_group_acc *a = rr_smap_get(&c->groups, r->d.group);
     if (a == NULL) {
         a = calloc(1, sizeof *a);
@@ -284,6 +284,72 @@ static int emit(rr_coord *c, rr_resp_list *out, rr_resp *r)
     free(a->ready.v);
     free(a->name);
     free(a);
+    return 0;
+}
+
+#define GROUP_MSG "tensor '%s': grouped allreduce '%s' failed: %s"
+static char *group_msg(const char *name, const char *group, const char *why)
+{
+    int len = snprintf(NULL, 0, GROUP_MSG, name, group, why ? why : "");
+    char *m = len < 0 ? NULL : malloc((size_t)len + 1);
+    if (m)
+        snprintf(m, (size_t)len + 1, GROUP_MSG, name, group, why ? why : "");
+    return m;
+}
+
+/* A member of a grouped allreduce failed: the whole group fails on every rank, the members
+ * held back for it included, and so do members that only some ranks submitted (groups of
+ * different sizes), which would otherwise wait forever.  A rank submits its whole group at
+ * once, so when any member is answered every rank's members are in the table. */
+static int fail_groups(rr_engine *e, rr_resp_list *out)
+{
+    rr_coord *c = &e->coord;
+    for (size_t i = 0; i < out->n; i++) {
+        if (out->v[i].type != RESP_ERROR || out->v[i].d.group == NULL)
+            continue;
+        char grp[1024], why[1500];
+        snprintf(grp, sizeof grp, "%s", out->v[i].d.group);
+        snprintf(why, sizeof why, "%s", out->v[i].err_msg ? out->v[i].err_msg : "");
+        int code = out->v[i].err_code;
+        rr_group_acc *a = rr_smap_get(&c->groups, grp);
+        if (a) {
+            rr_smap_del(&c->groups, a->name);
+            for (size_t j = 0; j < a->ready.n; j++) {
+                rr_resp *h = &a->ready.v[j]; /* moved into out */
+                free(h->counts);
+                h->counts = NULL;
+                h->type = RESP_ERROR;
+                h->err_code = code;
+                h->err_msg = group_msg(h->d.name, grp, why);
+                if (h->err_msg == NULL || rr_resp_push(out, h) != 0)
+                    return -1;
+            }
+            free(a->ready.v);
+            free(a->name);
+            free(a);
+        }
+        for (rr_neg *g = c->head, *nx; g; g = nx) {
+            nx = g->next;
+            int k = 0;
+            while (k < e->size && !(g->req[k].name && g->req[k].group &&
+                                    strcmp(g->req[k].group, grp) == 0))
+                k++;
+            if (k == e->size)
+                continue;
+            rr_resp r;
+            memset(&r, 0, sizeof r);
+            r.type = RESP_ERROR;
+            r.err_code = code;
+            if (rr_desc_copy(&r.d, &g->req[k]) != 0 ||
+                (r.err_msg = group_msg(g->name, grp, why)) == NULL || rr_resp_push(out, &r) != 0) {
+                rr_desc_free(&r.d);
+                free(r.err_msg);
+                return -1;
+            }
+            neg_unlink(c, g);
+            neg_free(g, e->size);
+        }
+    }
     return 0;
 }
 
@@ -432,6 +498,10 @@ rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *jo
         }
     }
     stall_errors(e, now, &ready);
+    if (fail_groups(e, &ready) != 0) {
+        st = RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
+        goto done;
+    }
 
     rr_buf_reset(out);
     rr_put_u32(out, (uint32_t)ev.n);

@@ -139,6 +139,15 @@ def async_cases() -> None:
         got = ringred.allreduce_async(np.full(3, r, np.float64), name=f"after.{label}",
                                       op=ringred.Sum).wait()
         assert np.array_equal(got, np.full(3, n * (n - 1) / 2)), got
+    # groups of different sizes: every member fails on every rank (none waits for a member
+    # that some ranks never submit), then the engine goes on
+    t0 = time.monotonic()
+    xs = [x, x] + ([x] if r == n - 1 else [])
+    e = expect(ringred.MismatchError, lambda: ringred.grouped_allreduce(xs, name="grp.sizes"),
+               "grp.sizes")
+    assert time.monotonic() - t0 < 10.0, str(e)
+    got = ringred.grouped_allreduce([x, x], name="grp.after", op=ringred.Sum)
+    assert all(np.array_equal(g, x * n) for g in got)
     # names are validated: TypeError, locally (no name to tell the others about)
     expect(TypeError, lambda: ringred.allreduce_async(x, name=7), "str")
     expect(TypeError, lambda: ringred.allreduce_async(x, name="a\0b"), "NUL")
