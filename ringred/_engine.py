@@ -19,6 +19,9 @@ from .errors import RingredTimeoutError, StallWarning, error_for
 _PENDING, _OK, _FAILED = 0, 1, 2
 _SLICE = 0.25  # seconds per C-level wait, between checks for stall warnings
 _TIMEOUT = 7   # RR_ERR_TIMEOUT
+_PHASES = ("negotiate_s", "copy_in_s", "reduce_s", "copy_out_s", "wait_s", "fused", "direct",
+           "fused_bytes", "direct_bytes", "units")
+_NPHASES = lib.RR_ENGINE_NPHASES
 
 
 def _last_error(h: Any) -> str:
@@ -299,6 +302,14 @@ class Engine:
         c = ffi.new("uint64_t[2]")
         lib.rr_engine_stats(self.h, c, c + 1)
         return {"cycles": int(c[0]), "slow_cycles": int(c[1])}
+
+    def phases(self) -> dict[str, float]:
+        """Cumulative per-phase counters of the engine (csrc/ringred.h RR_PH_*): seconds in
+        negotiation, fusion copy-in, reduction, copy-out and user waits; tensors and bytes
+        reduced fused or directly; collectives run for allreduce units."""
+        out = ffi.new("double[]", _NPHASES)
+        lib.rr_engine_phases(self.h, out, _NPHASES)
+        return dict(zip(_PHASES, out, strict=True))
 
     # ------------------------------------------------------------------ timeline
     def timeline_start(self, path: str) -> None:

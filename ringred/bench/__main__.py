@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="resnet50/train: where the tensors live (cuda: torch.cuda tensors; "
                         "fake: CPU tensors through the fake device backend)")
     p.add_argument("--shrink", type=int, default=1,
-                   help="resnet50 --device: divide every gradient's size by this (smoke tests)")
+                   help="resnet50: divide every gradient's size by this (smoke tests)")
+    p.add_argument("--no-torch", action="store_true",
+                   help="resnet50: leave out the ringred.torch and DistributedOptimizer variants")
     p.add_argument("--lat-iters", type=int, default=100,
                    help="resnet50 --device: calls per timed round of the 4 KiB latency")
     p.add_argument("--min-bytes", type=int, default=8)
@@ -66,9 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.workload == "resnet50":
         from .resnet50 import format_resnet50, run_resnet50
 
-        res = run_resnet50(max(args.rounds, 3))
+        res = run_resnet50(max(args.rounds, 3), shrink=args.shrink,
+                           torch_variants=not args.no_torch)
         if ringred.rank() == 0:
-            print(format_resnet50(res, ringred.size()), flush=True)
+            print(format_resnet50(res), flush=True)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"ranks": ringred.size(), "resnet50": res}, f, indent=1)
