@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._lib import ffi, lib
+from ._pool import ResultPool
 from .errors import RingredTimeoutError, StallWarning, error_for
 
 _PENDING, _OK, _FAILED = 0, 1, 2
@@ -89,6 +90,7 @@ class Engine:
         self._live: dict[int, Handle] = {}
         self._sweep_at = 4096
         self._tls = threading.local()
+        self.results = ResultPool()  # result arrays of allreduces without out=
         self.closed = False
 
     # ------------------------------------------------------------------ names
@@ -136,8 +138,9 @@ class Engine:
                                   finish))
 
     def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
-                  div: int) -> Handle:
-        """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""
+                  div: int, ret: Any = None) -> Handle:
+        """The hot path: one contiguous NumPy allreduce into ``res``, no scale factors;
+        ``wait()`` returns ``ret`` (a tensor over ``res``), or ``res`` when it is None."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()
@@ -146,7 +149,8 @@ class Engine:
                                      x.ndim, x.shape, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
-        return self._track(Handle(self, (ids[0],), name, (x, res), None))
+        return self._track(Handle(self, (ids[0],), name,
+                                  (x, res) if ret is None else (x, ret, res), None))
 
     def _track(self, handle: Handle) -> Handle:
         """Keep a new handle in the live table (swept when it grows)."""
@@ -333,6 +337,7 @@ class Engine:
             self._finalize(h)
         lib.rr_engine_destroy(self.h)
         self.h = ffi.NULL
+        self.results.clear()
 
 
 def _nothing() -> None:

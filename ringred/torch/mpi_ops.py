@@ -93,10 +93,11 @@ def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: st
                      op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                      process_set: ProcessSet = global_process_set) -> Any:
     """Start an in-place allreduce; ``synchronize`` returns ``tensor``."""
-    h = ringred.allreduce_async(tensor.data, op=_op(op, average), name=name,
-                                prescale_factor=prescale_factor, postscale_factor=postscale_factor,
-                                out=tensor.data, **_ps_kw(process_set))
-    return _InPlace(h, tensor)
+    # out=tensor: the handle's result is the tensor itself (no wrapper, no .data views)
+    return ringred.allreduce_async(tensor, op=_op(op, average), name=name,
+                                   prescale_factor=prescale_factor,
+                                   postscale_factor=postscale_factor, out=tensor,
+                                   **_ps_kw(process_set))
 
 
 def _ps_kw(process_set: ProcessSet | None) -> dict:
