@@ -138,9 +138,8 @@ class Engine:
                                   finish))
 
     def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
-                  div: int, ret: Any = None) -> Handle:
-        """The hot path: one contiguous NumPy allreduce into ``res``, no scale factors;
-        ``wait()`` returns ``ret`` (a tensor over ``res``), or ``res`` when it is None."""
+                  div: int) -> Handle:
+        """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()
@@ -149,8 +148,7 @@ class Engine:
                                      x.ndim, x.shape, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
-        return self._track(Handle(self, (ids[0],), name,
-                                  (x, res) if ret is None else (x, ret, res), None))
+        return self._track(Handle(self, (ids[0],), name, (x, res), None))
 
     def _track(self, handle: Handle) -> Handle:
         """Keep a new handle in the live table (swept when it grows)."""
@@ -173,7 +171,9 @@ class Engine:
                          code: int, cop: int, pre: float, post: float, div: int, shape: Any,
                          backend: int, device: int, stream: int,
                          finish: Callable[[], Any] | None) -> Handle:
-        """The device hot path: one device allreduce (``keep`` holds its buffers)."""
+        """The device hot path: one device allreduce (``keep`` holds its buffers; without
+        ``finish``, ``wait()`` returns ``keep[1]``).  Backend 0: host addresses (the torch CPU
+        hot path, ringred/_torch_fast.py)."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()

@@ -69,10 +69,14 @@ class ResultPool:
 
     def take(self, x: np.ndarray) -> np.ndarray:
         """A C-contiguous array of ``x``'s shape and dtype that nobody else refers to."""
-        nbytes = x.nbytes
+        return self.take_shape(x.shape, x.dtype, x.nbytes)
+
+    def take_shape(self, shape: tuple, dtype: np.dtype, nbytes: int) -> np.ndarray:
+        """A C-contiguous array of this shape and dtype (``nbytes`` in all) that nobody
+        else refers to."""
         if nbytes < self.min_bytes or self.limit == 0:
-            return np.empty(x.shape, x.dtype)
-        key = (x.shape, x.dtype)
+            return np.empty(shape, dtype)
+        key = (shape, dtype)
         with self._lock:
             bufs = self._bufs.get(key)
             if bufs is None:
@@ -83,7 +87,7 @@ class ResultPool:
                 bufs.append(b)  # most recently handed out last: free ones come first
                 self.reused += 1
                 return b
-            b = np.empty(x.shape, x.dtype)
+            b = np.empty(shape, dtype)
             if len(bufs) < _PER_KEY and self._bytes + nbytes <= self.limit:
                 bufs.append(b)
                 self._bytes += nbytes

@@ -23,14 +23,13 @@ their own communicator and may be mixed freely with these.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
 
 from . import _async_device as _dev
-from . import _state
-from ._arrays import _EXTRA_DEVICE, as_array, cbuf, contiguous, is_device_array
+from . import _state, _torch_fast
+from ._arrays import as_array, cbuf, contiguous, is_device_array
 from ._engine import Handle
 from ._lib import ffi, lib
 from .collectives import (
@@ -89,7 +88,7 @@ def allreduce_async(
     """
     ctx = context_of(process_set)
     eng = ctx.get_engine()
-    op_ = ReduceOp(op)
+    op_ = op if type(op) is ReduceOp else ReduceOp(op)
     if name is None:
         name = eng.auto_name("allreduce")
     if type(x) is np.ndarray:
@@ -99,13 +98,10 @@ def allreduce_async(
             code, cop, post, div, res = fast
             return eng.allreduce(name, x, res, code, cop, post, div)
     else:
-        tv = _torch_arrays(eng, x, out)
-        if tv is not None and tv[0].ndim <= _MAX_DIMS:
-            fast = fast_allreduce_args(ctx, tv[0], op_, prescale_factor, postscale_factor,
-                                       tv[1])
-            if fast is not None:
-                code, cop, post, div, res = fast
-                return eng.allreduce(name, tv[0], res, code, cop, post, div, tv[2])
+        h = _torch_fast.allreduce(ctx, eng, x, op_, prescale_factor, postscale_factor, out,
+                                  name)
+        if h is not None:
+            return h
     if is_device_array(x):
         return _dev.allreduce(eng, ctx.size, x, op_, name, prescale_factor, postscale_factor,
                               out, _fields)
@@ -120,27 +116,6 @@ def allreduce_async(
         nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size, w.code,
         _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape)))
     return eng.submit(req, 1, name, (x, src, dst, out), lambda: _finish(w, dst, wo, out))
-
-
-def _torch_arrays(eng: Any, x: Any, out: Any) -> tuple[np.ndarray, np.ndarray, Any] | None:
-    """(input, output, what ``wait()`` returns) as NumPy views for a torch CPU tensor of a
-    NumPy dtype reduced in place (``out`` is ``x``), into another tensor, or into a new
-    tensor (over a pooled array); None sends the call down the general path."""
-    t = sys.modules.get("torch")
-    if t is None or not isinstance(x, t.Tensor) or _EXTRA_DEVICE:  # extra adapters: general
-        return None
-    try:  # CPU, strided, a NumPy dtype, no conjugate/negative bit: else TypeError/RuntimeError
-        a = x.detach().numpy()
-        if out is None:
-            res = eng.results.take(a)
-            return a, res, t.from_numpy(res)
-        if out is x:
-            return a, a, x
-        if isinstance(out, t.Tensor):
-            return a, out.detach().numpy(), out
-    except (TypeError, RuntimeError):
-        pass
-    return None
 
 
 def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = None,

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
                         "fake: CPU tensors through the fake device backend)")
     p.add_argument("--shrink", type=int, default=1,
                    help="resnet50: divide every gradient's size by this (smoke tests)")
+    p.add_argument("--only", default=None,
+                   help="resnet50: comma-separated variants to time (inplace, new, out, shared, "
+                        "torch_inplace, torch_new, step), each with its MPI baseline")
     p.add_argument("--no-torch", action="store_true",
                    help="resnet50: leave out the ringred.torch and DistributedOptimizer variants")
     p.add_argument("--lat-iters", type=int, default=100,
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         from .resnet50 import format_resnet50, run_resnet50
 
         res = run_resnet50(max(args.rounds, 3), shrink=args.shrink,
-                           torch_variants=not args.no_torch)
+                           torch_variants=not args.no_torch,
+                           only=args.only.split(",") if args.only else None)
         if ringred.rank() == 0:
             print(format_resnet50(res), flush=True)
             if args.json:

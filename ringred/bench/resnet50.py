@@ -120,7 +120,8 @@ def engine_loop(items: list, submit: Callable[[int], object], held: dict | None 
     return t1 - t0, t2 - t1
 
 
-def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True) -> dict:
+def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True,
+                 only: list[str] | None = None) -> dict:
     """Median seconds of each way to reduce the gradient set, same-run ratios against the
     MPI variant with the same output style, phase breakdowns, and 4 KiB latencies."""
     comm = MPI.COMM_WORLD
@@ -166,7 +167,7 @@ def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True) 
                                    out=shared[i])), "mpi_inplace", True),
     }
     torch_lat = None
-    if torch_variants:
+    if torch_variants and (not only or any(k.startswith(("torch", "step")) for k in only)):
         try:
             from . import resnet50_torch
         except ImportError:  # torch not installed
@@ -176,13 +177,18 @@ def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True) 
                                                        Variant)
             variants.update(extra)
 
+    if only:  # a subset (with the MPI variants they are compared with)
+        keep = set(only) | {variants[k].base for k in only if k in variants} - {None}
+        variants = {k: v for k, v in variants.items() if k in keep}
     eng = ringred._state.current().get_engine()
     for v in variants.values():  # warm-up (fills the response cache), then check
         v.fn()
-    new = held["res"]
+    new = held.get("res", outs)
     want = float(sum(range(1, ringred.size() + 1)))
+    ran = {"out": outs, "mpi_out": mpi_outs, "new": new, "inplace": g_inplace,
+           "mpi_inplace": g_mpi_inplace, "shared": shared}
     for i in range(len(grads)):
-        for arr in (outs[i], mpi_outs[i], new[i], g_inplace[i], g_mpi_inplace[i], shared[i]):
+        for arr in (a[i] for k, a in ran.items() if k in variants):
             if not np.all(arr == want):
                 raise AssertionError(f"wrong ResNet-50 result for {names[i]}")
     for v in variants.values():

@@ -26,6 +26,8 @@ HorovodInternalError = RingredError
 def _op(op: Any, average: bool | None) -> ReduceOp:
     if op is not None and average is not None:
         raise ValueError("the op parameter supersedes average; specify only one of them")
+    if type(op) is ReduceOp:  # the common case, checked first: no enum call
+        return op
     if op is None:
         return Sum if average is False else Average
     if op == Adasum:
