@@ -71,10 +71,6 @@ def test_pooled_results_numpy(n):
     run_mpi(n, "results_pool", "numpy", timeout=180)
 
 
-def test_pooled_results_pool_off():
-    run_mpi(2, "results_pool", "numpy", env={"RINGRED_RESULT_POOL_BYTES": "1"}, timeout=180)
-
-
 def test_torch_fast_path():
     pytest.importorskip("torch")
     run_mpi(2, "results_pool", "torch", timeout=180)

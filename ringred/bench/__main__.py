@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> None:
                         "torch_inplace, torch_new, step), each with its MPI baseline")
     p.add_argument("--no-torch", action="store_true",
                    help="resnet50: leave out the ringred.torch and DistributedOptimizer variants")
-    p.add_argument("--lat-iters", type=int, default=100,
-                   help="resnet50 --device: calls per timed round of the 4 KiB latency")
+    p.add_argument("--lat-iters", type=int, default=None,
+                   help="resnet50: calls per timed round of the 4 KiB latency (default: 100 "
+                        "with --device, else as many as fill ~50 ms)")
     p.add_argument("--min-bytes", type=int, default=8)
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         from .resnet50_device import format_resnet50_device, run_resnet50_device
 
         res = run_resnet50_device(args.device, rounds=args.rounds, shrink=args.shrink,
-                                  lat_iters=args.lat_iters)
+                                  lat_iters=args.lat_iters or 100)
         if ringred.rank() == 0:
             print(format_resnet50_device(res, ringred.size()), flush=True)
             if args.json:
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
 
         res = run_resnet50(max(args.rounds, 3), shrink=args.shrink,
                            torch_variants=not args.no_torch,
-                           only=args.only.split(",") if args.only else None)
+                           only=args.only.split(",") if args.only else None,
+                           lat_iters=args.lat_iters)
         if ringred.rank() == 0:
             print(format_resnet50(res), flush=True)
             if args.json:

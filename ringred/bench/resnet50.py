@@ -121,7 +121,7 @@ def engine_loop(items: list, submit: Callable[[int], object], held: dict | None 
 
 
 def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True,
-                 only: list[str] | None = None) -> dict:
+                 only: list[str] | None = None, lat_iters: int | None = None) -> dict:
     """Median seconds of each way to reduce the gradient set, same-run ratios against the
     MPI variant with the same output style, phase breakdowns, and 4 KiB latencies."""
     comm = MPI.COMM_WORLD
@@ -220,7 +220,7 @@ def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True,
            "mpi": lambda: comm.Allreduce(x, y, op=MPI.SUM)}
     if torch_lat is not None:
         lat.update(torch_lat)
-    res["lat4k"] = compare(lat, 4096, rounds, comm)
+    res["lat4k"] = compare(lat, 4096, rounds, comm, iters=lat_iters)
     return res
 
 
