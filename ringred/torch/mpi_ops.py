@@ -95,11 +95,13 @@ def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: st
                      op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                      process_set: ProcessSet = global_process_set) -> Any:
     """Start an in-place allreduce; ``synchronize`` returns ``tensor``."""
-    # out=tensor: the handle's result is the tensor itself (no wrapper, no .data views)
-    return ringred.allreduce_async(tensor, op=_op(op, average), name=name,
-                                   prescale_factor=prescale_factor,
-                                   postscale_factor=postscale_factor, out=tensor,
-                                   **_ps_kw(process_set))
+    # out=tensor: the handle's result is the tensor itself (no wrapper, no .data view); a
+    # tensor that requires grad goes as .data (no autograd in-place checks on any path)
+    t = tensor.data if tensor.requires_grad else tensor
+    h = ringred.allreduce_async(t, op=_op(op, average), name=name,
+                                prescale_factor=prescale_factor, postscale_factor=postscale_factor,
+                                out=t, **_ps_kw(process_set))
+    return h if t is tensor else _InPlace(h, tensor)
 
 
 def _ps_kw(process_set: ProcessSet | None) -> dict:
