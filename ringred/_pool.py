@@ -8,10 +8,13 @@ any more: the result is the user's until they drop it (and every view of it, eve
 made from it and the handle that returned it).  Whether anybody still refers to an array
 is its reference count, so a held result is never handed out twice.
 
-Only arrays of at least ``RINGRED_RESULT_POOL_MIN_BYTES`` (64 KiB) are pooled, at most
-``_PER_KEY`` per shape and dtype (a step's results held while the next step is submitted
-need two), and at most ``RINGRED_RESULT_POOL_BYTES`` (1 GiB; 0 turns the pool off) in all;
-beyond that results are fresh arrays as before.  ``clear()`` (at engine shutdown) lets go.
+Only arrays of at least ``RINGRED_RESULT_POOL_MIN_BYTES`` (64 KiB) are pooled, and at most
+``RINGRED_RESULT_POOL_BYTES`` (1 GiB; 0 turns the pool off) in all; beyond that results are
+fresh arrays as before.  There is no limit per shape: a network has many tensors of one
+shape (ResNet-50: up to 6 per shape, 12 arrays when a step's results are held while the
+next step is submitted).  Arrays handed out go to the end of their shape's list, so the
+first ones scanned are the oldest, which the caller has most likely dropped: in a training
+loop a scan stops at its first array.  ``clear()`` (at engine shutdown) lets go.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import sys
 import threading
 
 import numpy as np
-
-_PER_KEY = 3
 
 
 def _env_bytes(name: str, default: int) -> int:
@@ -88,7 +89,7 @@ class ResultPool:
                 self.reused += 1
                 return b
             b = np.empty(shape, dtype)
-            if len(bufs) < _PER_KEY and self._bytes + nbytes <= self.limit:
+            if self._bytes + nbytes <= self.limit:
                 bufs.append(b)
                 self._bytes += nbytes
             return b

@@ -74,3 +74,20 @@ def test_pooled_results_numpy(n):
 def test_torch_fast_path():
     pytest.importorskip("torch")
     run_mpi(2, "results_pool", "torch", timeout=180)
+
+
+def test_pool_serves_many_tensors_of_one_shape():
+    """Six gradients of one shape, a step's results held while the next is submitted: after
+    two steps every result is a reused array, and none is handed out twice while held."""
+    pool = ResultPool(limit=1 << 30, min_bytes=0)
+    x = np.ones(1000, np.float32)
+    held: list = []
+    for step in range(6):
+        before = pool.reused
+        res = [pool.take(x) for _ in range(6)]
+        ids = {id(r) for r in res} | {id(h) for h in held}
+        assert len(ids) == len(res) + len(held)  # all distinct, none of the held ones
+        if step >= 2:
+            assert pool.reused - before == 6
+        held = res
+    assert pool._bytes == 12 * x.nbytes
