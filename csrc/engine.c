@@ -375,6 +375,17 @@ rr_status rr_engine_timeline_stop(rr_engine *e)
     return RR_OK;
 }
 
+rr_status rr_engine_phases(rr_engine *e, double *out, int n)
+{
+    if (e == NULL || (out == NULL && n > 0))
+        return rr_efail(RR_ERR_INVALID, "rr_engine_phases: NULL argument");
+    for (int i = 0; i < n && i < RR_ENGINE_NPHASES; i++) {
+        uint64_t v = atomic_load_explicit(&e->ph[i], memory_order_relaxed);
+        out[i] = i <= RR_PH_WAIT ? (double)v * 1e-9 : (double)v;
+    }
+    return RR_OK;
+}
+
 rr_status rr_engine_stats(rr_engine *e, uint64_t *cycles, uint64_t *slow_cycles)
 {
     if (e == NULL || cycles == NULL || slow_cycles == NULL)

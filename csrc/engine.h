@@ -291,7 +291,19 @@ struct rr_engine {
     double next_stall_check;
     rr_timeline tl;
     struct rr_evpool *evpool; /* ready events of device requests (engine_device.c) [own mutex] */
+    atomic_ullong ph[RR_ENGINE_NPHASES]; /* rr_engine_phases: ns for times, else counts */
 };
+
+/* Phase counters (rr_engine_phases): any thread, relaxed. */
+static inline void rr_ph_add(rr_engine *e, int i, uint64_t v)
+{
+    atomic_fetch_add_explicit(&e->ph[i], v, memory_order_relaxed);
+}
+static inline void rr_ph_time(rr_engine *e, int i, double t0, double t1)
+{
+    if (t1 > t0)
+        rr_ph_add(e, i, (uint64_t)((t1 - t0) * 1e9));
+}
 
 /* progress.c */
 #define RR_LEASE_S 100e-6

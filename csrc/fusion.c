@@ -133,6 +133,10 @@ static rr_status allreduce_direct(rr_engine *e, rr_resp *r)
     rr_status st = rr_allreduce(e->comm, src, dst, d->count, d->dtype, d->op, d->pre, d->post,
                                 d->div);
     m[2] = m[3] = rr_now();
+    rr_ph_time(e, RR_PH_REDUCE, m[1], m[2]);
+    rr_ph_add(e, RR_PH_DIRECT, 1);
+    rr_ph_add(e, RR_PH_DIRECT_BYTES, bytes);
+    rr_ph_add(e, RR_PH_UNITS, 1);
     rr_fusion_trace(e, ent, m[0], m, 0);
     rr_fusion_finish(e, ent, st, "");
     return RR_OK;
@@ -173,6 +177,12 @@ static rr_status allreduce_fused(rr_engine *e, rr_resp_list *L, const size_t *id
         off += b;
     }
     m[3] = rr_now();
+    rr_ph_time(e, RR_PH_COPY_IN, m[0], m[1]);
+    rr_ph_time(e, RR_PH_REDUCE, m[1], m[2]);
+    rr_ph_time(e, RR_PH_COPY_OUT, m[2], m[3]);
+    rr_ph_add(e, RR_PH_FUSED, k);
+    rr_ph_add(e, RR_PH_FUSED_BYTES, total * es);
+    rr_ph_add(e, RR_PH_UNITS, 1);
     for (size_t i = 0; i < k; i++) {
         rr_resp *r = &L->v[idx[i]];
         rr_fusion_trace(e, r->ent, m[0], m, 1);

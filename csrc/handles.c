@@ -396,8 +396,11 @@ rr_status rr_engine_wait(rr_engine *e, uint64_t id, double timeout_s)
     if (ent == NULL) {
         st = rr_efail(RR_ERR_INVALID, "unknown request id %llu", (unsigned long long)id);
     } else {
-        if (!is_done(ent))
+        if (!is_done(ent)) {
+            double t0 = rr_now();
             rr_progress_until(e, &ent->done, timeout_s);
+            rr_ph_time(e, RR_PH_WAIT, t0, rr_now());
+        }
         if (!is_done(ent)) {
             st = RR_ERR_TIMEOUT;
         } else {

@@ -502,7 +502,11 @@ int rr_cycle(rr_engine *e)
         goto out;
     }
 
+    double t_exec = rr_now();
     st = rr_execute(e, &L, e->joined_now);
+    double t_done = rr_now();
+    rr_ph_time(e, RR_PH_NEGOTIATE, now, t_exec);
+    now = t_done; /* the rest of the cycle counts as negotiation too (below) */
     if (st != RR_OK) {
         ret = fatal_exit(e, st, "execution");
         goto out;
@@ -565,6 +569,7 @@ int rr_cycle(rr_engine *e)
      * next cycle with wake messages. */
     ret = 0;
 out:
+    rr_ph_time(e, RR_PH_NEGOTIATE, now, rr_now());
     rr_resp_clear(&L);
     free(L.v);
     free(evicts);

@@ -239,6 +239,21 @@ rr_status rr_engine_timeline_start(rr_engine *eng, const char *path);
 rr_status rr_engine_timeline_stop(rr_engine *eng);
 /* Counters since creation: cycles run, and how many of them took the slow path. */
 rr_status rr_engine_stats(rr_engine *eng, uint64_t *cycles, uint64_t *slow_cycles);
+/* Where the engine's time went since creation (seconds, cumulative; counts as numbers):
+ * out[i] for i < n and i < RR_ENGINE_NPHASES, indexed by RR_PH_*.  Cheap: the engine always
+ * keeps them (two clock reads per step). */
+#define RR_PH_NEGOTIATE 0 /* cycles: drain, cycle vector, slow path, bookkeeping */
+#define RR_PH_COPY_IN 1   /* packing fused tensors into the fusion buffer */
+#define RR_PH_REDUCE 2    /* the collectives themselves (fused and direct) */
+#define RR_PH_COPY_OUT 3  /* unpacking fused results */
+#define RR_PH_WAIT 4      /* user threads inside rr_engine_wait / rr_engine_finish */
+#define RR_PH_FUSED 5     /* tensors reduced through the fusion buffer (count) */
+#define RR_PH_DIRECT 6    /* tensors reduced where they are (count) */
+#define RR_PH_FUSED_BYTES 7
+#define RR_PH_DIRECT_BYTES 8
+#define RR_PH_UNITS 9     /* collectives run for allreduce units (count) */
+#define RR_ENGINE_NPHASES 10
+rr_status rr_engine_phases(rr_engine *eng, double *out, int n);
 
 /* ---- test hooks for the kernels ---- */
 /* dst = srcs[0] op srcs[1] op ... op srcs[k-1] with the named kernel path. */

@@ -14,11 +14,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._lib import ffi, lib
+from ._pool import ResultPool
 from .errors import RingredTimeoutError, StallWarning, error_for
 
 _PENDING, _OK, _FAILED = 0, 1, 2
 _SLICE = 0.25  # seconds per C-level wait, between checks for stall warnings
 _TIMEOUT = 7   # RR_ERR_TIMEOUT
+_PHASES = ("negotiate_s", "copy_in_s", "reduce_s", "copy_out_s", "wait_s", "fused", "direct",
+           "fused_bytes", "direct_bytes", "units")
+_NPHASES = lib.RR_ENGINE_NPHASES
 
 
 def _last_error(h: Any) -> str:
@@ -86,6 +90,7 @@ class Engine:
         self._live: dict[int, Handle] = {}
         self._sweep_at = 4096
         self._tls = threading.local()
+        self.results = ResultPool()  # result arrays of allreduces without out=
         self.closed = False
 
     # ------------------------------------------------------------------ names
@@ -185,7 +190,9 @@ class Engine:
                          code: int, cop: int, pre: float, post: float, div: int, shape: Any,
                          backend: int, device: int, stream: int,
                          finish: Callable[[], Any] | None) -> Handle:
-        """The device hot path: one device allreduce (``keep`` holds its buffers)."""
+        """The device hot path: one device allreduce (``keep`` holds its buffers; without
+        ``finish``, ``wait()`` returns ``keep[1]``).  Backend 0: host addresses (the torch CPU
+        hot path, ringred/_torch_fast.py)."""
         if self.closed:
             raise error_for(8, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()
@@ -319,6 +326,14 @@ class Engine:
         lib.rr_engine_stats(self.h, c, c + 1)
         return {"cycles": int(c[0]), "slow_cycles": int(c[1])}
 
+    def phases(self) -> dict[str, float]:
+        """Cumulative per-phase counters of the engine (csrc/ringred.h RR_PH_*): seconds in
+        negotiation, fusion copy-in, reduction, copy-out and user waits; tensors and bytes
+        reduced fused or directly; collectives run for allreduce units."""
+        out = ffi.new("double[]", _NPHASES)
+        lib.rr_engine_phases(self.h, out, _NPHASES)
+        return dict(zip(_PHASES, out, strict=True))
+
     # ------------------------------------------------------------------ timeline
     def timeline_start(self, path: str) -> None:
         st = lib.rr_engine_timeline_start(self.h, path.encode())
@@ -341,6 +356,7 @@ class Engine:
             self._finalize(h)
         lib.rr_engine_destroy(self.h)
         self.h = ffi.NULL
+        self.results.clear()
 
 
 def _nothing() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import _async_device as _dev
-from . import _state
+from . import _state, _torch_fast
 from ._arrays import as_array, cbuf, contiguous, is_device_array
 from ._engine import Handle
 from ._lib import ffi, lib
@@ -92,11 +92,18 @@ def allreduce_async(
     eng = ctx.get_engine()
     name = eng.auto_name("allreduce") if name is None else check_name(name)
     try:  # a local failure reaches the other ranks: they fail this name with its reason
-        op_ = ReduceOp(op)
-        fast = fast_allreduce_args(ctx, x, op_, prescale_factor, postscale_factor, out)
-        if fast is not None and x.ndim <= _MAX_DIMS:
-            code, cop, post, div, res = fast
-            return eng.allreduce(name, x, res, code, cop, post, div)
+        op_ = op if type(op) is ReduceOp else ReduceOp(op)
+        if type(x) is np.ndarray:
+            fast = fast_allreduce_args(ctx, x, op_, prescale_factor, postscale_factor,
+                                       eng.results.take(x) if out is None else out)
+            if fast is not None and x.ndim <= _MAX_DIMS:
+                code, cop, post, div, res = fast
+                return eng.allreduce(name, x, res, code, cop, post, div)
+        else:
+            h = _torch_fast.allreduce(ctx, eng, x, op_, prescale_factor, postscale_factor,
+                                      out, name)
+            if h is not None:
+                return h
         if is_device_array(x):
             return _dev.allreduce(eng, ctx.size, x, op_, name, prescale_factor,
                                   postscale_factor, out, _fields)

@@ -30,9 +30,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="resnet50/train: where the tensors live (cuda: torch.cuda tensors; "
                         "fake: CPU tensors through the fake device backend)")
     p.add_argument("--shrink", type=int, default=1,
-                   help="resnet50 --device: divide every gradient's size by this (smoke tests)")
-    p.add_argument("--lat-iters", type=int, default=100,
-                   help="resnet50 --device: calls per timed round of the 4 KiB latency")
+                   help="resnet50: divide every gradient's size by this (smoke tests)")
+    p.add_argument("--only", default=None,
+                   help="resnet50: comma-separated variants to time (inplace, new, out, shared, "
+                        "torch_inplace, torch_new, step), each with its MPI baseline")
+    p.add_argument("--no-torch", action="store_true",
+                   help="resnet50: leave out the ringred.torch and DistributedOptimizer variants")
+    p.add_argument("--lat-iters", type=int, default=None,
+                   help="resnet50: calls per timed round of the 4 KiB latency (default: 100 "
+                        "with --device, else as many as fill ~50 ms)")
     p.add_argument("--min-bytes", type=int, default=8)
     p.add_argument("--max-bytes", type=int, default=64 << 20)
     p.add_argument("--rounds", type=int, default=7, help="timed rounds per size (median)")
@@ -55,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         from .resnet50_device import format_resnet50_device, run_resnet50_device
 
         res = run_resnet50_device(args.device, rounds=args.rounds, shrink=args.shrink,
-                                  lat_iters=args.lat_iters)
+                                  lat_iters=args.lat_iters or 100)
         if ringred.rank() == 0:
             print(format_resnet50_device(res, ringred.size()), flush=True)
             if args.json:
@@ -66,9 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.workload == "resnet50":
         from .resnet50 import format_resnet50, run_resnet50
 
-        res = run_resnet50(max(args.rounds, 3))
+        res = run_resnet50(max(args.rounds, 3), shrink=args.shrink,
+                           torch_variants=not args.no_torch,
+                           only=args.only.split(",") if args.only else None,
+                           lat_iters=args.lat_iters)
         if ringred.rank() == 0:
-            print(format_resnet50(res, ringred.size()), flush=True)
+            print(format_resnet50(res), flush=True)
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"ranks": ringred.size(), "resnet50": res}, f, indent=1)

@@ -29,12 +29,13 @@ def time_round(fn: Callable[[], object], iters: int, comm: MPI.Comm) -> float:
 def compare(fns: dict[str, Callable[[], object]], nbytes: int, rounds: int,
             comm: MPI.Comm,
             enter: dict[str, Callable[[], AbstractContextManager]] | None = None,
-            ) -> dict[str, float]:
+            iters: int | None = None) -> dict[str, float]:
     """Median seconds per call of each function; rounds interleave them to share noise.
 
     ``enter[name]()``, when given, is a context manager held (untimed) around each round of
-    ``fns[name]``, e.g. to make a ringred context the active one."""
-    iters = iterations_for(nbytes)
+    ``fns[name]``, e.g. to make a ringred context the active one.  ``iters``: calls per
+    round (default: ``iterations_for(nbytes)``)."""
+    iters = iters or iterations_for(nbytes)
     enter = enter or {}
     for name, fn in fns.items():  # warm-up
         with enter.get(name, nullcontext)():

@@ -26,6 +26,8 @@ HorovodInternalError = RingredError
 def _op(op: Any, average: bool | None) -> ReduceOp:
     if op is not None and average is not None:
         raise ValueError("the op parameter supersedes average; specify only one of them")
+    if type(op) is ReduceOp:  # the common case, checked first: no enum call
+        return op
     if op is None:
         return Sum if average is False else Average
     if op == Adasum:
@@ -93,10 +95,13 @@ def allreduce_async_(tensor: torch.Tensor, average: bool | None = None, name: st
                      op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                      process_set: ProcessSet = global_process_set) -> Any:
     """Start an in-place allreduce; ``synchronize`` returns ``tensor``."""
-    h = ringred.allreduce_async(tensor.data, op=_op(op, average), name=name,
+    # out=tensor: the handle's result is the tensor itself (no wrapper, no .data view); a
+    # tensor that requires grad goes as .data (no autograd in-place checks on any path)
+    t = tensor.data if tensor.requires_grad else tensor
+    h = ringred.allreduce_async(t, op=_op(op, average), name=name,
                                 prescale_factor=prescale_factor, postscale_factor=postscale_factor,
-                                out=tensor.data, **_ps_kw(process_set))
-    return _InPlace(h, tensor)
+                                out=t, **_ps_kw(process_set))
+    return h if t is tensor else _InPlace(h, tensor)
 
 
 def _ps_kw(process_set: ProcessSet | None) -> dict:

@@ -1,0 +1,72 @@
+"""The torch CPU hot path of ``allreduce_async``: a contiguous CPU tensor of a supported
+dtype, no scale factors, reduced in place (``out`` is the tensor), into another such tensor,
+or into a new one, goes to the engine by address, with no NumPy view, no request struct and
+no finishing callback (a few microseconds).  Anything else returns None and takes the general
+path, which also produces every error message.  New results of NumPy dtypes come from the
+engine's result pool (ringred/_pool.py) as ``torch.from_numpy`` tensors: the pooled array is
+reused only once that tensor and every view of it are gone (they hold the array)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from ._arrays import _EXTRA_DEVICE
+from ._lib import lib
+from .collectives import _FAST_OPS
+
+_MAX_DIMS = lib.RR_MAX_DIMS
+_TABLE: dict[Any, tuple[int, np.dtype | None]] = {}  # torch dtype -> (C code, NumPy dtype)
+
+
+def _table(t: Any) -> dict[Any, tuple[int, np.dtype | None]]:
+    if not _TABLE:
+        pairs = [(t.uint8, 0, np.uint8), (t.int8, 1, np.int8), (t.int16, 2, np.int16),
+                 (t.int32, 3, np.int32), (t.int64, 4, np.int64), (t.float16, 5, np.float16),
+                 (t.float32, 7, np.float32), (t.float64, 8, np.float64)]
+        _TABLE.update({dt: (code, np.dtype(nd)) for dt, code, nd in pairs})
+        _TABLE[t.bfloat16] = (6, None)  # no NumPy dtype of its own: not pooled
+    return _TABLE
+
+
+def _plain(t: Any, x: Any) -> bool:
+    """A dense, C-contiguous CPU tensor."""
+    return x.is_cpu and x.layout is t.strided and x.is_contiguous()
+
+
+def allreduce(ctx: Any, eng: Any, x: Any, op: Any, pre: float, post: float, out: Any,
+              name: str) -> Any:
+    """The engine handle of the allreduce of torch tensor ``x``, or None (general path)."""
+    t = sys.modules.get("torch")
+    if (t is None or pre != 1.0 or post != 1.0 or _EXTRA_DEVICE
+            or not isinstance(x, t.Tensor)):
+        return None
+    kind = _table(t).get(x.dtype)
+    fop = _FAST_OPS.get(op)
+    if kind is None or fop is None or x.dim() > _MAX_DIMS or not _plain(t, x):
+        return None
+    if out is None:
+        nbytes = x.numel() * x.element_size()
+        if kind[1] is not None and nbytes >= eng.results.min_bytes:
+            res = t.from_numpy(eng.results.take_shape(tuple(x.shape), kind[1], nbytes))
+        else:
+            res = t.empty(x.shape, dtype=x.dtype)
+    elif out is x:
+        res = x
+    elif (isinstance(out, t.Tensor) and out.dtype == x.dtype and out.shape == x.shape
+          and _plain(t, out)):
+        res = out
+    else:
+        return None
+    code = kind[0]
+    if not fop[1]:
+        post_, div = 1.0, 1
+    elif code >= 5:
+        post_, div = 1.0 / ctx.size, 1
+    else:
+        post_, div = 1.0, ctx.size
+    # keep = (x, res): the handle holds both until done; wait() returns res
+    return eng.allreduce_device(name, (x, res), x.data_ptr(), res.data_ptr(), x.numel(), code,
+                                fop[0], 1.0, post_, div, x.shape, 0, 0, 0, None)
