@@ -45,10 +45,11 @@ def allgather(x: np.ndarray, name: str | None, process_set: ProcessSet | None,
               expect_rows: int | None = None) -> np.ndarray:
     res = _c.allgather(np.ascontiguousarray(x), name=name, process_set=process_set)
     if expect_rows is not None and res.shape[0] != expect_rows:
+        what = f"allgather '{name}'" if name else "allgather"
         raise ValueError(
-            f"allgather '{name or ''}' inside jax.jit: the result has {res.shape[0]} rows, the "
-            f"traced shape promised {expect_rows}; inside jit every rank must pass the same "
-            "first dimension (call it outside jit for ragged gathers)"
+            f"{what} inside jax.jit: the result has {res.shape[0]} rows, the traced shape "
+            f"promised {expect_rows}; inside jit every rank must pass the same first "
+            "dimension (call it outside jit for ragged gathers)"
         )
     return res
 
