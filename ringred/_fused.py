@@ -9,11 +9,12 @@ a disagreement raises ``MismatchError`` on every rank, naming the ranks that dif
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ._lib import lib
 from .collectives import allreduce, broadcast
 from .errors import MismatchError
 from .objects import allgather_object
@@ -33,6 +34,17 @@ def aligned_empty(shape: Sequence[int], dtype: Any) -> np.ndarray:
     raw = np.empty(n + ALIGN, np.uint8)
     off = (-raw.ctypes.data) % ALIGN
     return raw[off:off + n].view(dt).reshape(tuple(shape))
+
+
+def prepare(fn: Callable[[], Any], process_set: ProcessSet | None) -> Any:
+    """Run ``fn`` (local argument checks and conversions); if it raises, make the peers'
+    pending collective fail too (MismatchError naming this rank) instead of leaving them
+    waiting, then re-raise."""
+    try:
+        return fn()
+    except Exception:
+        lib.rr_poison(context_of(process_set).handle, 1)
+        raise
 
 
 def layout(arrays: Sequence[np.ndarray], structure: str = "") -> str:

@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without jax
 
 from typing import Any
 
+from .._fused import prepare
 from ..ops import Average, ReduceOp, Sum
 from ..process_sets import ProcessSet
 from . import _host
@@ -52,7 +53,7 @@ def allreduce(x: Any, op: ReduceOp = Average, name: str | None = None,
     if is_traced(x):
         return jit_allreduce(x, op, name, prescale_factor, postscale_factor, process_set)
     what = f"allreduce '{name}'" if name else "allreduce"
-    a = _host.host_array(x, what)
+    a = prepare(lambda: _host.host_array(x, what), process_set)
     return to_jax(_host.allreduce(a, op, name, prescale_factor, postscale_factor, process_set),
                   like=x)
 
@@ -62,7 +63,8 @@ def broadcast(x: Any, root_rank: int = 0, name: str | None = None,
     """Return ``root_rank``'s ``x`` on every rank (a new ``jax.Array``)."""
     if is_traced(x):
         return jit_broadcast(x, root_rank, name, process_set)
-    a = _host.host_array(x, f"broadcast '{name}'" if name else "broadcast")
+    a = prepare(lambda: _host.host_array(x, f"broadcast '{name}'" if name else "broadcast"),
+                process_set)
     return to_jax(_host.broadcast(a, root_rank, name, process_set), like=x)
 
 
@@ -74,7 +76,8 @@ def allgather(x: Any, name: str | None = None,
     be known when tracing, so every rank must pass the same shape (ValueError otherwise)."""
     if is_traced(x):
         return jit_allgather(x, name, process_set)
-    a = _host.host_array(x, f"allgather '{name}'" if name else "allgather")
+    a = prepare(lambda: _host.host_array(x, f"allgather '{name}'" if name else "allgather"),
+                process_set)
     return to_jax(_host.allgather(a, name, process_set), like=x)
 
 
@@ -84,7 +87,8 @@ def reducescatter(x: Any, op: ReduceOp = Average, name: str | None = None,
     lower ranks taking one extra row each)."""
     if is_traced(x):
         return jit_reducescatter(x, op, name, process_set)
-    a = _host.host_array(x, f"reducescatter '{name}'" if name else "reducescatter")
+    a = prepare(lambda: _host.host_array(x, f"reducescatter '{name}'" if name else "reducescatter"),
+                process_set)
     return to_jax(_host.reducescatter(a, op, name, process_set), like=x)
 
 
@@ -103,7 +107,8 @@ def allreduce_tree(tree: Any, op: ReduceOp = Average, name: str = "tree",
         out = jit_allreduce_leaves(leaves, str(treedef), op, name, prescale_factor,
                                    postscale_factor, process_set)
         return jax.tree.unflatten(treedef, out)
-    host = [_host.host_array(v, f"allreduce '{name}'") for v in leaves]
+    host = prepare(lambda: [_host.host_array(v, f"allreduce '{name}'") for v in leaves],
+                   process_set)
     res = _host.allreduce_leaves(host, op, name, prescale_factor, postscale_factor, process_set,
                                  str(treedef))
     return jax.tree.unflatten(treedef, [to_jax(r, like=v) for r, v in zip(res, leaves,
@@ -121,7 +126,8 @@ def broadcast_tree(tree: Any, root_rank: int = 0, name: str = "params",
     if any(is_traced(v) for v in leaves):
         out = jit_broadcast_leaves(leaves, str(treedef), root_rank, name, process_set)
         return jax.tree.unflatten(treedef, out)
-    host = [_host.host_array(v, f"broadcast '{name}'") for v in leaves]
+    host = prepare(lambda: [_host.host_array(v, f"broadcast '{name}'") for v in leaves],
+                   process_set)
     res = _host.broadcast_leaves(host, root_rank, name, process_set, str(treedef))
     return jax.tree.unflatten(treedef, [to_jax(r, like=v) for r, v in zip(res, leaves,
                                                                            strict=True)])
