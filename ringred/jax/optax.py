@@ -51,9 +51,11 @@ def distributed(tx: optax.GradientTransformation, average_every: int | None = No
         average_every: periodic parameter averaging instead of gradient averaging: each
             rank updates on its own gradients, and every ``average_every``-th update also
             moves the parameters to their average across ranks.  ``tx.update`` then needs
-            ``params``.  The returned update is ``mean(p + u) - p``, which lands exactly on
-            the average whenever each rank's parameters are within a factor of two of it
-            (Sterbenz), and within one rounding otherwise.
+            ``params``.  The returned update is ``mean(p + u) - p``: ``apply_updates``
+            lands exactly on the average where a rank's parameter is within a factor of two
+            of it (Sterbenz), and within one rounding otherwise, so the ranks' parameters
+            can then differ in the last bit; ``ringred.jax.broadcast_tree(params)`` makes
+            them bit-identical (before saving or evaluating).
         op: ``ringred.Average`` (default) or ``ringred.Sum`` for the gradients.
         name: prefix of the collective's name (error messages).
         process_set: average within this ``ringred.ProcessSet`` only (default: all ranks).
