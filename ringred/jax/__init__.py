@@ -28,7 +28,7 @@ from .._fused import prepare
 from ..ops import Average, ReduceOp, Sum
 from ..process_sets import ProcessSet
 from . import _host
-from ._convert import is_traced, to_jax
+from ._convert import is_traced, to_jax, to_jax_list
 from ._jit import (
     jit_allgather,
     jit_allreduce,
@@ -111,8 +111,7 @@ def allreduce_tree(tree: Any, op: ReduceOp = Average, name: str = "tree",
                    process_set)
     res = _host.allreduce_leaves(host, op, name, prescale_factor, postscale_factor, process_set,
                                  str(treedef))
-    return jax.tree.unflatten(treedef, [to_jax(r, like=v) for r, v in zip(res, leaves,
-                                                                           strict=True)])
+    return jax.tree.unflatten(treedef, to_jax_list(res, leaves))
 
 
 def broadcast_tree(tree: Any, root_rank: int = 0, name: str = "params",
@@ -129,8 +128,7 @@ def broadcast_tree(tree: Any, root_rank: int = 0, name: str = "params",
     host = prepare(lambda: [_host.host_array(v, f"broadcast '{name}'") for v in leaves],
                    process_set)
     res = _host.broadcast_leaves(host, root_rank, name, process_set, str(treedef))
-    return jax.tree.unflatten(treedef, [to_jax(r, like=v) for r, v in zip(res, leaves,
-                                                                           strict=True)])
+    return jax.tree.unflatten(treedef, to_jax_list(res, leaves))
 
 
 def __getattr__(name: str) -> Any:

@@ -40,6 +40,19 @@ def to_jax(a: np.ndarray, like: Any = None) -> jax.Array:
     return jax.device_put(a, device)
 
 
+def to_jax_list(arrays: list[np.ndarray], likes: list) -> list:
+    """``to_jax`` of every array, in one batched ``device_put`` when all go to one device."""
+    devices = set()
+    for v in likes:
+        if isinstance(v, jax.Array) and not is_traced(v) and len(v.devices()) == 1:
+            devices.add(next(iter(v.devices())))
+        else:
+            devices.add(None)
+    if len(devices) == 1:
+        return list(jax.device_put(arrays, devices.pop()))
+    return [to_jax(a, like=v) for a, v in zip(arrays, likes, strict=True)]
+
+
 def zero_copy(a: np.ndarray) -> bool:
     """Whether ``to_jax(a)`` can adopt ``a``'s memory (C-contiguous, 64-byte aligned)."""
     return a.flags.c_contiguous and a.ctypes.data % ALIGN == 0
