@@ -26,27 +26,38 @@ def check_host(nd: Any, what: str) -> None:
                                f"is on {nd.context}")
 
 
-def host_view(nd: Any, writable: bool = False, what: str = "ringred.mxnet") -> np.ndarray:
+def host_view(nd: Any, writable: bool = False, what: str = "ringred.mxnet",
+              wait: bool = True) -> np.ndarray:
     """A NumPy array sharing ``nd``'s memory, once MXNet's engine is done with it.
 
     With ``writable`` the view may be written (the engine has also finished every read).
-    The caller keeps ``nd`` alive while it uses the view."""
+    ``wait=False`` skips the wait, for a caller that has just run ``mx.nd.waitall()``."""
     check_host(nd, what)
-    if writable:
+    if not wait:
+        pass
+    elif writable:
         check_call(_LIB.MXNDArrayWaitToWrite(nd.handle))
     else:
         nd.wait_to_read()
     dt = np.dtype(nd.dtype)
-    nbytes = int(np.prod(nd.shape, dtype=np.int64)) * dt.itemsize
-    if nbytes == 0:
-        return np.empty(nd.shape, dt)
+    shape = tuple(nd.shape)
+    if int(np.prod(shape, dtype=np.int64)) == 0:
+        return np.empty(shape, dt)
     ptr = ctypes.c_void_p()
     check_call(_LIB.MXNDArrayGetData(nd.handle, ctypes.byref(ptr)))
-    buf = (ctypes.c_char * nbytes).from_address(ptr.value)
-    view = np.frombuffer(buf, dtype=dt).reshape(nd.shape)
-    if not writable:
-        view.flags.writeable = False
-    return view
+    return np.asarray(_Memory(nd, ptr.value, shape, dt, writable))
+
+
+class _Memory:
+    """An NDArray's memory seen through ``__array_interface__``; the view made from it keeps
+    the NDArray alive."""
+
+    __slots__ = ("__array_interface__", "owner")
+
+    def __init__(self, owner: Any, ptr: int, shape: tuple, dt: np.dtype, writable: bool):
+        self.owner = owner
+        self.__array_interface__ = {"data": (ptr, not writable), "shape": shape,
+                                    "typestr": dt.str, "version": 3}
 
 
 def to_ndarray(a: np.ndarray, like: Any) -> Any:

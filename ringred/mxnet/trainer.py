@@ -55,6 +55,7 @@ class DistributedTrainer(gluon.Trainer):
 
     def _allreduce_grads(self) -> None:
         def grads() -> tuple[list, list, list]:
+            mx.nd.waitall()  # one wait for the engine (backward) instead of one per gradient
             names, nds, views = [], [], []
             for param in self._params:
                 if param.grad_req == "null":
@@ -62,7 +63,8 @@ class DistributedTrainer(gluon.Trainer):
                 g = _one_context(param.list_grad(), param.name, "DistributedTrainer")
                 names.append(param.name)
                 nds.append(g)
-                views.append(host_view(g, writable=True, what=f"gradient of {param.name}"))
+                views.append(host_view(g, writable=True, what=f"gradient of {param.name}",
+                                       wait=False))
             return names, nds, views
 
         names, nds, views = prepare(grads, self._ringred_set)
