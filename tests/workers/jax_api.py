@@ -1,4 +1,4 @@
-"""ringred.jax on 1-4 ranks: collectives, pytree helpers, the jit (io_callback) forms, the
+"""ringred.jax on 1-3 ranks: collectives, pytree helpers, the jit (io_callback) forms, the
 optax wrapper (2-rank training on split batches equals 1-process full-batch training),
 and clear errors on mismatches.  Needs jax and optax."""
 
