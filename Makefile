@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 NP     ?= 2
 STAMP  := $(VENV)/.ringred-installed
 
-.PHONY: demo test install bench lint sanitize clean ptx
+.PHONY: demo test install bench lint sanitize clean ptx test-jax test-mxnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,30 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The framework adapters' tests, each framework in its own virtualenv (the main one stays
+# framework-free; MXNet 1.9.1 needs NumPy < 1.24).  They run this checkout's ringred (built
+# by `make install`); the dry run checks that pip accepts ringred's requirements there.
+FW_DEPS := "setuptools>=68" wheel "cffi>=1.17" mpich "mpi4py>=4.0" ml_dtypes pytest pytest-timeout
+
+.venv-jax/.installed:
+	$(PYTHON) -m venv .venv-jax
+	.venv-jax/bin/python -m pip install -q $(FW_DEPS) numpy jax optax
+	touch $@
+
+.venv-mxnet/.installed:
+	$(PYTHON) -m venv .venv-mxnet
+	.venv-mxnet/bin/python -m pip install -q $(FW_DEPS) "numpy<1.24" "mxnet==1.9.1"
+	touch $@
+
+test-jax: $(STAMP) .venv-jax/.installed
+	.venv-jax/bin/python -m pytest -p no:cacheprovider tests/test_jax.py
+
+test-mxnet: $(STAMP) .venv-mxnet/.installed
+	printf 'numpy<1.24\n' > .venv-mxnet/constraints.txt
+	.venv-mxnet/bin/python -m pip install -q --dry-run --no-build-isolation \
+		-c .venv-mxnet/constraints.txt .
+	.venv-mxnet/bin/python -m pytest -p no:cacheprovider tests/test_mxnet.py
 
 bench: $(STAMP)
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m ringred.bench
