@@ -31,6 +31,7 @@ if BF16 is not None:
 
 def expect(exc_type, fn, *words):
     """Call fn; it must raise exc_type with every one of words in its message."""
+    assert all(words), "an empty word matches every message"
     try:
         fn()
     except exc_type as e:

@@ -47,7 +47,8 @@ def body() -> None:
                lambda: ringred.broadcast(np.ones(3), root_rank=1 if odd else 0), "root rank")
         # allgather trailing dimension
         expect(ringred.MismatchError,
-               lambda: ringred.allgather(np.ones((2, 3 if odd else 4))), "")
+               lambda: ringred.allgather(np.ones((2, 3 if odd else 4))), "allgather",
+               "element count", "4 on rank 0", "3 on rank 1")
         # one rank refuses its input locally: it gets the precise error, the others a
         # mismatch naming it, and nobody hangs
         bad = np.ones(4, dtype=bool) if odd else np.ones(4)
