@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from . import _log
 from ._lib import ffi, lib, make_error
 from .errors import NotInitializedError
 
@@ -38,6 +39,7 @@ class Context:
         self._lock = threading.Lock()
         self._closers: list[Any] = []
         self.engine: Any = None  # ringred._engine.Engine, created by get_engine()
+        _log.communicator(self)
 
     def on_close(self, fn: Any) -> None:
         """Run ``fn()`` when this context closes (before the communicator is freed)."""
@@ -53,6 +55,7 @@ class Context:
                     from ._engine import Engine
 
                     self.engine = Engine(self.mpi_comm, self.rank, self.size, self.handle)
+                    _log.engine(self)
                 eng = self.engine
         return eng
 
