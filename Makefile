@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 NP     ?= 2
 STAMP  := $(VENV)/.ringred-installed
 
-.PHONY: demo test install bench lint sanitize clean ptx wheel-check
+.PHONY: demo test install bench lint sanitize clean ptx wheel-check docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ ptx: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py csrc/gen_ptx.py
+
+# API reference from the docstrings (docs/api), warnings are errors; Sphinx from PyPI.
+docs: $(STAMP)
+	$(PIP) install -q "sphinx>=8,<10"
+	$(PY) -m sphinx -W --keep-going -q -b html docs/api build/docs
+	@echo "API reference: build/docs/index.html"
 
 # The wheel a user gets from `pip wheel .`, installed with its MPI extra into a fresh venv
 # (PyPI needed), must run a 2-rank allreduce and the console script from outside the checkout.
