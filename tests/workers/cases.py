@@ -45,6 +45,7 @@ def run_cases(checks: dict[str, Callable[[], None]]) -> None:
             from mpi4py import MPI
 
             MPI.COMM_WORLD.Abort(1)
+            os._exit(1)  # should Abort return before the launcher kills us
         print(f"CASE {case['name']} RANK {r} OK", flush=True)
         ringred.shutdown()
     print(f"RANK {r} OK", flush=True)
