@@ -26,6 +26,8 @@ SETTINGS = {
     "RINGRED_STALL_SHUTDOWN_SECONDS": ("0", "fail such tensors after this long (0: never)"),
     "RINGRED_ENGINE_COLD_SET_BYTES": ("33554432", "engine: gradient sets this large stream"),
     "RINGRED_TIMELINE": ("off", "write a Chrome-trace timeline to this file (rank 0)"),
+    "RINGRED_LOG": ("off", "info: transport, kernels, settings per communicator and engine; "
+                           "debug: also each call's plan (stderr; logger 'ringred')"),
     # GPU buffers (docs/gpu.md)
     "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
     "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),
