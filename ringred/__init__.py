@@ -57,16 +57,18 @@ from .topology import local_rank, local_size, rank, size, transport
 __version__ = "0.1.0"
 
 # Subpackages load on first use (``ringred.data.shard(...)`` works after ``import ringred``)
-# so that ``import ringred`` does not pay for torch, the optimizers or the benchmarks.
+# so that ``import ringred`` does not pay for torch, the optimizers or the benchmarks.  Any
+# public module of the package is reachable this way; these are the documented ones.
 _SUBMODULES = frozenset({
     "bench", "data", "device", "distributed", "info", "optim", "testing", "torch",
 })
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
-        import importlib
+    import importlib
+    import importlib.util
 
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
