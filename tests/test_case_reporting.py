@@ -22,5 +22,17 @@ def test_a_failing_case_names_case_rank_and_values():
     assert "case broken/wrong failed on 2 ranks" in msg, msg
     assert "rank 1: AssertionError: got [1.0, 3.0, 5.0] want [0.0, 2.0, 4.0]" in msg, msg
     assert "rank 0:" not in msg.split("rc=")[0], msg  # rank 0 was right
-    with pytest.raises(AssertionError, match="did not finish .* after case broken/wrong failed"):
+    # rank 1 failed after the case's last collective: the next case still runs
+    job.check("later/passes")
+
+
+def test_a_rank_stuck_in_a_collective_stops_the_job_and_later_cases_say_so():
+    cases = [{"name": "stuck/one-rank-leaves", "check": "leaves", "env": {}},
+             {"name": "later/passes", "check": "passes", "env": {}}]
+    job = run_mpi_cases(2, "cases_selftest", cases, timeout=120,
+                        env={"RINGRED_TEST_CASE_GRACE": "3", "RINGRED_TRANSPORT": "mpi"})
+    with pytest.raises(AssertionError, match="rank 1: AssertionError: leaving"):
+        job.check("stuck/one-rank-leaves")
+    with pytest.raises(AssertionError,
+                       match="did not finish .* after case stuck/one-rank-leaves failed"):
         job.check("later/passes")

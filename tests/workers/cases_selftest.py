@@ -23,5 +23,12 @@ def wrong_on_last_rank() -> None:
     assert np.array_equal(got, want), f"got {got.tolist()} want {want.tolist()}"
 
 
+def last_rank_leaves() -> None:
+    """The last rank fails before a collective the others enter: they are stuck in it."""
+    if ringred.rank() == ringred.size() - 1:
+        raise AssertionError("leaving")
+    ringred.allreduce(np.ones(4))
+
+
 if __name__ == "__main__":
-    run_cases({"passes": passes, "wrong": wrong_on_last_rank})
+    run_cases({"passes": passes, "wrong": wrong_on_last_rank, "leaves": last_rank_leaves})
