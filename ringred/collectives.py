@@ -148,7 +148,7 @@ def allreduce(
     ctx = _state._ctx if process_set is None else context_of(process_set)
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
-    if _log.debug_enabled():
+    if _LOGGER.isEnabledFor(10) and _log.debug_enabled():  # RINGRED_LOG=debug (10: DEBUG)
         return _logged_allreduce(ctx, x, op, name, prescale_factor, postscale_factor, out,
                                  process_set)
     fast = fast_allreduce_args(ctx, x, op, prescale_factor, postscale_factor, out)
@@ -181,6 +181,9 @@ def allreduce(
     if st:
         _raise(ctx, st, what, src.shape, process_set)
     return _finish(w, dst, wo, out)
+
+
+_LOGGER = _log.logger
 
 
 def _logged_allreduce(ctx, x, op, name, pre, post, out, process_set):
