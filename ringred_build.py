@@ -267,6 +267,33 @@ def compile_flags() -> list[str]:
     return flags
 
 
+def _no_rpath_ldshared() -> None:
+    """Link without the interpreter's own ``-Wl,-rpath,<its lib dir>`` (in LDSHARED).
+
+    Together with ignoring mpicc's rpath (mpi_flags), the extension carries no absolute
+    path of the build machine: ringred/_libmpi.py finds libmpi at import through mpi4py."""
+    import sysconfig
+
+    if "LDSHARED" in os.environ:
+        return  # the user's choice
+    ldshared = sysconfig.get_config_var("LDSHARED") or ""
+    toks = shlex.split(ldshared)
+    kept, skip = [], False
+    for tok in toks:
+        if skip:
+            skip = False
+            continue
+        if tok.startswith(("-Wl,-rpath,", "-Wl,-R")):
+            continue
+        if tok in ("-Wl,-rpath", "-rpath"):
+            skip = True
+            continue
+        kept.append(tok)
+    if kept != toks:
+        os.environ["LDSHARED"] = shlex.join(kept)
+
+
+_no_rpath_ldshared()
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 _incs, _libdirs, _libs, _rpaths, _extra = mpi_flags()
@@ -277,7 +304,7 @@ ffibuilder.set_source(
     include_dirs=[str(CSRC)] + _incs,
     library_dirs=_libdirs,
     libraries=_libs + ["m", "dl", "pthread"],
-    runtime_library_dirs=_rpaths,
+    # mpicc's rpath (_rpaths) is left out on purpose: no absolute build path in the binary
     extra_compile_args=compile_flags(),
     extra_link_args=_extra
     + (["-fsanitize=address,undefined"] if os.environ.get("RINGRED_SANITIZE") == "1" else []),

@@ -510,7 +510,7 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
                                              "transport)", p, (int)s->pid[p], s->me, peer,
                                              s->what));
         }
-        if (t - t0 > s->timeout_s)
+        if (s->timeout_s > 0 && t - t0 > s->timeout_s) /* 0: never */
             return broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer within "
                                      "%g s (RINGRED_SHM_TIMEOUT_SECONDS) while rank %d was "
                                      "waiting for it in %s (shared-memory transport)", peer,

@@ -37,10 +37,12 @@ from .distributed import (
 )
 from .errors import (
     DuplicateNameError,
+    InvalidArgumentError,
     MismatchError,
     NotInitializedError,
     PeerError,
     RingredError,
+    RingredMPIError,
     RingredTimeoutError,
     StallError,
     StallWarning,
@@ -54,6 +56,26 @@ from .topology import local_rank, local_size, rank, size, transport
 
 __version__ = "0.1.0"
 
+# Subpackages load on first use (``ringred.data.shard(...)`` works after ``import ringred``)
+# so that ``import ringred`` does not pay for torch, the optimizers or the benchmarks.  Any
+# public module of the package is reachable this way; these are the documented ones.
+_SUBMODULES = frozenset({
+    "bench", "data", "device", "distributed", "info", "optim", "testing", "torch",
+})
+
+
+def __getattr__(name: str):
+    import importlib
+    import importlib.util
+
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES)
+
 __all__ = [
     "init", "shutdown", "is_initialized", "rank", "size", "local_rank", "local_size", "transport",
     "empty", "zeros", "empty_like",
@@ -66,7 +88,7 @@ __all__ = [
     "start_timeline", "stop_timeline",
     "RingredError", "MismatchError", "NotInitializedError", "PeerError", "StallError",
     "DuplicateNameError", "RingredTimeoutError", "StallWarning",
-    "UnsupportedError", "__version__",
+    "UnsupportedError", "InvalidArgumentError", "RingredMPIError", "__version__",
     "Handle", "allreduce_async", "broadcast_async", "grouped_allreduce_async", "poll",
     "synchronize", "join",
     "DistributedOptimizer", "Compression", "broadcast_parameters", "broadcast_optimizer_state",

@@ -13,12 +13,35 @@ import numpy as np
 
 from .errors import UnsupportedError
 
-try:  # bfloat16 for NumPy
-    import ml_dtypes
+# bfloat16 for NumPy comes from ml_dtypes, whose import costs ~0.6 s: it is loaded the first
+# time a bfloat16 is met (a NumPy array of that dtype, whose maker imported ml_dtypes already;
+# a torch.bfloat16 tensor; bf16 compression), never by ``import ringred``.
+_bf16: list[np.dtype | None] = []  # [] until looked up, then [dtype] or [None]
 
-    BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover - ml_dtypes is a dependency
-    BFLOAT16 = None
+
+def bfloat16_dtype() -> np.dtype | None:
+    """NumPy's bfloat16 dtype (ml_dtypes), or None without ml_dtypes; imported on first use."""
+    if not _bf16:
+        try:
+            import ml_dtypes
+        except ImportError:  # pragma: no cover - ml_dtypes is a dependency
+            _bf16.append(None)
+        else:
+            dt = np.dtype(ml_dtypes.bfloat16)
+            _CODES[dt] = 6
+            _DL_DTYPES[(4, 16)] = dt
+            _bf16.append(dt)
+    return _bf16[0]
+
+
+def _is_bf16(dt: np.dtype) -> bool:
+    return dt.name == "bfloat16" and dt == bfloat16_dtype()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BFLOAT16":  # the former module constant
+        return bfloat16_dtype()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # NumPy dtype -> C code (csrc/ringred.h rr_dtype).
 _CODES: dict[np.dtype, int] = {
@@ -31,15 +54,15 @@ _CODES: dict[np.dtype, int] = {
     np.dtype(np.float32): 7,
     np.dtype(np.float64): 8,
 }
-if BFLOAT16 is not None:
-    _CODES[BFLOAT16] = 6
 FLOAT_CODES = frozenset({5, 6, 7, 8})
-SUPPORTED = ", ".join(sorted(str(d) for d in _CODES))
+SUPPORTED = ", ".join(sorted([str(d) for d in _CODES] + ["bfloat16"]))
 
 
 def dtype_code(dt: np.dtype) -> int:
     """C dtype code of a NumPy dtype, or UnsupportedError."""
     code = _CODES.get(dt)
+    if code is None and dt.name == "bfloat16" and bfloat16_dtype() == dt:
+        code = 6
     if code is None:
         # Byte order variants of the same type (e.g. '>f4') are not native: refuse clearly.
         raise UnsupportedError(f"unsupported data type {dt}; supported: {SUPPORTED}")
@@ -64,9 +87,10 @@ def _torch_to_numpy(x: Any) -> np.ndarray:
         )
     x = x.detach()
     if x.dtype == t.bfloat16:
-        if BFLOAT16 is None:
+        bf16 = bfloat16_dtype()
+        if bf16 is None:
             raise UnsupportedError("bfloat16 needs the ml_dtypes package")
-        return x.view(t.int16).numpy().view(BFLOAT16)
+        return x.view(t.int16).numpy().view(bf16)
     if x.dtype == t.bool:
         raise UnsupportedError(f"unsupported data type torch.bool; supported: {SUPPORTED}")
     return x.numpy()
@@ -74,7 +98,7 @@ def _torch_to_numpy(x: Any) -> np.ndarray:
 
 def _numpy_to_torch(a: np.ndarray, like: Any) -> Any:
     t = _torch_module()
-    if BFLOAT16 is not None and a.dtype == BFLOAT16:
+    if _is_bf16(a.dtype):
         return t.from_numpy(a.view(np.int16)).view(t.bfloat16)
     return t.from_numpy(a)
 
@@ -166,8 +190,6 @@ _DL_DTYPES: dict[tuple[int, int], np.dtype] = {
     (0, 64): np.dtype(np.int64), (1, 8): np.dtype(np.uint8), (2, 16): np.dtype(np.float16),
     (2, 32): np.dtype(np.float32), (2, 64): np.dtype(np.float64),
 }
-if BFLOAT16 is not None:
-    _DL_DTYPES[(4, 16)] = BFLOAT16
 
 
 class DeviceView:
@@ -371,6 +393,8 @@ def _dlpack_view(x: Any) -> DeviceView:
     get.restype = ctypes.c_void_p
     get.argtypes = [ctypes.py_object, ctypes.c_char_p]
     t = DLTensor.from_address(get(cap, b"dltensor"))  # DLManagedTensor begins with it
+    if (t.dtype.code, t.dtype.bits) == (4, 16):
+        bfloat16_dtype()  # registers it in _DL_DTYPES
     if t.dtype.lanes != 1 or (t.dtype.code, t.dtype.bits) not in _DL_DTYPES:
         raise UnsupportedError(f"unsupported DLPack data type (code {t.dtype.code}, "
                                f"{t.dtype.bits} bits, {t.dtype.lanes} lanes)")
@@ -447,7 +471,7 @@ def device_from_host(like: DeviceView, host: np.ndarray) -> Any:
     ``like``'s type (allgather results, which the engine gathers in host memory)."""
     if like.kind == "torch":
         t = _torch_module()
-        h = t.from_numpy(host.view(np.int16)).view(t.bfloat16) if host.dtype == BFLOAT16 \
+        h = t.from_numpy(host.view(np.int16)).view(t.bfloat16) if _is_bf16(host.dtype) \
             else t.from_numpy(host)
         return h.to(like.obj.device)
     if like.kind == "fake":

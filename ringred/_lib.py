@@ -7,7 +7,10 @@ from typing import Any
 from .errors import error_for
 
 try:
-    from ._ringred import ffi, lib
+    from ._libmpi import load as _load
+
+    _ext = _load()
+    ffi, lib = _ext.ffi, _ext.lib
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
         "ringred's C extension is not built: install with `pip install .` (or `make test`), "

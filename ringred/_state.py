@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from . import _log
 from ._lib import ffi, lib, make_error
 from .errors import NotInitializedError
 
@@ -46,6 +47,7 @@ class Context:
         self._seqs: dict[str, int] = {}  # thread name -> its agreements so far
         self._closers: list[Any] = []
         self.engine: Any = None  # ringred._engine.Engine, created by get_engine()
+        _log.communicator(self)
 
     def claim(self) -> None:
         """Tag the next synchronous calls with the calling thread (hold ``serial``)."""
@@ -72,6 +74,7 @@ class Context:
                     from ._engine import Engine
 
                     self.engine = Engine(self.mpi_comm, self.rank, self.size, self.handle)
+                    _log.engine(self)
                 eng = self.engine
         return eng
 

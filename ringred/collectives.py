@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _state
+from . import _log, _state
 from . import device as _device
 from ._arrays import (
     _CODES,
@@ -175,6 +175,9 @@ def allreduce(
     ctx = _state._ctx if process_set is None else context_of(process_set)
     if ctx is None:
         raise NotInitializedError("ringred is not initialized: call ringred.init() first")
+    if _LOGGER.isEnabledFor(10) and _log.debug_enabled():  # RINGRED_LOG=debug (10: DEBUG)
+        return _logged_allreduce(ctx, x, op, name, prescale_factor, postscale_factor, out,
+                                 process_set)
     with ctx.serial:
         ctx.claim()
         try:
@@ -210,6 +213,19 @@ def allreduce(
         if st:
             _raise(ctx, st, what, src.shape, process_set)
         return _finish(w, dst, wo, out)
+
+
+_LOGGER = _log.logger
+
+
+def _logged_allreduce(ctx, x, op, name, pre, post, out, process_set):
+    """allreduce with its plan logged (RINGRED_LOG=debug); off the fast path."""
+    before = _log.zero_copy_calls(ctx)
+    with _log.suppressed():
+        res = allreduce(x, op, name, pre, post, out, process_set)
+    label = f" '{name}'" if name else ""
+    _log.call(ctx, "allreduce", x, f"{label}, op {ReduceOp(op).name}", before)
+    return res
 
 
 def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None,

@@ -28,6 +28,8 @@ SETTINGS = {
     "RINGRED_TIMELINE": ("off", "write a Chrome-trace timeline to this file (rank 0)"),
     "RINGRED_RESULT_POOL_BYTES": ("1073741824", "engine: reusable result arrays kept (0: off)"),
     "RINGRED_RESULT_POOL_MIN_BYTES": ("65536", "engine: smaller results are fresh arrays"),
+    "RINGRED_LOG": ("off", "info: transport, kernels, settings per communicator and engine; "
+                           "debug: also each call's plan (stderr; logger 'ringred')"),
     # GPU buffers (docs/gpu.md)
     "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
     "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),

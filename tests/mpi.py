@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,3 +67,70 @@ def run_mpi(
             f"stdout:\n{res.stdout[-6000:]}\nstderr:\n{res.stderr[-6000:]}"
         )
     return res
+
+
+_CASE = re.compile(r'CASE (\S+) RANK (\d+) (OK|FAIL ("(?:[^"\\]|\\.)*"))')
+
+
+class CaseResults:
+    """What one ``run_mpi_cases`` job reported, case by case."""
+
+    def __init__(self, n: int, module: str, res: subprocess.CompletedProcess | None,
+                 hung: str = ""):
+        self.n, self.module, self.res, self.hung = n, module, res, hung
+        self.ok: dict[str, set[int]] = {}
+        self.failed: dict[str, list[tuple[int, str]]] = {}
+        self.order: list[str] = []
+        out = res.stdout if res is not None else hung
+        for name, rank, status, msg in _CASE.findall(out):
+            if status == "OK":
+                self.ok.setdefault(name, set()).add(int(rank))
+            else:
+                self.failed.setdefault(name, []).append((int(rank), json.loads(msg)))
+                if name not in self.order:
+                    self.order.append(name)
+
+    def _tail(self) -> str:
+        if self.res is None:
+            return self.hung[-4000:]
+        return (f"rc={self.res.returncode}\nstdout:\n{self.res.stdout[-3000:]}\n"
+                f"stderr:\n{self.res.stderr[-4000:]}")
+
+    def check(self, name: str) -> None:
+        """Fail unless every rank reported case ``name`` OK; name the rank and message."""
+        if name in self.failed:
+            lines = "\n".join(f"  rank {r}: {m}" for r, m in sorted(self.failed[name]))
+            raise AssertionError(f"{self.module} case {name} failed on {self.n} ranks:\n"
+                                 f"{lines}\n{self._tail()}")
+        missing = set(range(self.n)) - self.ok.get(name, set())
+        if missing:
+            after = f" after case {self.order[0]} failed" if self.order else ""
+            raise AssertionError(
+                f"{self.module} case {name} did not finish on ranks {sorted(missing)}: the job "
+                f"stopped{after}{' (hung)' if self.res is None else ''}\n{self._tail()}")
+
+
+def run_mpi_cases(
+    n: int,
+    module: str,
+    cases: list[dict],
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> CaseResults:
+    """Run ``tests.workers.<module>`` once on n ranks for many cases (tests/workers/cases.py):
+    ``cases`` is a list of ``{"name", "check", "env"}``.  Returns the per-case results, which
+    ``CaseResults.check(name)`` turns into one pytest outcome per case.  A hang stops the job
+    after ``timeout`` seconds; the cases that finished before it still count."""
+    full_env = worker_env(**(env or {}))
+    full_env["RINGRED_TEST_CASES"] = json.dumps(cases)
+    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", f"tests.workers.{module}", *args]
+    try:
+        res = subprocess.run(
+            cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (
+            exc.stdout or "")
+        return CaseResults(n, module, None, f"{out}\nhung for {timeout}s")
+    return CaseResults(n, module, res)

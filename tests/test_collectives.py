@@ -3,7 +3,7 @@ algorithm settings."""
 
 import pytest
 
-from .mpi import run_mpi
+from .mpi import CaseResults, run_mpi, run_mpi_cases
 
 MPI = {"RINGRED_TRANSPORT": "mpi"}
 SHM = {"RINGRED_TRANSPORT": "shm"}
@@ -30,11 +30,28 @@ CONFIGS = {
 
 # one rank takes no algorithm: the settings variants only matter from two ranks on
 CASES = [(n, c) for n in (1, 2, 3, 4) for c in CONFIGS if n > 1 or c in ("mpi", "shm")]
+CHECKS = ["allreduce", "scales", "broadcast", "allgather", "reducescatter"]
 
 
+@pytest.fixture(scope="module")
+def collectives_job():
+    """One mpiexec per rank count runs every config x check (tests/workers/cases.py)."""
+    jobs: dict[int, CaseResults] = {}
+
+    def get(n: int) -> CaseResults:
+        if n not in jobs:
+            cases = [{"name": f"{c}/{chk}", "check": chk, "env": CONFIGS[c]}
+                     for cn, c in CASES if cn == n for chk in CHECKS]
+            jobs[n] = run_mpi_cases(n, "collectives", cases, timeout=120 + 15 * len(cases))
+        return jobs[n]
+
+    return get
+
+
+@pytest.mark.parametrize("check", CHECKS)
 @pytest.mark.parametrize("n,config", CASES)
-def test_collectives(n, config):
-    run_mpi(n, "collectives", env=CONFIGS[config], timeout=240)
+def test_collectives(collectives_job, n, config, check):
+    collectives_job(n).check(f"{config}/{check}")
 
 
 @pytest.mark.parametrize("n,transport", [(2, "mpi"), (3, "mpi"), (2, "shm"), (3, "shm")])

@@ -1,8 +1,10 @@
 """The background engine (ringred.allreduce_async & co.) on 1-4 ranks, across settings."""
 
+import functools
+
 import pytest
 
-from .mpi import run_mpi
+from .mpi import CaseResults, run_mpi, run_mpi_cases
 
 # Settings that change which code paths run (the worker's checks stay the same).
 CONFIGS = {
@@ -19,45 +21,40 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_engine(n):
-    iters = {1: "500", 2: "3000"}.get(n, "400")
-    run_mpi(n, "engine", env={"ITERS": iters, "SEED": str(10 + n)}, timeout=240)
+# Cases of one mpiexec per rank count (tests/workers/cases.py): (name, mode, env).  Each case
+# initializes ringred anew, so its engine starts with the case's settings.
+SETTINGS = [("cache-off", 2), ("fusion-off", 2), ("tiny-fusion", 3), ("tiny-cache", 3),
+            ("cold-set", 2), ("cold-set", 3)]
+JOBS: dict[int, list[tuple[str, str, dict[str, str]]]] = {n: [] for n in (1, 2, 3, 4)}
+for _n in (1, 2, 3, 4):
+    JOBS[_n].append(("main", "main", {"ITERS": {1: "500", 2: "3000"}.get(_n, "400"),
+                                      "SEED": str(10 + _n)}))
+for _config, _n in SETTINGS:
+    JOBS[_n].append((f"settings-{_config}", "main", {**CONFIGS[_config], "ITERS": "300"}))
+for _n in (2, 3, 4):
+    JOBS[_n].append(("join", "join", {}))
+JOBS[2].append(("stall-warning", "stall-warn", {"RINGRED_STALL_CHECK_SECONDS": "1"}))
+JOBS[3].append(("stall-shutdown", "stall-shutdown", {"RINGRED_STALL_SHUTDOWN_SECONDS": "2"}))
+JOBS[3].append(("first-error-reported-everywhere", "fault", {"RINGRED_TEST_FAULT": "boom:1"}))
+for _n in (1, 3):
+    JOBS[_n].append(("pending-handles-fail-at-shutdown", "shutdown", {}))
 
 
-@pytest.mark.parametrize("config,n", [("cache-off", 2), ("fusion-off", 2), ("tiny-fusion", 3),
-                                      ("tiny-cache", 3), ("cold-set", 2), ("cold-set", 3)])
-def test_engine_settings(config, n):
-    run_mpi(n, "engine", env={**CONFIGS[config], "ITERS": "300"}, timeout=240)
+@functools.cache
+def _engine_job(n: int) -> CaseResults:
+    cases = [{"name": name, "check": mode, "env": env} for name, mode, env in JOBS[n]]
+    return run_mpi_cases(n, "engine", cases, timeout=120 + 60 * len(cases))
 
 
-@pytest.mark.parametrize("n", [2, 3, 4])
-def test_join(n):
-    run_mpi(n, "engine", "join", timeout=120)
-
-
-def test_stall_warning():
-    run_mpi(2, "engine", "stall-warn", env={"RINGRED_STALL_CHECK_SECONDS": "1"}, timeout=120)
-
-
-def test_stall_shutdown():
-    run_mpi(3, "engine", "stall-shutdown", env={"RINGRED_STALL_SHUTDOWN_SECONDS": "2"},
-            timeout=120)
+@pytest.mark.parametrize("n,case", [(n, c[0]) for n in JOBS for c in JOBS[n]])
+def test_engine(n, case):
+    _engine_job(n).check(case)
 
 
 @pytest.mark.parametrize("transport", ["shm", "mpi"])
 def test_timeline(tmp_path, transport):
     run_mpi(2, "engine", "timeline", str(tmp_path / "timeline.json"),
             env={"RINGRED_TRANSPORT": transport}, timeout=120)
-
-
-def test_first_error_is_reported_everywhere():
-    run_mpi(3, "engine", "fault", env={"RINGRED_TEST_FAULT": "boom:1"}, timeout=120)
-
-
-@pytest.mark.parametrize("n", [1, 3])
-def test_pending_handles_fail_at_shutdown(n):
-    run_mpi(n, "engine", "shutdown", timeout=120)
 
 
 def test_torch_tensors():

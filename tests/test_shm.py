@@ -74,6 +74,10 @@ def test_peer_killed(n, victim, wrap):
     wrapper (hydra sees the wrapper, not the dead rank) every survivor must report."""
     before = _ours()
     out, pids, reports = _run_victim(n, victim, "kill", wrap)
+    # every rank got as far as the loop (so the kill happened mid-job), and no survivor ran
+    # to the end without noticing; plain mpiexec may leave ``reports`` empty
+    assert set(pids) == set(range(n)), out
+    assert "never noticed" not in out, out
     for _rank, kind, msg in reports:
         assert kind == "PeerError", out
         assert f"rank {victim} (pid {pids[victim]}) died" in msg, out

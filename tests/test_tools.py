@@ -1,6 +1,7 @@
 """The user-facing tools: info, bench, pytest-benchmark file, the demo example."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,10 @@ def test_bench_table():
         [mpiexec(), "-n", "2", sys.executable, "-m", "ringred.bench", "--max-bytes", "65536",
          "--rounds", "2"], env=_env(), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "busbw" in res.stdout and "64 KiB" in res.stdout and "x" in res.stdout
+    assert "busbw" in res.stdout and "64 KiB" in res.stdout, res.stdout
+    # the last column is ringred's speed-up over MPI_Allreduce: a positive ratio "1.23x"
+    row = next(line for line in res.stdout.splitlines() if line.strip().startswith("64 KiB"))
+    assert re.search(r"\b\d+\.\d+x\b", row), row
 
 
 def test_pytest_benchmark_file_runs():

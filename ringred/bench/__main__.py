@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
                         "shm+shared: shm with inputs from ringred.empty (default: "
                         "shm,shm+shared,mpi when every rank shares a host, else mpi)")
     args = p.parse_args(argv)
+    if args.plot:
+        from .plot import require_matplotlib
+
+        require_matplotlib()  # before the sweep, not after it
     if args.device != "cpu" and args.workload == "sweep":
         p.error("--device applies to --workload resnet50/train; for the device allreduce "
                 "table run benchmarks/gpu_bench.py")

@@ -5,15 +5,22 @@ from __future__ import annotations
 from .sweep import BASELINE
 
 
+def require_matplotlib() -> None:
+    """Exit with an install hint unless matplotlib can be imported."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise SystemExit("--plot needs matplotlib: pip install 'ringred[plot]'")
+
+
 def plot_rows(rows: list[dict], n: int, path: str) -> None:
     """Plot busbw of every ringred transport and of MPI_Allreduce against message size."""
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise SystemExit("--plot needs matplotlib: pip install 'ringred[plot]'") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     xs = [r["bytes"] for r in rows]
     labels = [k for k in rows[0] if isinstance(rows[0][k], dict)] if rows else []
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._arrays import BFLOAT16, is_torch
+from .._arrays import bfloat16_dtype, is_torch
 
 __all__ = ["Compression", "Compressor", "NoneCompressor", "FP16Compressor", "BF16Compressor"]
 
@@ -58,6 +58,10 @@ class _CastCompressor(Compressor):
     _numpy_dtype: np.dtype | None = None
 
     @classmethod
+    def _numpy_wire(cls) -> np.dtype | None:
+        return cls._numpy_dtype
+
+    @classmethod
     def compress(cls, x: Any) -> tuple[Any, Any]:
         """Return ``(x cast to the 16-bit type, x's dtype)``, or ``(x, None)`` if not cast."""
         if is_torch(x):
@@ -69,9 +73,10 @@ class _CastCompressor(Compressor):
             return x, None
         dt = getattr(x, "dtype", None)
         if dt is not None and dt.kind == "f" and dt.itemsize > 2:
-            if cls._numpy_dtype is None:  # pragma: no cover - ml_dtypes is a dependency
+            wire = cls._numpy_wire()
+            if wire is None:  # pragma: no cover - ml_dtypes is a dependency
                 raise RuntimeError("bfloat16 compression of NumPy arrays needs ml_dtypes")
-            return x.astype(cls._numpy_dtype), dt
+            return x.astype(wire), dt
         return x, None
 
     @staticmethod
@@ -96,7 +101,10 @@ class BF16Compressor(_CastCompressor):
     """float32/float64 → bfloat16 on the wire (float32's range, 8 significant bits)."""
 
     _torch_name = "bfloat16"
-    _numpy_dtype = BFLOAT16
+
+    @classmethod
+    def _numpy_wire(cls) -> np.dtype | None:
+        return bfloat16_dtype()  # imports ml_dtypes on first use
 
 
 class Compression:

@@ -40,12 +40,13 @@ def init(comm: Any = None, process_sets: Sequence[ProcessSet] | None = None) -> 
     if isinstance(comm, list | tuple):
         from mpi4py import MPI
 
+        ranks = sorted(comm)
         world = MPI.COMM_WORLD
-        group = world.Get_group().Incl(sorted(comm))
+        group = world.Get_group().Incl(ranks)
         comm = world.Create(group)
         group.Free()
         if comm == MPI.COMM_NULL:
-            raise ValueError(f"this rank is not in init's rank list {sorted(comm)}")
+            raise ValueError(f"rank {world.Get_rank()} is not in init's rank list {ranks}")
     ringred.init(comm)
     _cross.clear()
     for ps in process_sets or ():

@@ -1,6 +1,7 @@
 """Every collective x dtype x op x size against a NumPy float64 / exact-integer reference.
 
-Usage: python -m tests.workers.collectives [quick|full]
+Usage: python -m tests.workers.collectives [quick|full]; with RINGRED_TEST_CASES, the cases
+named there (tests/workers/cases.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 
 import ringred
 
+from .cases import ENV as CASES_ENV
+from .cases import run_cases
 from .common import DTYPES, EPS, FLOATS, data, main, same_on_all_ranks
 
 OPS = {"sum": ringred.Sum, "avg": ringred.Average, "min": ringred.Min, "max": ringred.Max,
@@ -222,5 +225,17 @@ def body() -> None:
     check_reducescatter()
 
 
+# one case each (tests/workers/cases.py): the checks of body(), quick sizes
+CHECKS = {
+    "allreduce": lambda: check_allreduce(False),
+    "scales": check_scales,
+    "broadcast": check_broadcast,
+    "allgather": check_allgather,
+    "reducescatter": check_reducescatter,
+}
+
 if __name__ == "__main__":
-    main(body)
+    if CASES_ENV in os.environ:
+        run_cases(CHECKS)
+    else:
+        main(body)

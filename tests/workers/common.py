@@ -10,27 +10,40 @@ import numpy as np
 
 import ringred
 
-try:
-    import ml_dtypes
+_BASE = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64]
 
-    BF16 = np.dtype(ml_dtypes.bfloat16)
-except ImportError:  # pragma: no cover
-    BF16 = None
 
-DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.float16, np.float32, np.float64]
-DTYPES = [np.dtype(d) for d in DTYPES] + ([BF16] if BF16 is not None else [])
-FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)} | (
-    {BF16} if BF16 is not None else set()
-)
-# relative tolerance of one rounding, times a margin for the number of ranks
-EPS = {np.dtype(np.float16): 2.0**-10, np.dtype(np.float32): 2.0**-23,
-       np.dtype(np.float64): 2.0**-52}
-if BF16 is not None:
-    EPS[BF16] = 2.0**-7
+def _dtype_tables() -> dict:
+    """BF16, DTYPES, FLOATS, EPS: built on first use, because importing ml_dtypes costs
+    ~0.6 s per rank and the workers that never touch a dtype list should not pay it."""
+    try:
+        import ml_dtypes
+
+        bf16 = np.dtype(ml_dtypes.bfloat16)
+    except ImportError:  # pragma: no cover
+        bf16 = None
+    dtypes = [np.dtype(d) for d in _BASE] + ([bf16] if bf16 is not None else [])
+    floats = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)} | (
+        {bf16} if bf16 is not None else set())
+    # relative tolerance of one rounding, times a margin for the number of ranks
+    eps = {np.dtype(np.float16): 2.0**-10, np.dtype(np.float32): 2.0**-23,
+           np.dtype(np.float64): 2.0**-52}
+    if bf16 is not None:
+        eps[bf16] = 2.0**-7
+    return {"BF16": bf16, "DTYPES": dtypes, "FLOATS": floats, "EPS": eps}
+
+
+def __getattr__(name: str):
+    if name in ("BF16", "DTYPES", "FLOATS", "EPS"):
+        if "DTYPES" not in globals():
+            globals().update(_dtype_tables())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def expect(exc_type, fn, *words):
     """Call fn; it must raise exc_type with every one of words in its message."""
+    assert all(words), "an empty word matches every message"
     try:
         fn()
     except exc_type as e:
@@ -42,8 +55,9 @@ def expect(exc_type, fn, *words):
 
 def data(rank: int, dtype: np.dtype, count: int, seed: int, op: str = "sum") -> np.ndarray:
     """Rank-specific input every rank can regenerate."""
-    rng = np.random.default_rng([seed, rank, count, DTYPES.index(dtype) if dtype in DTYPES else 0])
-    if dtype in FLOATS:
+    dtypes, floats = __getattr__("DTYPES"), __getattr__("FLOATS")
+    rng = np.random.default_rng([seed, rank, count, dtypes.index(dtype) if dtype in dtypes else 0])
+    if dtype in floats:
         lo, hi = (0.5, 1.5) if op == "prod" else (-4.0, 4.0)
         return rng.uniform(lo, hi, count).astype(dtype)
     info = np.iinfo(dtype)

@@ -17,6 +17,8 @@ import numpy as np
 
 import ringred
 
+from .cases import ENV as CASES_ENV
+from .cases import run_cases
 from .collectives import close, reference
 from .common import DTYPES, data, expect, main
 
@@ -455,4 +457,7 @@ MODES = {"main": body_main, "stall-warn": body_stall_warn,
          "fault": body_fault, "torch": body_torch, "shutdown": body_shutdown}
 
 if __name__ == "__main__":
-    main(MODES[sys.argv[1] if len(sys.argv) > 1 else "main"])
+    if CASES_ENV in os.environ:  # many modes in one run, each a case (tests/workers/cases.py)
+        run_cases(MODES)
+    else:
+        main(MODES[sys.argv[1] if len(sys.argv) > 1 else "main"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import ringred
 
+from .cases import ENV as CASES_ENV
+from .cases import run_cases
 from .common import expect, main, no_memory, without_memory_on_last_rank
 
 
@@ -15,7 +19,8 @@ def still_works():
     assert np.array_equal(got, np.arange(5) * n)
 
 
-def body() -> None:
+def check_mismatches() -> None:
+    """Ranks disagree: every rank gets MismatchError, buffers stay intact, nobody hangs."""
     n, r = ringred.size(), ringred.rank()
     odd = r == n - 1 and n > 1
 
@@ -47,7 +52,8 @@ def body() -> None:
                lambda: ringred.broadcast(np.ones(3), root_rank=1 if odd else 0), "root rank")
         # allgather trailing dimension
         expect(ringred.MismatchError,
-               lambda: ringred.allgather(np.ones((2, 3 if odd else 4))), "")
+               lambda: ringred.allgather(np.ones((2, 3 if odd else 4))), "allgather",
+               "element count", "4 on rank", f"3 on rank {n - 1}")
         # one rank refuses its input locally: it gets the precise error, the others a
         # mismatch naming it, and nobody hangs
         bad = np.ones(4, dtype=bool) if odd else np.ones(4)
@@ -64,9 +70,14 @@ def body() -> None:
             expect(ringred.MismatchError,
                    lambda: ringred.allreduce(np.ones(4), out=np.empty(4)), "rejected locally")
         still_works()
-    # the same bad input everywhere: the same error everywhere
+
+
+def check_bad_input() -> None:
+    """The same bad input everywhere: the same error everywhere."""
+    n = ringred.size()
     expect(ringred.UnsupportedError, lambda: ringred.allreduce(np.ones(3, dtype=bool)), "bool")
-    expect(ringred.UnsupportedError, lambda: ringred.allreduce(np.ones(3, dtype=np.complex64)))
+    expect(ringred.UnsupportedError, lambda: ringred.allreduce(np.ones(3, dtype=np.complex64)),
+           "unsupported data type complex64")
     expect(ValueError, lambda: ringred.broadcast(np.ones(3), root_rank=n), "root rank")
     expect(ValueError, lambda: ringred.allgather(np.float64(3.0)), "0-d")
     expect(ValueError, lambda: ringred.allreduce(np.ones(3, np.int32), prescale_factor=2.0),
@@ -81,12 +92,6 @@ def body() -> None:
     ro_in = np.arange(3.0)
     ro_in.flags.writeable = False
     assert np.array_equal(ringred.allreduce(ro_in, op=ringred.Sum), np.arange(3.0) * n)
-    check_partly_overlapping_out(n, r)
-    if n > 1:
-        check_no_memory_for_results(n, r)
-        check_alltoall_bad_splits(n, r)
-        check_unpicklable_objects(n, r)
-    ringred.barrier()
 
 
 def check_partly_overlapping_out(n: int, r: int) -> None:
@@ -189,5 +194,33 @@ def check_unpicklable_objects(n: int, r: int) -> None:
     assert ringred.broadcast_object("ok", root_rank=root) == "ok"
 
 
+def _each_rank(check):
+    def run() -> None:
+        n, r = ringred.size(), ringred.rank()
+        if n > 1 or check is check_partly_overlapping_out:
+            check(n, r)
+        ringred.barrier()
+    return run
+
+
+CHECKS = {
+    "mismatches": check_mismatches,
+    "bad-input": check_bad_input,
+    "overlapping-out": _each_rank(check_partly_overlapping_out),
+    "no-memory": _each_rank(check_no_memory_for_results),
+    "alltoall-splits": _each_rank(check_alltoall_bad_splits),
+    "unpicklable": _each_rank(check_unpicklable_objects),
+}
+
+
+def body() -> None:
+    for check in CHECKS.values():
+        check()
+
+
+
 if __name__ == "__main__":
-    main(body)
+    if CASES_ENV in os.environ:
+        run_cases(CHECKS)
+    else:
+        main(body)
