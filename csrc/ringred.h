@@ -71,6 +71,9 @@ int rr_comm_size(const rr_comm *comm);
 int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
+/* Why auto chose MPI although every rank is on one host (the shared segment could not be
+ * created or reserved, e.g. /dev/shm too small), or "" (Python warns with it). */
+const char *rr_comm_transport_note(const rr_comm *comm);
 rr_status rr_barrier(rr_comm *comm);
 
 /* ---- shared buffers (shared-memory transport) ----

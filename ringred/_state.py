@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,16 @@ class Context:
         self.local_rank: int = lib.rr_comm_local_rank(self.handle)
         self.local_size: int = lib.rr_comm_local_size(self.handle)
         self.transport: str = ffi.string(lib.rr_comm_transport(self.handle)).decode()
+        note = ffi.string(lib.rr_comm_transport_note(self.handle)).decode(errors="replace")
+        if note:
+            # auto fell back to MPI although every rank is on one host (the same on every rank)
+            warnings.warn(
+                f"ringred: using the MPI transport instead of shared memory: {note}. Give "
+                "/dev/shm more room (docker: --shm-size) or set RINGRED_TRANSPORT=mpi to "
+                "choose MPI and silence this warning.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self._counter = 0
         self._lock = threading.Lock()
         self._closers: list[Any] = []
