@@ -143,6 +143,7 @@ const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 rr_status rr_engine_stop(rr_engine *eng);
+rr_status rr_engine_exit_reason(rr_engine *eng, const char *why);
 rr_status rr_engine_destroy(rr_engine *eng);
 const char *rr_engine_last_error(const rr_engine *eng);
 rr_status rr_engine_submit(rr_engine *eng, const rr_request *reqs, size_t n, uint64_t *ids);

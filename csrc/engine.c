@@ -361,6 +361,20 @@ rr_status rr_engine_stop(rr_engine *e)
     return RR_OK;
 }
 
+rr_status rr_engine_exit_reason(rr_engine *e, const char *why)
+{
+    if (e == NULL || why == NULL)
+        return rr_efail(RR_ERR_INVALID, "rr_engine_exit_reason: NULL argument");
+    char *copy = strdup(why);
+    if (copy == NULL)
+        return rr_efail(RR_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&e->mu);
+    free(e->exit_reason);
+    e->exit_reason = copy;
+    pthread_mutex_unlock(&e->mu);
+    return RR_OK;
+}
+
 rr_status rr_engine_destroy(rr_engine *e)
 {
     if (e == NULL)
@@ -407,6 +421,7 @@ rr_status rr_engine_destroy(rr_engine *e)
     free(e->hit);
     free(e->evict_req);
     free(e->local_err);
+    free(e->exit_reason);
     rr_comm_destroy(e->comm);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->plock);

@@ -240,6 +240,7 @@ struct rr_engine {
     rr_warning *warn_head, *warn_tail;
     pthread_t thread;
     int thread_started, thread_done;
+    char *exit_reason; /* [mu] the process is exiting: why (rr_engine_exit_reason) */
     int go; /* the thread may run cycles: 0 not yet (creation not agreed), 1 yes, -1 never */
 
     /* progress lock: held by whichever thread drives the engine (progress.c) */

@@ -196,6 +196,10 @@ const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */
 rr_status rr_engine_stop(rr_engine *eng);
+/* Before rr_engine_stop when the process is exiting without ringred.shutdown() (an uncaught
+ * exception, the interpreter's exit): the peers' requests then fail with RR_ERR_PEER and
+ * "rank r: <why>" instead of the plain shutdown message. */
+rr_status rr_engine_exit_reason(rr_engine *eng, const char *why);
 rr_status rr_engine_destroy(rr_engine *eng);
 /* Message of the calling thread's last failed rr_engine_* call. */
 const char *rr_engine_last_error(const rr_engine *eng);

@@ -126,8 +126,28 @@ def init(comm: Any = None) -> None:
         shutdown()
     _ctx = Context(comm)
     if not _atexit_registered:
-        atexit.register(shutdown)  # runs before mpi4py's own MPI_Finalize
+        atexit.register(_shutdown_at_exit)  # runs before mpi4py's own MPI_Finalize
         _atexit_registered = True
+
+
+def _exit_reason() -> str:
+    """Why this process is ending, for the peers' pending requests (called at exit)."""
+    import os
+    import sys
+
+    exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if exc is not None:
+        return (f"its process (pid {os.getpid()}) exited after an uncaught "
+                f"{type(exc).__name__}: {exc}")
+    return f"its process (pid {os.getpid()}) exited without calling ringred.shutdown()"
+
+
+def _shutdown_at_exit() -> None:
+    """atexit: like shutdown(), telling the engine's peers that this process is exiting."""
+    eng = _ctx.engine if _ctx is not None else None
+    if eng is not None and getattr(eng, "h", None):
+        lib.rr_engine_exit_reason(eng.h, _exit_reason().encode(errors="replace"))
+    shutdown()
 
 
 def shutdown() -> None:

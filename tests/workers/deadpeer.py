@@ -1,11 +1,13 @@
-"""One rank dies (SIGKILL) in the middle of a loop of collectives; the survivors must report
-it, naming the dead rank, within seconds (any transport; run with mpiexec
--disable-auto-cleanup so that the survivors keep running).
+"""One rank dies (SIGKILL), hangs, or raises out of its script in the middle of a loop of
+collectives; the survivors must report it, naming that rank, within seconds.
 
-Usage: python -m tests.workers.deadpeer VICTIM MODE      (MODE: sync or async)
+Usage: python -m tests.workers.deadpeer VICTIM MODE [HOW]
+MODE: sync (allreduce and broadcast) or async (named allreduces through the engine).
+HOW: kill (default), hang (sleeps), raise (an uncaught RuntimeError).
+Run under tests.workers.linger (hydra takes the job down as soon as it sees a rank die).
 Each rank prints ``PID <rank> <pid>``; the victim prints ``KILLED <time>`` just before it
-dies; a survivor prints ``RANK <r> <ExceptionName> <seconds since the kill> <message>`` and
-exits 3 without MPI_Finalize.
+fails; a survivor prints ``RANK <r> <ExceptionName> <time> <message>``, lingers a moment (so
+that the other survivors report too) and exits 3 without MPI_Finalize.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import ringred
 
 def main() -> None:
     victim, mode = int(sys.argv[1]), sys.argv[2]
+    how = sys.argv[3] if len(sys.argv) > 3 else "kill"
     ringred.init()
     r = ringred.rank()
     print(f"PID {r} {os.getpid()}", flush=True)
@@ -32,7 +35,12 @@ def main() -> None:
         for i in range(1_000_000):
             if r == victim and i == kill_at:
                 print(f"KILLED {time.time():.6f}", flush=True)
-                os.kill(os.getpid(), signal.SIGKILL)
+                if how == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                elif how == "raise":
+                    raise RuntimeError("planted crash")
+                time.sleep(4)  # hang: long past the survivors' RINGRED_TIMEOUT_SECONDS
+                os._exit(0)
             x = large if i % 3 == 0 else small
             if mode == "async":
                 ringred.synchronize(ringred.allreduce_async(x, name=f"t{i % 4}"))
@@ -43,7 +51,7 @@ def main() -> None:
     except ringred.RingredError as exc:
         msg = str(exc).replace("\n", " ")
         print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
-        time.sleep(float(os.environ.get("DEADPEER_LINGER", "2")))
+        time.sleep(1.5)
         os._exit(3)
     print(f"RANK {r} FINISHED (never noticed)", flush=True)
     os._exit(5)

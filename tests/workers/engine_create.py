@@ -2,7 +2,7 @@
 then a synchronous collective (and, with the fault gone, the engine) still works.
 
 Usage: python -m tests.workers.engine_create
-Rank 0 gets RINGRED_TIMELINE=<a path in a directory that does not exist> (rank 0 writes the
+The engine is tried on the shared-memory transport, then on MPI.  Rank 0 gets RINGRED_TIMELINE=<a path in a directory that does not exist> (rank 0 writes the
 timeline); the last rank gets the allocation test hook (RINGRED_TEST_FAULT=engine.create:r).
 """
 
@@ -36,14 +36,16 @@ def main() -> None:
     ringred.init()
     r, n = ringred.rank(), ringred.size()
     missing = "/nonexistent-ringred-dir/t.json"
-    if r == 0:
-        os.environ["RINGRED_TIMELINE"] = missing
-    expect_failure(r, n, 0, "RINGRED_TIMELINE")
-    os.environ.pop("RINGRED_TIMELINE", None)
-    if r == n - 1:
-        os.environ["RINGRED_TEST_FAULT"] = f"engine.create:{r}"
-    expect_failure(r, n, n - 1, "injected fault")
-    os.environ.pop("RINGRED_TEST_FAULT", None)
+    for transport in ("shm", "mpi"):  # the engine's own communicator
+        os.environ["RINGRED_TRANSPORT"] = transport
+        if r == 0:
+            os.environ["RINGRED_TIMELINE"] = missing
+        expect_failure(r, n, 0, "RINGRED_TIMELINE")
+        os.environ.pop("RINGRED_TIMELINE", None)
+        if r == n - 1:
+            os.environ["RINGRED_TEST_FAULT"] = f"engine.create:{r}"
+        expect_failure(r, n, n - 1, "injected fault")
+        os.environ.pop("RINGRED_TEST_FAULT", None)
     # with the faults gone the engine starts on every rank
     out = ringred.synchronize(ringred.allreduce_async(np.full(4, 1.0), name="after", op=ringred.Sum))
     assert np.all(out == n), out
