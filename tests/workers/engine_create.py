@@ -2,8 +2,9 @@
 then a synchronous collective (and, with the fault gone, the engine) still works.
 
 Usage: python -m tests.workers.engine_create
-The engine is tried on the shared-memory transport, then on MPI.  Rank 0 gets RINGRED_TIMELINE=<a path in a directory that does not exist> (rank 0 writes the
-timeline); the last rank gets the allocation test hook (RINGRED_TEST_FAULT=engine.create:r).
+The engine is tried on the shared-memory transport, then on MPI.  Rank 0 gets
+RINGRED_TIMELINE=<a path in a directory that does not exist> (rank 0 writes the timeline);
+the last rank gets the allocation test hook (RINGRED_TEST_FAULT=engine.create:r).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def main() -> None:
         expect_failure(r, n, n - 1, "injected fault")
         os.environ.pop("RINGRED_TEST_FAULT", None)
     # with the faults gone the engine starts on every rank
-    out = ringred.synchronize(ringred.allreduce_async(np.full(4, 1.0), name="after", op=ringred.Sum))
+    h = ringred.allreduce_async(np.full(4, 1.0), name="after", op=ringred.Sum)
+    out = ringred.synchronize(h)
     assert np.all(out == n), out
     print(f"RANK {r} OK", flush=True)
 
