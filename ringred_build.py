@@ -78,6 +78,7 @@ int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm);
 const char *rr_comm_transport_note(const rr_comm *comm);
+rr_status rr_comm_exit_notice(rr_comm *comm, const char *why);
 rr_status rr_barrier(rr_comm *comm);
 
 rr_status rr_mem_alloc(rr_comm *comm, size_t bytes, void **out);

@@ -61,6 +61,7 @@ typedef struct rr_header {
 enum { RR_TRANSPORT_MPI = 0, RR_TRANSPORT_SHM = 1 };
 typedef struct rr_shm rr_shm; /* shm.h */
 
+#define RR_NOTICE_LEN 512
 /* Peers' processes (liveness.c): pid and start time of every rank, learnt at creation;
  * watch[p]: rank p runs on this host, in our pid namespace, so its death can be seen. */
 typedef struct rr_live {
@@ -69,6 +70,10 @@ typedef struct rr_live {
     unsigned char *watch;
     int broken;                /* a peer died or timed out: every later wait fails */
     rr_status broken_code;
+    /* exit notices: a receive from any rank, posted at creation (rr_live_poll tests it) */
+    MPI_Request notice_req;
+    char notice_in[RR_NOTICE_LEN];
+    char *notice_out;          /* our own notice, sent at exit (never freed: MPI may read it) */
 } rr_live;
 
 struct rr_comm {
@@ -124,6 +129,9 @@ rr_status rr_live_setup(rr_comm *c, int host);
 void rr_live_free(rr_live *l);
 int rr_live_dead(const rr_comm *c, int p);   /* rank p (watched) has died */
 int rr_live_first_dead(const rr_comm *c);    /* the lowest dead peer, or -1 */
+/* In a wait: RR_ERR_PEER (communicator marked broken) if a peer on this host died or a peer
+ * sent an exit notice (rr_comm_exit_notice), else RR_OK. */
+rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what);
 double rr_live_now(void);                    /* CLOCK_MONOTONIC seconds */
 #define RR_LIVENESS_S 0.02                   /* seconds between liveness checks in a wait */
 /* Mark the communicator unusable and return code. */
@@ -150,7 +158,8 @@ rr_status rr_sendrecv(rr_comm *c, const void *sbuf, size_t sbytes, int dst, void
 
 /* Tags (each collective uses its own so a mismatch cannot mix payloads). */
 enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
-       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106 };
+       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106,
+       RR_TAG_EXIT = 107 /* a rank's exit notice (liveness.c) */ };
 
 /* ---- agree.c ---- */
 /* Small-message recursive doubling that carries the header: checks that every rank's

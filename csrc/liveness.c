@@ -53,16 +53,24 @@ int rr_proc_stat(pid_t pid, char *state, unsigned long long *start)
 
 void rr_live_free(rr_live *l)
 {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (l->notice_req != MPI_REQUEST_NULL && !finalized) {
+        MPI_Cancel(&l->notice_req);
+        MPI_Wait(&l->notice_req, MPI_STATUS_IGNORE);
+    }
     free(l->pid);
     free(l->start);
     free(l->watch);
     memset(l, 0, sizeof *l);
+    l->notice_req = MPI_REQUEST_NULL;
 }
 
 rr_status rr_live_setup(rr_comm *c, int host)
 {
     rr_live *l = &c->live;
     int n = c->size;
+    l->notice_req = MPI_REQUEST_NULL;
     l->pid = calloc((size_t)n, sizeof *l->pid);
     l->start = calloc((size_t)n, sizeof *l->start);
     l->watch = calloc((size_t)n, 1);
@@ -97,6 +105,15 @@ rr_status rr_live_setup(rr_comm *c, int host)
         }
     }
     free(all);
+    if (n > 1) {
+        e = MPI_Irecv(l->notice_in, RR_NOTICE_LEN, MPI_CHAR, MPI_ANY_SOURCE, RR_TAG_EXIT,
+                      c->comm, &l->notice_req);
+        if (e != MPI_SUCCESS) {
+            l->notice_req = MPI_REQUEST_NULL;
+            rr_live_free(l);
+            return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Irecv(exit notice)");
+        }
+    }
     return RR_OK;
 }
 
@@ -177,4 +194,52 @@ rr_status rr_live_timeout_error(rr_comm *c, int waited_for, const char *what)
                                      "its peers in %s (%s transport); every peer on this host "
                                      "is alive", c->cfg.timeout_s, c->rank,
                                      what ? what : "a collective", transport_name(c)));
+}
+
+rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what)
+{
+    int dead = rr_live_first_dead(c);
+    if (dead >= 0)
+        return rr_live_dead_error(c, dead, waited_for, what);
+    rr_live *l = &c->live;
+    if (l->notice_req == MPI_REQUEST_NULL)
+        return RR_OK;
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Test(&l->notice_req, &flag, &st) != MPI_SUCCESS || !flag)
+        return RR_OK;
+    l->notice_in[RR_NOTICE_LEN - 1] = '\0';
+    char whom[48];
+    if (waited_for >= 0)
+        snprintf(whom, sizeof whom, "rank %d", waited_for);
+    else
+        snprintf(whom, sizeof whom, "its peers");
+    return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d: %s; rank %d was waiting for %s "
+                                     "in %s (%s transport)", st.MPI_SOURCE, l->notice_in,
+                                     c->rank, whom, what ? what : "a collective",
+                                     transport_name(c)));
+}
+
+rr_status rr_comm_exit_notice(rr_comm *c, const char *why)
+{
+    if (c == NULL || why == NULL)
+        return RR_ERR_INVALID;
+    if (c->size == 1 || c->live.notice_out != NULL)
+        return RR_OK;
+    /* never freed: the sends may still read it while the process exits */
+    char *msg = calloc(1, RR_NOTICE_LEN);
+    if (msg == NULL)
+        return RR_FAIL(c, RR_ERR_NOMEM, "out of memory");
+    snprintf(msg, RR_NOTICE_LEN, "%s", why);
+    c->live.notice_out = msg;
+    for (int p = 0; p < c->size; p++) {
+        if (p == c->rank)
+            continue;
+        MPI_Request r;
+        int e = MPI_Isend(msg, (int)strlen(msg) + 1, MPI_CHAR, p, RR_TAG_EXIT, c->comm, &r);
+        if (e != MPI_SUCCESS)
+            return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Isend(exit notice)");
+        MPI_Request_free(&r); /* nobody waits: the peers may be busy or gone */
+    }
+    return RR_OK;
 }

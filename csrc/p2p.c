@@ -94,9 +94,7 @@ rr_status rr_waitall_peer(rr_comm *c, int n, MPI_Request *reqs, int peer)
         }
         if (t >= next_live) {
             next_live = t + RR_LIVENESS_S;
-            int dead = rr_live_first_dead(c);
-            if (dead >= 0)
-                return rr_live_dead_error(c, dead, peer, NULL);
+            RR_CHECK(rr_live_poll(c, peer, NULL));
         }
         if (t - t0 > c->cfg.timeout_s)
             return rr_live_timeout_error(c, peer, NULL);

@@ -179,10 +179,8 @@ static int idle_liveness(rr_engine *e, double now)
     e->next_live_check = now + LIVE_IDLE_S;
     if (atomic_load_explicit(&e->outstanding, memory_order_relaxed) == 0)
         return 0;
-    int dead = rr_live_first_dead(e->comm);
-    if (dead < 0)
+    if (rr_live_poll(e->comm, -1, "the engine's negotiation (idle, requests pending)") == RR_OK)
         return 0;
-    rr_live_dead_error(e->comm, dead, -1, "the engine's negotiation (idle, requests pending)");
     return fail_mpi(e);
 }
 

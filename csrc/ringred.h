@@ -74,6 +74,10 @@ const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
 /* Why auto chose MPI although every rank is on one host (the shared segment could not be
  * created or reserved, e.g. /dev/shm too small), or "" (Python warns with it). */
 const char *rr_comm_transport_note(const rr_comm *comm);
+/* The process is exiting without finishing its collectives (an uncaught exception, the end of
+ * the script): tell every peer why, without waiting.  A peer waiting in a collective on this
+ * communicator then fails with RR_ERR_PEER "rank r: <why>" instead of waiting for ever. */
+rr_status rr_comm_exit_notice(rr_comm *comm, const char *why);
 rr_status rr_barrier(rr_comm *comm);
 
 /* ---- shared buffers (shared-memory transport) ----

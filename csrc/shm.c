@@ -416,9 +416,7 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
         if (t >= next_live) {
             next_live = t + RR_LIVENESS_S;
             /* Every peer: the one we wait for may itself wait for the dead one. */
-            int dead = rr_live_first_dead(c);
-            if (dead >= 0)
-                return rr_live_dead_error(c, dead, peer, s->what);
+            RR_CHECK(rr_live_poll(c, peer, s->what));
         }
         if (t - t0 > s->timeout_s)
             return rr_live_timeout_error(c, peer, s->what);
@@ -438,10 +436,7 @@ rr_status rr_shm_check_peers(rr_comm *c)
     rr_shm *s = c->shm;
     if (c->live.broken)
         return rr_live_fail_again(c);
-    int dead = rr_live_first_dead(c);
-    if (dead >= 0)
-        return rr_live_dead_error(c, dead, -1, s->what ? s->what : "a device wait");
-    return RR_OK;
+    return rr_live_poll(c, -1, s->what ? s->what : "a device wait");
 }
 
 rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)

@@ -144,9 +144,14 @@ def _exit_reason() -> str:
 
 def _shutdown_at_exit() -> None:
     """atexit: like shutdown(), telling the engine's peers that this process is exiting."""
-    eng = _ctx.engine if _ctx is not None else None
-    if eng is not None and getattr(eng, "h", None):
-        lib.rr_engine_exit_reason(eng.h, _exit_reason().encode(errors="replace"))
+    if _ctx is not None:
+        why = _exit_reason().encode(errors="replace")
+        # peers waiting in a synchronous collective on us learn it too (no wait here)
+        if _ctx.handle is not None:
+            lib.rr_comm_exit_notice(_ctx.handle, why)
+        eng = _ctx.engine
+        if eng is not None and getattr(eng, "h", None):
+            lib.rr_engine_exit_reason(eng.h, why)
     shutdown()
 
 

@@ -63,7 +63,7 @@ def _run_deadpeer(n: int, victim: int, mode: str, how: str = "kill", **env: str)
     # a raising rank waits for the others in MPI_Finalize: there hydra's cleanup ends the job
     keep = ["-disable-auto-cleanup"] if how != "raise" else []
     cmd = [mpiexec(), *keep, "-n", str(n), sys.executable, "-m",
-           "tests.workers.linger", "4", "deadpeer", str(victim), mode, how]
+           "tests.workers.linger", "2", "deadpeer", str(victim), mode, how]
     t0 = time.monotonic()
     try:
         res = subprocess.run(cmd, cwd=ROOT, env=full, capture_output=True, text=True,
@@ -104,11 +104,13 @@ def test_peer_hangs_on_mpi_transport():
         assert "within 1 s (RINGRED_TIMEOUT_SECONDS)" in msg, out
 
 
-@pytest.mark.parametrize("n,transport", [(2, "shm"), (3, "mpi")])
-def test_peer_exits_with_uncaught_exception(n, transport):
-    """A rank raises out of its script while the others wait on an asynchronous request: they
-    get PeerError naming that rank, its pid and the exception, not "shut down"."""
-    out, pids, _, reports = _run_deadpeer(n, 1, "async", "raise", RINGRED_TRANSPORT=transport)
+@pytest.mark.parametrize("n,transport,mode", [(2, "shm", "async"), (3, "mpi", "sync"),
+                                              (2, "shm", "sync")])
+def test_peer_exits_with_uncaught_exception(n, transport, mode):
+    """A rank raises out of its script while the others wait on it (a synchronous collective:
+    its exit notice; an asynchronous request: its engine's exit reason): they get PeerError
+    naming that rank, its pid and the exception, not "shut down" and not a hang."""
+    out, pids, _, reports = _run_deadpeer(n, 1, mode, "raise", RINGRED_TRANSPORT=transport)
     assert set(reports) == set(range(n)) - {1}, out
     for kind, _t, msg in reports.values():
         assert kind == "PeerError", out

@@ -51,7 +51,7 @@ def main() -> None:
     except ringred.RingredError as exc:
         msg = str(exc).replace("\n", " ")
         print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
-        time.sleep(1.5)
+        time.sleep(1.0)
         os._exit(3)
     print(f"RANK {r} FINISHED (never noticed)", flush=True)
     os._exit(5)
