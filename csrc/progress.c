@@ -40,8 +40,7 @@ static int poll_wake(rr_engine *e)
     int woken = 0;
     for (;;) {
         int flag = 0;
-        MPI_Status wst;
-        int err = MPI_Test(&e->wake_req, &flag, &wst);
+        int err = MPI_Test(&e->wake_req, &flag, MPI_STATUS_IGNORE);
         if (err != MPI_SUCCESS) {
             rr_mpi_wait_error(e->comm, err, 1, NULL, "MPI_Test(wake)");
             return -1;

@@ -134,17 +134,16 @@ static void *create_segment(shm_announce *a, const shm_layout *l, int n, int *fd
      * buffers are allocated, shm_arena.c): a full /dev/shm is an error here, which makes
      * auto fall back to MPI, and never a SIGBUS in some later collective. */
     void *p = NULL;
-    int e = 0;
-    if (ftruncate(fd, (off_t)l->file) != 0)
-        e = errno;
-    else if ((e = posix_fallocate(fd, 0, (off_t)l->bytes)) == 0)
+    int reserve = ftruncate(fd, (off_t)l->file) != 0 ? errno : 0;
+    if (reserve == 0) {
+        reserve = posix_fallocate(fd, 0, (off_t)l->bytes);
+        if (reserve == EINVAL || reserve == EOPNOTSUPP)
+            reserve = 0; /* a file system that cannot reserve: map it as it is */
+    }
+    if (reserve == 0)
         p = map_fd(fd, l->bytes);
-    else if (e == EINVAL || e == EOPNOTSUPP)
-        e = 0, p = map_fd(fd, l->bytes); /* cannot reserve here (not tmpfs): map as before */
     if (p == NULL) {
-        if (e)
-            errno = e;
-        int e = errno;
+        int e = reserve ? reserve : errno;
         close(fd);
         shm_unlink(a->name);
         errno = e;
