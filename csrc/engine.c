@@ -249,7 +249,7 @@ static rr_status agree_creation(rr_engine *e, rr_status mine, const char *why)
     memset(&m, 0, sizeof m);
     if (first == e->rank) {
         m.code = (int32_t)mine;
-        snprintf(m.text, sizeof m.text, "%s", why);
+        snprintf(m.text, sizeof m.text, "%.2000s", why);
     }
     err = MPI_Ibcast(&m, (int)sizeof m, MPI_BYTE, first, c->comm, &r);
     st = err == MPI_SUCCESS ? rr_wait(c, &r)
