@@ -60,10 +60,14 @@ def _run_deadpeer(n: int, victim: int, mode: str, how: str = "kill", **env: str)
     """tests.workers.deadpeer under the linger wrapper (hydra would otherwise take the job
     down before the survivors report); returns (output, {rank: pid}, kill time, reports)."""
     full = worker_env(**{"RINGRED_TRANSPORT": "mpi", **env})
-    # a raising rank waits for the others in MPI_Finalize: there hydra's cleanup ends the job
-    keep = ["-disable-auto-cleanup"] if how != "raise" else []
-    cmd = [mpiexec(), *keep, "-n", str(n), sys.executable, "-m",
-           "tests.workers.linger", "2", "deadpeer", str(victim), mode, how]
+    # a raising rank does not die of a signal: no wrapper, and hydra's cleanup ends the job
+    # once a survivor exits (the raising rank would wait for the others in MPI_Finalize)
+    if how == "raise":
+        launch = ["-n", str(n), sys.executable, "-m", "tests.workers.deadpeer"]
+    else:
+        launch = ["-disable-auto-cleanup", "-n", str(n), sys.executable, "-m",
+                  "tests.workers.linger", "2", "deadpeer"]
+    cmd = [mpiexec(), *launch, str(victim), mode, how]
     t0 = time.monotonic()
     try:
         res = subprocess.run(cmd, cwd=ROOT, env=full, capture_output=True, text=True,

@@ -4,7 +4,8 @@ collectives; the survivors must report it, naming that rank, within seconds.
 Usage: python -m tests.workers.deadpeer VICTIM MODE [HOW]
 MODE: sync (allreduce and broadcast) or async (named allreduces through the engine).
 HOW: kill (default), hang (sleeps), raise (an uncaught RuntimeError).
-Run under tests.workers.linger (hydra takes the job down as soon as it sees a rank die).
+Run kill and hang under tests.workers.linger (hydra takes the job down as soon as it sees a
+rank die of a signal).
 Each rank prints ``PID <rank> <pid>``; the victim prints ``KILLED <time>`` just before it
 fails; a survivor prints ``RANK <r> <ExceptionName> <time> <message>``, lingers a moment (so
 that the other survivors report too) and exits 3 without MPI_Finalize.
@@ -12,6 +13,7 @@ that the other survivors report too) and exits 3 without MPI_Finalize.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -25,6 +27,11 @@ import ringred
 def main() -> None:
     victim, mode = int(sys.argv[1]), sys.argv[2]
     how = sys.argv[3] if len(sys.argv) > 3 else "kill"
+    if how == "raise":
+        # registered before ringred's own exit hook, so it runs after it: the raising rank
+        # has told its peers and stays a while, so that they report before mpiexec ends the
+        # job (survivors leave through os._exit and never run it)
+        atexit.register(time.sleep, 3)
     ringred.init()
     r = ringred.rank()
     print(f"PID {r} {os.getpid()}", flush=True)
