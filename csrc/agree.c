@@ -38,20 +38,13 @@ static rr_status exchange(rr_comm *c, const rr_header *mine, uint8_t *flags, con
         MPI_Request r;
         RR_MPI(c, MPI_Isend(sbuf, (int)(HDR + pbytes), MPI_BYTE, partner, RR_TAG_SMALL, c->comm,
                             &r));
-        return rr_wait(c, &r);
+        return rr_waitall_peer(c, 1, &r, partner);
     } else {
         MPI_Request r;
-        MPI_Status st;
         RR_MPI(c, MPI_Irecv(rbuf, (int)rcap, MPI_BYTE, partner, RR_TAG_SMALL, c->comm, &r));
-        int spins = 0, done = 0;
-        for (;;) {
-            RR_MPI(c, MPI_Test(&r, &done, &st));
-            if (done)
-                break;
-            rr_wait_pause(&spins, c->cfg.spin_count);
-        }
+        RR_CHECK(rr_waitall_peer(c, 1, &r, partner)); /* its status in c->sts[0] */
         int n = 0;
-        RR_MPI(c, MPI_Get_count(&st, MPI_BYTE, &n));
+        RR_MPI(c, MPI_Get_count(&c->sts[0], MPI_BYTE, &n));
         got = (size_t)n;
     }
     rr_header theirs;

@@ -1,5 +1,6 @@
 /* Communicator lifetime: duplicate the user's MPI communicator, learn the node-local
  * layout, pick the transport, own the scratch memory the algorithms need. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -49,7 +50,12 @@ static rr_status choose_transport(rr_comm *c, const char *requested)
     if (st != RR_OK) {
         if (want == WANT_SHM)
             return st;
-        c->errmsg[0] = '\0'; /* auto: fall back to MPI (every rank got the same failure) */
+        /* auto: fall back to MPI (every rank got the same failure); say why */
+        snprintf(c->transport_note, sizeof c->transport_note, "%.500s", c->errmsg);
+        char *where = strrchr(c->transport_note, '[');
+        if (where && where > c->transport_note && where[-1] == ' ')
+            where[-1] = '\0'; /* the note is for users: no source location */
+        c->errmsg[0] = '\0';
         return RR_OK;
     }
     c->transport = RR_TRANSPORT_SHM;
@@ -66,12 +72,17 @@ static rr_status comm_setup(rr_comm *c, MPI_Comm user)
     RR_MPI(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local));
     int e1 = MPI_Comm_rank(local, &c->local_rank);
     int e2 = MPI_Comm_size(local, &c->local_size);
+    /* this host's name: the lowest rank on it */
+    int host = c->rank;
+    int e3 = MPI_Allreduce(&c->rank, &host, 1, MPI_INT, MPI_MIN, local);
     MPI_Comm_free(&local);
     if (e1 != MPI_SUCCESS)
         return rr_fail_mpi(c, e1, __FILE__, __LINE__, "MPI_Comm_rank(local)");
     if (e2 != MPI_SUCCESS)
         return rr_fail_mpi(c, e2, __FILE__, __LINE__, "MPI_Comm_size(local)");
-    return RR_OK;
+    if (e3 != MPI_SUCCESS)
+        return rr_fail_mpi(c, e3, __FILE__, __LINE__, "MPI_Allreduce(local)");
+    return rr_live_setup(c, host);
 }
 
 /* Settings that shape the protocol (which algorithm a size takes, how messages are cut):
@@ -151,6 +162,8 @@ rr_status rr_comm_destroy(rr_comm *c)
     free(c->scratch[0]);
     free(c->scratch[1]);
     free(c->reqs);
+    free(c->sts);
+    rr_live_free(&c->live);
     free(c);
     return RR_OK;
 }
@@ -173,6 +186,11 @@ int rr_comm_local_size(const rr_comm *c) { return c->local_size; }
 const char *rr_comm_transport(const rr_comm *c)
 {
     return c && c->transport == RR_TRANSPORT_SHM ? "shm" : "mpi";
+}
+
+const char *rr_comm_transport_note(const rr_comm *c)
+{
+    return c ? c->transport_note : "";
 }
 
 rr_status rr_barrier(rr_comm *c)

@@ -186,6 +186,80 @@ void rr_engine_warn(rr_engine *e, const char *text)
 
 /* ---------------------------------------------------------------- lifecycle */
 
+/* The steps of engine creation that involve this rank alone: tables, the wake receive, the
+ * timeline file.  RR_OK, or a status with the reason in why. */
+static rr_status local_setup(rr_engine *e, char *why, size_t cap)
+{
+    int n = e->size;
+    e->joined_prev = calloc((size_t)n, 1);
+    e->joined_now = calloc((size_t)n, 1);
+    e->lens = calloc((size_t)n, sizeof(uint32_t));
+    e->gcounts = calloc((size_t)n, sizeof(int));
+    e->gdispls = calloc((size_t)n, sizeof(int));
+    e->rs_counts = calloc((size_t)n, sizeof(size_t));
+    e->hit = calloc((size_t)(e->cache_cap > 0 ? e->cache_cap : 1), sizeof(rr_entry *));
+    if (strcmp(e->fault_name, "engine.create") == 0) { /* test hook: RINGRED_TEST_FAULT */
+        snprintf(why, cap, "injected fault (RINGRED_TEST_FAULT=engine.create:%d)", e->rank);
+        return RR_ERR_NOMEM;
+    }
+    if (!e->joined_prev || !e->joined_now || !e->lens || !e->gcounts || !e->gdispls ||
+        !e->rs_counts || !e->hit || rr_cache_init(&e->cache, e->cache_cap) != 0) {
+        snprintf(why, cap, "cannot allocate the engine's tables");
+        return RR_ERR_NOMEM;
+    }
+    if (n > 1) {
+        int err = MPI_Irecv(e->wake_in, 2, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
+                            e->comm->comm, &e->wake_req);
+        if (err != MPI_SUCCESS) {
+            rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");
+            snprintf(why, cap, "%s", e->comm->errmsg);
+            return RR_ERR_MPI;
+        }
+        e->wake_posted = 1;
+    }
+    const char *tl = getenv("RINGRED_TIMELINE");
+    if (tl && *tl && e->rank == 0) {
+        char err[512];
+        if (rr_tl_open(&e->tl, tl, e->rank, err, sizeof err) != RR_OK) {
+            snprintf(why, cap, "RINGRED_TIMELINE: %s", err);
+            return RR_ERR_SYSTEM;
+        }
+    }
+    return RR_OK;
+}
+
+/* Every rank learns whether engine creation failed anywhere: the lowest failing rank's
+ * status and reason go to all (rr_efail), or RR_OK everywhere. */
+static rr_status agree_creation(rr_engine *e, rr_status mine, const char *why)
+{
+    rr_comm *c = e->comm;
+    int in = mine != RR_OK ? e->rank : e->size, first = e->size;
+    MPI_Request r;
+    int err = MPI_Iallreduce(&in, &first, 1, MPI_INT, MPI_MIN, c->comm, &r);
+    rr_status st = err == MPI_SUCCESS ? rr_wait(c, &r)
+                                      : rr_fail_mpi(c, err, __FILE__, __LINE__, "MPI_Iallreduce");
+    if (st != RR_OK)
+        return rr_efail(st, "engine creation: %s", c->errmsg);
+    if (first == e->size)
+        return RR_OK;
+    struct {
+        int32_t code;
+        char text[RR_ERRMSG_LEN - 8];
+    } m;
+    memset(&m, 0, sizeof m);
+    if (first == e->rank) {
+        m.code = (int32_t)mine;
+        snprintf(m.text, sizeof m.text, "%.2000s", why);
+    }
+    err = MPI_Ibcast(&m, (int)sizeof m, MPI_BYTE, first, c->comm, &r);
+    st = err == MPI_SUCCESS ? rr_wait(c, &r)
+                            : rr_fail_mpi(c, err, __FILE__, __LINE__, "MPI_Ibcast");
+    if (st != RR_OK)
+        return rr_efail(st, "engine creation failed on rank %d, and then: %s", first,
+                        c->errmsg);
+    return rr_efail(m.code ? (rr_status)m.code : RR_ERR_SYSTEM, "rank %d: %s", first, m.text);
+}
+
 rr_status rr_engine_create(int fcomm, rr_engine **out)
 {
     return rr_engine_create_ex(fcomm, NULL, out);
@@ -241,44 +315,31 @@ rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out)
         rr_engine_destroy(e);
         return st;
     }
-    int n = e->size;
-    e->joined_prev = calloc((size_t)n, 1);
-    e->joined_now = calloc((size_t)n, 1);
-    e->lens = calloc((size_t)n, sizeof(uint32_t));
-    e->gcounts = calloc((size_t)n, sizeof(int));
-    e->gdispls = calloc((size_t)n, sizeof(int));
-    e->rs_counts = calloc((size_t)n, sizeof(size_t));
-    e->hit = calloc((size_t)(e->cache_cap > 0 ? e->cache_cap : 1), sizeof(rr_entry *));
-    if (!e->joined_prev || !e->joined_now || !e->lens || !e->gcounts || !e->gdispls || !e->rs_counts ||
-        !e->hit || rr_cache_init(&e->cache, e->cache_cap) != 0) {
-        rr_engine_destroy(e);
-        return rr_efail(RR_ERR_NOMEM, "cannot allocate the engine's tables");
-    }
-    if (n > 1) {
-        int err = MPI_Irecv(e->wake_in, 2, MPI_UINT64_T, MPI_ANY_SOURCE, RR_TAG_WAKE,
-                            e->comm->comm, &e->wake_req);
-        if (err != MPI_SUCCESS) {
-            rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Irecv(wake)");
-            rr_efail(RR_ERR_MPI, "%s", e->comm->errmsg);
-            rr_engine_destroy(e);
-            return RR_ERR_MPI;
-        }
-        e->wake_posted = 1;
-    }
-    const char *tl = getenv("RINGRED_TIMELINE");
-    if (tl && *tl && e->rank == 0) {
-        char err[512];
-        if (rr_tl_open(&e->tl, tl, e->rank, err, sizeof err) != RR_OK) {
-            rr_engine_destroy(e);
-            return rr_efail(RR_ERR_SYSTEM, "RINGRED_TIMELINE: %s", err);
+    /* Local steps first, then one agreement: creation succeeds on every rank or fails on
+     * every rank with the failing rank's reason (nothing collective may block before it). */
+    char why[RR_ERRMSG_LEN] = "";
+    rr_status mine = local_setup(e, why, sizeof why);
+    if (mine == RR_OK) {
+        pthread_mutex_lock(&e->mu);
+        e->go = 0; /* the thread waits for the agreement */
+        pthread_mutex_unlock(&e->mu);
+        int pe = pthread_create(&e->thread, NULL, rr_bg_main, e);
+        if (pe != 0) {
+            mine = RR_ERR_SYSTEM;
+            snprintf(why, sizeof why, "cannot start the engine thread: %s", strerror(pe));
+        } else {
+            e->thread_started = 1;
         }
     }
-    if (pthread_create(&e->thread, NULL, rr_bg_main, e) != 0) {
-        int errnum = errno;
+    st = agree_creation(e, mine, why);
+    pthread_mutex_lock(&e->mu);
+    e->go = st == RR_OK ? 1 : -1;
+    pthread_cond_broadcast(&e->bg_cv);
+    pthread_mutex_unlock(&e->mu);
+    if (st != RR_OK) {
         rr_engine_destroy(e);
-        return rr_efail(RR_ERR_SYSTEM, "cannot start the engine thread: %s", strerror(errnum));
+        return st;
     }
-    e->thread_started = 1;
     *out = e;
     return RR_OK;
 }
@@ -291,10 +352,26 @@ rr_status rr_engine_stop(rr_engine *e)
         return RR_OK;
     pthread_mutex_lock(&e->mu);
     atomic_store(&e->stop_req, 1);
-    pthread_cond_signal(&e->bg_cv);
+    if (e->go == 0)
+        e->go = -1;
+    pthread_cond_broadcast(&e->bg_cv);
     pthread_mutex_unlock(&e->mu);
     pthread_join(e->thread, NULL);
     e->thread_started = 0;
+    return RR_OK;
+}
+
+rr_status rr_engine_exit_reason(rr_engine *e, const char *why)
+{
+    if (e == NULL || why == NULL)
+        return rr_efail(RR_ERR_INVALID, "rr_engine_exit_reason: NULL argument");
+    char *copy = strdup(why);
+    if (copy == NULL)
+        return rr_efail(RR_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&e->mu);
+    free(e->exit_reason);
+    e->exit_reason = copy;
+    pthread_mutex_unlock(&e->mu);
     return RR_OK;
 }
 
@@ -345,6 +422,7 @@ rr_status rr_engine_destroy(rr_engine *e)
     free(e->hit);
     free(e->evict_req);
     free(e->local_err);
+    free(e->exit_reason);
     rr_comm_destroy(e->comm);
     pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->plock);

@@ -242,6 +242,8 @@ struct rr_engine {
     rr_warning *warn_head, *warn_tail;
     pthread_t thread;
     int thread_started, thread_done;
+    char *exit_reason; /* [mu] the process is exiting: why (rr_engine_exit_reason) */
+    int go; /* the thread may run cycles: 0 not yet (creation not agreed), 1 yes, -1 never */
 
     /* progress lock: held by whichever thread drives the engine (progress.c) */
     pthread_mutex_t plock;
@@ -289,6 +291,7 @@ struct rr_engine {
     int fbuf_shared;        /* fbuf is a shared buffer (rr_mem_alloc): reduced in place */
     size_t *rs_counts;      /* reducescatter receive counts (size entries) */
     double next_stall_check;
+    double next_live_check; /* idle: when to check the peers' liveness next (progress.c) */
     rr_timeline tl;
     struct rr_evpool *evpool; /* ready events of device requests (engine_device.c) [own mutex] */
     atomic_ullong ph[RR_ENGINE_NPHASES]; /* rr_engine_phases: ns for times, else counts */

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "copy.h"
 #include "ringred.h"
@@ -40,7 +41,8 @@ typedef struct rr_settings {
     size_t shm_small_bytes; /* messages up to this ride in the one-sync small slots */
     size_t shm_slot_bytes;  /* pipeline chunk of the large path (two slots per rank) */
     size_t shm_stream_bytes; /* allreduce outputs from this size on: non-temporal stores */
-    double shm_timeout_s;   /* give up waiting for a live peer after this long (0: never) */
+    double timeout_s;       /* RINGRED_TIMEOUT_SECONDS (alias RINGRED_SHM_TIMEOUT_SECONDS): give
+                             * up waiting for a live peer after this long (0: never) */
     double shm_spin_us;     /* a shm wait polls this long before yielding */
     size_t shm_arena_bytes; /* per-rank arena for shared buffers (rr_mem_alloc; 0: none) */
 } rr_settings;
@@ -62,6 +64,21 @@ typedef struct rr_header {
 enum { RR_TRANSPORT_MPI = 0, RR_TRANSPORT_SHM = 1 };
 typedef struct rr_shm rr_shm; /* shm.h */
 
+#define RR_NOTICE_LEN 512
+/* Peers' processes (liveness.c): pid and start time of every rank, learnt at creation;
+ * watch[p]: rank p runs on this host, in our pid namespace, so its death can be seen. */
+typedef struct rr_live {
+    pid_t *pid;
+    unsigned long long *start; /* 0: unknown (kill() alone) */
+    unsigned char *watch;
+    int broken;                /* a peer died or timed out: every later wait fails */
+    rr_status broken_code;
+    /* exit notices: a receive from any rank, posted at creation (rr_live_poll tests it) */
+    MPI_Request notice_req;
+    char notice_in[RR_NOTICE_LEN];
+    char *notice_out;          /* our own notice, sent at exit (never freed: MPI may read it) */
+} rr_live;
+
 struct rr_comm {
     MPI_Comm comm;        /* our own duplicate */
     int transport;        /* RR_TRANSPORT_* in force */
@@ -77,6 +94,11 @@ struct rr_comm {
     MPI_Request *reqs;
     size_t reqs_cap;
     struct rr_device *device; /* device staging state (device.c), NULL until first used */
+    rr_live live;         /* peers' liveness (liveness.c) */
+    MPI_Status *sts;      /* statuses of the MPI waits (p2p.c), grown on demand */
+    size_t sts_cap;
+    /* shm could not be used (auto fell back to MPI): why, for the caller to warn about */
+    char transport_note[512];
     char errmsg[RR_ERRMSG_LEN];
 };
 
@@ -104,16 +126,45 @@ int rr_test_plant(const char *what);
 rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);
 rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out);
 
+/* ---- liveness.c ---- */
+int rr_proc_stat(pid_t pid, char *state, unsigned long long *start);
+/* Collective: learn every rank's pid, start time and host (ranks with the same `host` value
+ * share this host).  Fills c->live. */
+rr_status rr_live_setup(rr_comm *c, int host);
+void rr_live_free(rr_live *l);
+int rr_live_dead(const rr_comm *c, int p);   /* rank p (watched) has died */
+int rr_live_first_dead(const rr_comm *c);    /* the lowest dead peer, or -1 */
+/* In a wait: RR_ERR_PEER (communicator marked broken) if a peer on this host died or a peer
+ * sent an exit notice (rr_comm_exit_notice), else RR_OK. */
+rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what);
+double rr_live_now(void);                    /* CLOCK_MONOTONIC seconds */
+#define RR_LIVENESS_S 0.02                   /* seconds between liveness checks in a wait */
+/* Mark the communicator unusable and return code. */
+rr_status rr_live_broken(rr_comm *c, rr_status code);
+rr_status rr_live_fail_again(rr_comm *c);
+/* RR_ERR_PEER naming the dead rank (and the one waited for, -1: unknown); marks broken. */
+rr_status rr_live_dead_error(rr_comm *c, int dead, int waited_for, const char *what);
+/* RR_ERR_TIMEOUT after RINGRED_TIMEOUT_SECONDS; marks broken. */
+rr_status rr_live_timeout_error(rr_comm *c, int waited_for, const char *what);
+
 /* ---- p2p.c: MPI point-to-point helpers (byte counts may exceed INT_MAX) ---- */
-/* Post a wait-free test loop: spin, then sched_yield. */
+/* Wait for requests: spin, then sched_yield; every RR_LIVENESS_S check that the peers on this
+ * host are alive and the timeout (RINGRED_TIMEOUT_SECONDS): RR_ERR_PEER / RR_ERR_TIMEOUT
+ * (and the communicator marked broken).  An MPI failure names the failed request's peer. */
 rr_status rr_waitall(rr_comm *c, int n, MPI_Request *reqs);
 rr_status rr_wait(rr_comm *c, MPI_Request *req);
+/* The same, knowing which rank the requests wait for (messages name it). */
+rr_status rr_waitall_peer(rr_comm *c, int n, MPI_Request *reqs, int peer);
+/* Explain a failed MPI_Test/Testall (err) of reqs with their statuses sts (NULL: none): a
+ * dead peer if there is one, else each failed request's peer and MPI error string. */
+rr_status rr_mpi_wait_error(rr_comm *c, int err, int n, const MPI_Status *sts, const char *what);
 rr_status rr_sendrecv(rr_comm *c, const void *sbuf, size_t sbytes, int dst, void *rbuf,
                       size_t rbytes, int src, int tag, size_t *got);
 
 /* Tags (each collective uses its own so a mismatch cannot mix payloads). */
 enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
-       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106 };
+       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106,
+       RR_TAG_EXIT = 107 /* a rank's exit notice (liveness.c) */ };
 
 /* ---- agree.c ---- */
 /* Small-message recursive doubling that carries the header: checks that every rank's

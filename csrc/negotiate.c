@@ -415,8 +415,15 @@ int rr_cycle(rr_engine *e)
         if (e->rank == 0)
             flags |= FL_SLOW;
     }
-    if (atomic_load(&e->stop_req))
+    if (atomic_load(&e->stop_req)) {
         flags |= FL_SHUTDOWN;
+        /* The process is exiting, not shutting ringred down: the peers learn why (an
+         * error report stops every rank, with this rank's words, as a PeerError). */
+        pthread_mutex_lock(&e->mu);
+        if (e->exit_reason && !e->local_err)
+            set_local_error(e, RR_ERR_PEER, e->exit_reason);
+        pthread_mutex_unlock(&e->mu);
+    }
     if (e->my_joined)
         flags |= FL_JOINED;
     if (e->join_new) {

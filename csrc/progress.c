@@ -42,7 +42,7 @@ static int poll_wake(rr_engine *e)
         int flag = 0;
         int err = MPI_Test(&e->wake_req, &flag, MPI_STATUS_IGNORE);
         if (err != MPI_SUCCESS) {
-            rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Test(wake)");
+            rr_mpi_wait_error(e->comm, err, 1, NULL, "MPI_Test(wake)");
             return -1;
         }
         if (!flag)
@@ -77,9 +77,10 @@ struct rr_wake_rec {
 
 static int rec_done(rr_engine *e, rr_wake_rec *w, int *done)
 {
-    int err = MPI_Testall(e->size - 1, w->req, done, MPI_STATUSES_IGNORE);
-    if (err != MPI_SUCCESS)
-        return rr_fail_mpi(e->comm, err, __FILE__, __LINE__, "MPI_Testall(wake sends)");
+    MPI_Status sts[e->size - 1];
+    int err = MPI_Testall(e->size - 1, w->req, done, sts);
+    if (err != MPI_SUCCESS) /* a dead peer, else each failed send's peer and error */
+        return rr_mpi_wait_error(e->comm, err, e->size - 1, sts, "MPI_Testall(wake sends)");
     return RR_OK;
 }
 
@@ -161,9 +162,25 @@ static int fail_mpi(rr_engine *e)
 {
     char msg[RR_ERRMSG_LEN];
     snprintf(msg, sizeof msg, "ringred engine failed: %.1900s", e->comm->errmsg);
-    rr_engine_set_fatal(e, RR_ERR_MPI, msg);
+    /* a dead peer found on the way is a PeerError, not an MPI error */
+    rr_engine_set_fatal(e, e->comm->live.broken ? e->comm->live.broken_code : RR_ERR_MPI, msg);
     finish_engine(e);
     return -1;
+}
+
+/* Idle, with requests of ours outstanding: every LIVE_IDLE_S check that the peers on this
+ * host still run (a request whose peer died must fail, not wait for ever).  -1: one died. */
+#define LIVE_IDLE_S 0.05
+static int idle_liveness(rr_engine *e, double now)
+{
+    if (e->size == 1 || now < e->next_live_check)
+        return 0;
+    e->next_live_check = now + LIVE_IDLE_S;
+    if (atomic_load_explicit(&e->outstanding, memory_order_relaxed) == 0)
+        return 0;
+    if (rr_live_poll(e->comm, -1, "the engine's negotiation (idle, requests pending)") == RR_OK)
+        return 0;
+    return fail_mpi(e);
 }
 
 /* One step, progress lock held: 1 = ran a cycle, 0 = nothing to do, -1 = stopped. */
@@ -171,7 +188,8 @@ static int progress(rr_engine *e)
 {
     if (atomic_load(&e->stopped))
         return -1;
-    int woken = 0, local = local_event(e, rr_now());
+    double now = rr_now();
+    int woken = 0, local = local_event(e, now);
     /* Poll for wake messages when there is nothing to do here, and anyway from time to time
      * (MPI_Test is not free) so that stale ones never pile up. */
     if (e->size > 1 && (!local || ++e->skipped_polls >= 16)) {
@@ -182,7 +200,7 @@ static int progress(rr_engine *e)
     }
     if (!woken) {
         if (!local)
-            return 0;
+            return idle_liveness(e, now);
         /* We start the cycle: tell everybody (a rank woken by a peer needs not). */
         if (send_wakes(e) != RR_OK)
             return fail_mpi(e);
@@ -271,6 +289,18 @@ static double lease_left(rr_engine *e, double now)
 void *rr_bg_main(void *arg)
 {
     rr_engine *e = arg;
+    /* Creation is agreed on every rank before this thread may run a (collective) cycle. */
+    pthread_mutex_lock(&e->mu);
+    while (e->go == 0)
+        pthread_cond_wait(&e->bg_cv, &e->mu);
+    int go = e->go;
+    pthread_mutex_unlock(&e->mu);
+    if (go < 0) {
+        pthread_mutex_lock(&e->mu);
+        e->thread_done = 1;
+        pthread_mutex_unlock(&e->mu);
+        return NULL;
+    }
     pauser p;
     pause_reset(&p);
     for (;;) {

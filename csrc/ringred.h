@@ -71,6 +71,13 @@ int rr_comm_size(const rr_comm *comm);
 int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
+/* Why auto chose MPI although every rank is on one host (the shared segment could not be
+ * created or reserved, e.g. /dev/shm too small), or "" (Python warns with it). */
+const char *rr_comm_transport_note(const rr_comm *comm);
+/* The process is exiting without finishing its collectives (an uncaught exception, the end of
+ * the script): tell every peer why, without waiting.  A peer waiting in a collective on this
+ * communicator then fails with RR_ERR_PEER "rank r: <why>" instead of waiting for ever. */
+rr_status rr_comm_exit_notice(rr_comm *comm, const char *why);
 rr_status rr_barrier(rr_comm *comm);
 
 /* ---- shared buffers (shared-memory transport) ----
@@ -199,6 +206,10 @@ const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */
 rr_status rr_engine_stop(rr_engine *eng);
+/* Before rr_engine_stop when the process is exiting without ringred.shutdown() (an uncaught
+ * exception, the interpreter's exit): the peers' requests then fail with RR_ERR_PEER and
+ * "rank r: <why>" instead of the plain shutdown message. */
+rr_status rr_engine_exit_reason(rr_engine *eng, const char *why);
 rr_status rr_engine_destroy(rr_engine *eng);
 /* Message of the calling thread's last failed rr_engine_* call. */
 const char *rr_engine_last_error(const rr_engine *eng);

@@ -72,7 +72,13 @@ void rr_settings_load(rr_settings *s)
     s->shm_small_bytes = rr_env_size("RINGRED_SHM_SMALL_BYTES", 32u << 10, 0, 16u << 20);
     s->shm_slot_bytes = rr_env_size("RINGRED_SHM_SLOT_BYTES", 256u << 10, 4u << 10, 64u << 20);
     s->shm_stream_bytes = rr_env_size("RINGRED_SHM_STREAM_BYTES", 8u << 20, 0, SIZE_MAX);
-    s->shm_timeout_s = rr_env_number("RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1); /* 0: never */
+    /* every wait on a peer, both transports; RINGRED_SHM_TIMEOUT_SECONDS is the older name
+     * (used when the new one is not set); 0: never */
+    const char *tmo = getenv("RINGRED_TIMEOUT_SECONDS");
+    s->timeout_s = rr_env_number(tmo && *tmo ? "RINGRED_TIMEOUT_SECONDS"
+                                             : "RINGRED_SHM_TIMEOUT_SECONDS", 300.0, 1);
+    if (s->timeout_s == 0)
+        s->timeout_s = 1e300;
     s->shm_spin_us = rr_env_number("RINGRED_SHM_SPIN_US", 50.0, 1);
     /* address space only: pages are taken when buffers are allocated */
     s->shm_arena_bytes = rr_env_size("RINGRED_SHM_ARENA_BYTES", (size_t)16 << 30, 0,

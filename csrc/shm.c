@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -31,7 +31,6 @@
 #define RR_SHM_MAGIC UINT64_C(0x72696e6772656431) /* "ringred1" */
 #define RR_SHM_PREFIX "/ringred-"
 #define SPIN_CLOCK 64         /* polls between clock reads while spinning */
-#define LIVENESS_S 0.02       /* seconds between peer liveness checks */
 #define SLEEP_NS 5000000L     /* longest single sleep on a counter */
 #define YIELDS 2              /* sched_yield()s between spinning and sleeping */
 #define SPIN_MIN_S 2e-6       /* adaptive spinning never goes below this */
@@ -42,22 +41,18 @@ typedef struct shm_control {
     uint64_t n, small_bytes, slot_bytes, bytes;
 } shm_control;
 
-typedef struct shm_info {
-    _Atomic uint64_t pid, start;
-    char pad[RR_SHM_LINE - 2 * sizeof(uint64_t)];
-} shm_info;
-
 /* What rank 0 tells the others. */
 typedef struct shm_announce {
     char name[64];
     uint64_t small_bytes, slot_bytes, bytes;
     uint64_t arena_bytes; /* per rank, after the control part (0: no arenas) */
+    uint64_t shm_free; /* bytes free in /dev/shm when the leader failed (UINT64_MAX: unknown) */
     int32_t err; /* errno of the leader's failure, 0 if the segment exists */
     int32_t pad;
 } shm_announce;
 
 typedef struct shm_layout {
-    size_t info, ctr, small, stride, big, res, bytes; /* the control part */
+    size_t ctr, small, stride, big, res, bytes; /* the control part */
     size_t arena, file;                               /* arenas start there; file size */
 } shm_layout;
 
@@ -69,8 +64,6 @@ static shm_layout layout(int n, size_t small, size_t slot, size_t arena)
 {
     shm_layout l;
     size_t off = RR_SHM_LINE; /* control line */
-    l.info = off;
-    off += (size_t)n * RR_SHM_LINE;
     l.ctr = off;
     off += (size_t)n * RR_NCTR * RR_SHM_LINE;
     l.small = off;
@@ -84,41 +77,6 @@ static shm_layout layout(int n, size_t small, size_t slot, size_t arena)
     l.arena = round_up(off, ARENA_ALIGN);
     l.file = arena ? l.arena + (size_t)n * arena : l.bytes;
     return l;
-}
-
-/* Field 3 (state) and 22 (start time, clock ticks since boot) of /proc/<pid>/stat.
- * Returns 0, or -1 with errno set. */
-static int proc_stat(pid_t pid, char *state, unsigned long long *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t got = read(fd, buf, sizeof buf - 1);
-    int e = errno;
-    close(fd);
-    if (got <= 0) {
-        errno = got < 0 ? e : EIO;
-        return -1;
-    }
-    buf[got] = '\0';
-    const char *p = strrchr(buf, ')');
-    if (p == NULL || sscanf(p + 1, " %c", state) != 1) {
-        errno = EIO;
-        return -1;
-    }
-    p += 2; /* field 3 starts here; field 22 is 19 spaces further */
-    for (int f = 3; f < 22 && p; f++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    if (p == NULL || sscanf(p, "%llu", start) != 1) {
-        errno = EIO;
-        return -1;
-    }
-    return 0;
 }
 
 /* A name nobody can guess: the prefix, our pid, 128 random bits. */
@@ -172,11 +130,20 @@ static void *create_segment(shm_announce *a, const shm_layout *l, int n, int *fd
     }
     if (fd < 0)
         return NULL;
+    /* Reserve every page of the control part now (the arenas' pages are reserved when
+     * buffers are allocated, shm_arena.c): a full /dev/shm is an error here, which makes
+     * auto fall back to MPI, and never a SIGBUS in some later collective. */
     void *p = NULL;
-    if (ftruncate(fd, (off_t)l->file) == 0)
+    int reserve = ftruncate(fd, (off_t)l->file) != 0 ? errno : 0;
+    if (reserve == 0) {
+        reserve = posix_fallocate(fd, 0, (off_t)l->bytes);
+        if (reserve == EINVAL || reserve == EOPNOTSUPP)
+            reserve = 0; /* a file system that cannot reserve: map it as it is */
+    }
+    if (reserve == 0)
         p = map_fd(fd, l->bytes);
     if (p == NULL) {
-        int e = errno;
+        int e = reserve ? reserve : errno;
         close(fd);
         shm_unlink(a->name);
         errno = e;
@@ -226,33 +193,10 @@ static void free_shm(rr_shm *s)
     if (s->base)
         munmap(s->base, s->bytes);
     rr_arena_detach(s->arena);
-    free(s->pid);
-    free(s->start);
-    free(s->watch);
     free(s->srcs);
     free(s->zin);
     free(s->zout);
     free(s);
-}
-
-/* Learn every peer's pid and decide whether liveness checks can trust it (same pid
- * namespace: /proc shows a process of that pid with the start time it published). */
-static void learn_peers(rr_shm *s, const shm_info *info)
-{
-    for (int p = 0; p < s->n; p++) {
-        s->pid[p] = (pid_t)atomic_load_explicit(&info[p].pid, memory_order_acquire);
-        s->start[p] = atomic_load_explicit(&info[p].start, memory_order_acquire);
-        if (p == s->me || s->pid[p] <= 0)
-            continue;
-        char state;
-        unsigned long long st = 0;
-        if (proc_stat(s->pid[p], &state, &st) == 0)
-            s->watch[p] = s->start[p] != 0 && st == s->start[p];
-        else if (kill(s->pid[p], 0) == 0) {
-            s->watch[p] = 1; /* no /proc: kill() alone */
-            s->start[p] = 0;
-        }
-    }
 }
 
 rr_status rr_shm_open(rr_comm *c)
@@ -263,13 +207,10 @@ rr_status rr_shm_open(rr_comm *c)
         return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
     s->n = n;
     s->me = me;
-    s->pid = calloc((size_t)n, sizeof *s->pid);
-    s->start = calloc((size_t)n, sizeof *s->start);
-    s->watch = calloc((size_t)n, 1);
     s->srcs = calloc((size_t)n, sizeof *s->srcs);
     s->zin = calloc((size_t)n, sizeof *s->zin);
     s->zout = calloc((size_t)n, sizeof *s->zout);
-    if (!s->pid || !s->start || !s->watch || !s->srcs || !s->zin || !s->zout) {
+    if (!s->srcs || !s->zin || !s->zout) {
         free_shm(s);
         return RR_FAIL(c, RR_ERR_NOMEM, "shm: out of memory");
     }
@@ -293,8 +234,12 @@ rr_status rr_shm_open(rr_comm *c)
             l = layout(n, a.small_bytes, a.slot_bytes, 0);
             base = create_segment(&a, &l, n, &fd);
         }
-        if (base == NULL)
+        if (base == NULL) {
             a.err = errno ? errno : EIO;
+            struct statvfs vs;
+            a.shm_free = statvfs("/dev/shm", &vs) == 0 ? (uint64_t)vs.f_bavail * vs.f_frsize
+                                                       : UINT64_MAX;
+        }
     }
     int e = MPI_Bcast(&a, (int)sizeof a, MPI_BYTE, 0, c->comm);
     if (e != MPI_SUCCESS) {
@@ -308,8 +253,13 @@ rr_status rr_shm_open(rr_comm *c)
     }
     if (a.err) {
         free_shm(s);
-        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: rank 0 could not create a %llu-byte segment in "
-                       "/dev/shm: %s", (unsigned long long)a.bytes, strerror(a.err));
+        char avail[64] = "";
+        if (a.shm_free != UINT64_MAX)
+            snprintf(avail, sizeof avail, ", %.1f MiB free", (double)a.shm_free / 1048576.0);
+        return RR_FAIL(c, RR_ERR_SYSTEM, "shm: rank 0 could not create and reserve the "
+                       "%llu-byte (%.1f MiB) shared segment in /dev/shm%s: %s",
+                       (unsigned long long)a.bytes, (double)a.bytes / 1048576.0, avail,
+                       strerror(a.err));
     }
     int err = 0;
     shm_layout l = layout(n, a.small_bytes, a.slot_bytes, a.arena_bytes);
@@ -325,15 +275,6 @@ rr_status rr_shm_open(rr_comm *c)
             fd = -1;
             base = NULL;
         }
-    }
-    if (base != NULL) {
-        char state;
-        unsigned long long st = 0;
-        shm_info *info = (shm_info *)((uint8_t *)base + l.info);
-        if (proc_stat(getpid(), &state, &st) != 0)
-            st = 0;
-        atomic_store_explicit(&info[me].start, st, memory_order_release);
-        atomic_store_explicit(&info[me].pid, (uint64_t)getpid(), memory_order_release);
     }
     /* Everyone has mapped (or failed) after this: the leader unlinks the name at once, so
      * nothing stays in /dev/shm however the processes end.  The same reduction tells every
@@ -367,14 +308,13 @@ rr_status rr_shm_open(rr_comm *c)
     s->small_stride = l.stride;
     s->big = (uint8_t *)base + l.big;
     s->res = (uint8_t *)base + l.res;
-    s->timeout_s = c->cfg.shm_timeout_s;
+    s->timeout_s = c->cfg.timeout_s;
     s->oversubscribed = !agg[1];
     double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
     s->spin_max_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
     s->spin_s = s->spin_max_s;
     s->yields = over ? 2 : YIELDS;
     s->what = "setup";
-    learn_peers(s, (const shm_info *)((uint8_t *)base + l.info));
     /* Shared buffers: without a mapping of the arenas (no address space, RINGRED_SHM_ARENA_
      * BYTES=0) this rank never offers one, so no call reads buffers in place. */
     s->arena = rr_arena_map(fd, l.arena, a.arena_bytes, n, me);
@@ -410,34 +350,6 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int peer_dead(const rr_shm *s, int p)
-{
-    if (!s->watch[p])
-        return 0;
-    if (kill(s->pid[p], 0) == -1 && errno == ESRCH)
-        return 1;
-    if (s->start[p] == 0)
-        return 0;
-    char state;
-    unsigned long long st = 0;
-    if (proc_stat(s->pid[p], &state, &st) != 0)
-        return errno == ENOENT || errno == ESRCH;
-    return state == 'Z' || state == 'X' || st != s->start[p];
-}
-
-static rr_status broken(rr_comm *c, rr_status code)
-{
-    c->shm->broken = 1;
-    c->shm->broken_code = code;
-    return code;
-}
-
-static rr_status fail_again(rr_comm *c)
-{
-    return RR_FAIL(c, c->shm->broken_code, "the shared-memory transport failed earlier (a peer "
-                   "died or timed out); this communicator cannot be used any more");
-}
-
 void rr_shm_wake(rr_shm_line *line)
 {
 #ifdef __linux__
@@ -467,9 +379,9 @@ static void sleep_on(rr_shm_line *line, uint64_t seen)
 static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int peer)
 {
     rr_shm *s = c->shm;
-    if (s->broken)
-        return fail_again(c);
-    double t0 = now_s(), spin_until = t0 + s->spin_s, next_live = t0 + LIVENESS_S;
+    if (c->live.broken)
+        return rr_live_fail_again(c);
+    double t0 = now_s(), spin_until = t0 + s->spin_s, next_live = t0 + RR_LIVENESS_S;
     unsigned polls = 0;
     int spinning = 1, yields = 0;
     for (;;) {
@@ -501,27 +413,19 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
         double t = now_s();
         spinning = t < spin_until;
         if (t >= next_live) {
-            next_live = t + LIVENESS_S;
+            next_live = t + RR_LIVENESS_S;
             /* Every peer: the one we wait for may itself wait for the dead one. */
-            for (int p = 0; p < s->n; p++)
-                if (p != s->me && peer_dead(s, p))
-                    return broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d "
-                                             "was waiting for rank %d in %s (shared-memory "
-                                             "transport)", p, (int)s->pid[p], s->me, peer,
-                                             s->what));
+            RR_CHECK(rr_live_poll(c, peer, s->what));
         }
         if (s->timeout_s > 0 && t - t0 > s->timeout_s) /* 0: never */
-            return broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer within "
-                                     "%g s (RINGRED_SHM_TIMEOUT_SECONDS) while rank %d was "
-                                     "waiting for it in %s (shared-memory transport)", peer,
-                                     (int)s->pid[peer], s->timeout_s, s->me, s->what));
+            return rr_live_timeout_error(c, peer, s->what);
     }
 }
 
 rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
 {
     rr_shm_line *line = &c->shm->ctr[peer * RR_NCTR + which];
-    if (atomic_load_explicit(&line->v, memory_order_acquire) >= v && !c->shm->broken)
+    if (atomic_load_explicit(&line->v, memory_order_acquire) >= v && !c->live.broken)
         return RR_OK;
     return wait_slow(c, line, v, peer);
 }
@@ -529,14 +433,9 @@ rr_status rr_shm_wait(rr_comm *c, int which, int peer, uint64_t v)
 rr_status rr_shm_check_peers(rr_comm *c)
 {
     rr_shm *s = c->shm;
-    if (s->broken)
-        return fail_again(c);
-    for (int p = 0; p < s->n; p++)
-        if (p != s->me && peer_dead(s, p))
-            return broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was "
-                                     "waiting for the device in %s", p, (int)s->pid[p], s->me,
-                                     s->what ? s->what : "a collective"));
-    return RR_OK;
+    if (c->live.broken)
+        return rr_live_fail_again(c);
+    return rr_live_poll(c, -1, s->what ? s->what : "a device wait");
 }
 
 rr_status rr_shm_wait_all(rr_comm *c, int which, uint64_t v)
@@ -561,8 +460,8 @@ rr_status rr_shm_arrive_words(rr_comm *c, const rr_header *h,
 {
     rr_shm *s = c->shm;
     s->what = what;
-    if (s->broken)
-        return fail_again(c);
+    if (c->live.broken)
+        return rr_live_fail_again(c);
     uint64_t call = s->call + 1;
     uint8_t *slot = rr_shm_small_slot(s, s->me, call);
     rr_header mine = *h;

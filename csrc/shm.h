@@ -3,7 +3,6 @@
  *
  * Segment layout (every offset a multiple of 64, the same in every process):
  *   control line      magic, geometry (written by the leader before anyone else maps it)
- *   info[n]           one line per rank: pid and process start time (peer liveness checks)
  *   ctr[n][3]         one line per counter: ARRIVE (calls posted), IN (chunks posted),
  *                     OUT (chunks consumed); each written by its rank only, release/acquire
  *   small[n][2]       per rank, two small slots (by call parity): 64-byte line with the
@@ -60,13 +59,7 @@ struct rr_shm {
     double spin_max_s;   /* ... at most this long */
     int oversubscribed;  /* some rank has fewer CPUs than the host has ranks (all agree) */
     int yields;          /* sched_yield()s before sleeping on the counter */
-    double timeout_s;
-    /* peers: pid and start time (0: unknown, liveness by kill() only) */
-    pid_t *pid;
-    unsigned long long *start;
-    unsigned char *watch; /* 1: liveness checks are meaningful for this peer */
-    int broken;           /* a peer died or timed out: every later call fails */
-    rr_status broken_code;
+    double timeout_s;     /* RINGRED_TIMEOUT_SECONDS (peers' liveness: c->live) */
     struct rr_arena *arena; /* shared buffers (shm_arena.c); NULL: none on this rank */
     _Atomic uint64_t zero_copy_calls; /* calls that read shared buffers in place (any thread
                                          * may read it) */

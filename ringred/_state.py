@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import threading
+import warnings
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,16 @@ class Context:
         self.local_rank: int = lib.rr_comm_local_rank(self.handle)
         self.local_size: int = lib.rr_comm_local_size(self.handle)
         self.transport: str = ffi.string(lib.rr_comm_transport(self.handle)).decode()
+        note = ffi.string(lib.rr_comm_transport_note(self.handle)).decode(errors="replace")
+        if note:
+            # auto fell back to MPI although every rank is on one host (the same on every rank)
+            warnings.warn(
+                f"ringred: using the MPI transport instead of shared memory: {note}. Give "
+                "/dev/shm more room (docker: --shm-size) or set RINGRED_TRANSPORT=mpi to "
+                "choose MPI and silence this warning.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self._counter = 0
         self._lock = threading.Lock()
         # Synchronous calls: one at a time per communicator, and each call's agreement
@@ -137,8 +148,33 @@ def init(comm: Any = None) -> None:
         shutdown()
     _ctx = Context(comm)
     if not _atexit_registered:
-        atexit.register(shutdown)  # runs before mpi4py's own MPI_Finalize
+        atexit.register(_shutdown_at_exit)  # runs before mpi4py's own MPI_Finalize
         _atexit_registered = True
+
+
+def _exit_reason() -> str:
+    """Why this process is ending, for the peers' pending requests (called at exit)."""
+    import os
+    import sys
+
+    exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if exc is not None:
+        return (f"its process (pid {os.getpid()}) exited after an uncaught "
+                f"{type(exc).__name__}: {exc}")
+    return f"its process (pid {os.getpid()}) exited without calling ringred.shutdown()"
+
+
+def _shutdown_at_exit() -> None:
+    """atexit: like shutdown(), telling the engine's peers that this process is exiting."""
+    if _ctx is not None:
+        why = _exit_reason().encode(errors="replace")
+        # peers waiting in a synchronous collective on us learn it too (no wait here)
+        if _ctx.handle is not None:
+            lib.rr_comm_exit_notice(_ctx.handle, why)
+        eng = _ctx.engine
+        if eng is not None and getattr(eng, "h", None):
+            lib.rr_engine_exit_reason(eng.h, why)
+    shutdown()
 
 
 def shutdown() -> None:

@@ -17,7 +17,8 @@ SETTINGS = {
     "RINGRED_SHM_STREAM_BYTES": ("8388608", "shm: non-temporal stores for outputs this large"),
     "RINGRED_SHM_ARENA_BYTES": ("17179869184", "shm: address space per rank for shared buffers"),
     "RINGRED_SHM_SPIN_US": ("50", "shm: most microseconds a waiting rank polls before yielding"),
-    "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "shm: give up on a live peer after this (0: never)"),
+    "RINGRED_TIMEOUT_SECONDS": ("300", "give up on a live but silent peer after this (0: never)"),
+    "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "older name of RINGRED_TIMEOUT_SECONDS"),
     # the background engine (allreduce_async & co.; rank 0's values are used everywhere)
     "RINGRED_FUSION_THRESHOLD": ("67108864", "bytes of small allreduces fused into one (0: off)"),
     "RINGRED_FUSION_MAX_TENSOR": ("65536", "larger tensors skip the fusion buffer"),
