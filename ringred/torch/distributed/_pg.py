@@ -2,14 +2,13 @@
 
 Each torch group owns a ringred process set (its own communicator and engine), so its
 traffic never mixes with the user's own ringred calls.  Every collective submits engine
-requests named ``<group>.<n>`` (``n`` counts the group's collectives, which torch requires
-every rank to issue in the same order) and returns a :class:`RingredWork`; ranks whose
+requests named ``<group>.<kind>.<n>`` (``n`` counts the group's collectives of that kind,
+which torch requires every rank to issue in the same order; see ``_name``) and returns a :class:`RingredWork`; ranks whose
 requests disagree (shapes, dtypes) get ringred's MismatchError on every rank.
 """
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,9 @@ from . import _tensors as T
 from ._work import RingredWork, completer, done_work
 
 
+NAME_CYCLE = 840  # lcm(1..8) * 1: see RingredProcessGroup._name
+
+
 def _unsupported(name: str) -> NotImplementedError:
     return NotImplementedError(f"ringred process group: {name} is not supported")
 
@@ -36,7 +38,9 @@ class RingredProcessGroup(dist.ProcessGroup):
         self.process_set = process_set
         self._rank, self._size = group_rank, group_size
         self._tag = tag
-        self._seq = itertools.count()
+        self._counts: dict[str, int] = {}
+        self._slots: dict[str, RingredWork] = {}
+        self._fresh: list[str] = []
         process_set._context().get_engine()  # collective: start the engine now
 
     # ------------------------------------------------------------------ plumbing
@@ -58,10 +62,25 @@ class RingredProcessGroup(dist.ProcessGroup):
         return f"RingredProcessGroup(rank {self._rank} of {self._size}, {self._tag})"
 
     def _name(self, kind: str) -> str:
-        return f"{self._tag}.{next(self._seq)}.{kind}"
+        """``<group>.<kind>.<n mod NAME_CYCLE>``: the same on every rank (torch requires the
+        same order of collectives everywhere), and recurring, so that a training loop's
+        collectives hit the engine's response cache (any loop of up to 8 collectives of a
+        kind, and of 10, 12, 14, 15, 20, 21, 24, ...).  A name still in flight from
+        NAME_CYCLE calls ago is waited for first."""
+        n = self._counts.get(kind, 0)
+        self._counts[kind] = n + 1
+        name = f"{self._tag}.{kind}.{n % NAME_CYCLE}"
+        old = self._slots.get(name)
+        if old is not None and not old.is_completed():
+            old.wait()
+        self._fresh.append(name)
+        return name
 
     def _submit(self, handles: list, finish: Any, what: str) -> RingredWork:
         work = RingredWork(handles, finish, what)
+        for name in self._fresh:
+            self._slots[name] = work
+        self._fresh.clear()
         completer().add(work)
         return work
 

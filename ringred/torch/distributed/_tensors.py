@@ -23,8 +23,9 @@ def reduce_op(op: Any, what: str) -> ReduceOp:
     for name, rop in _OPS.items():
         if op == getattr(dist.ReduceOp, name):
             return rop
+    label = str(getattr(op, "op", op)).rsplit(".", 1)[-1].split(":")[0]
     raise NotImplementedError(
-        f"ringred process group: {what} with reduce op {op} is not supported "
+        f"ringred process group: {what} with reduce op {label} is not supported "
         "(SUM, AVG, MIN, MAX and PRODUCT are)")
 
 

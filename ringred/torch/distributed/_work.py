@@ -4,14 +4,18 @@ Every collective of the process group submits its engine requests at once and re
 :class:`RingredWork`.  One background thread per process (the *completer*) takes the works
 in submission order, waits on their engine handles and completes their futures, so
 ``get_future()`` callbacks (DDP's comm hooks) run without anybody calling ``wait()``.
-A thread that calls ``wait()`` on a work the completer has not reached yet waits on the
-engine handle itself (the engine then progresses in that thread, which saves the hand-off
-between threads); exactly one of the two finishes each work.
+
+A work that a thread ``wait()``s for before the completer reaches it is finished by that
+thread: it waits on the engine handle itself, and the engine then progresses in that thread
+(no hand-off between threads, which costs more than a small collective on a busy host).
+The completer therefore leaves each work alone for GRACE seconds after its submission
+(the engine's own thread moves the data meanwhile); exactly one of the two finishes it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -20,12 +24,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+_GRACE = 1e-3  # seconds a new work is left to a waiting caller before the completer takes it
+
 
 class RingredWork(dist.Work):
     """One collective in flight: engine handles plus what to do with their results."""
 
-    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any],
-                 what: str):
+    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any], what: str):
         super().__init__()
         self._handles = list(handles)
         self._finish = finish
@@ -33,11 +38,11 @@ class RingredWork(dist.Work):
         self._fut: torch.futures.Future = torch.futures.Future()
         self._claim = threading.Lock()
         self._claimed = False
-        self._done = threading.Event()
         self._error: BaseException | None = None
+        self._born = time.monotonic()
 
-    # the one finisher ------------------------------------------------------------
     def _take(self) -> bool:
+        """Become the one finisher (False if another thread already is)."""
         with self._claim:
             if self._claimed:
                 return False
@@ -45,44 +50,52 @@ class RingredWork(dist.Work):
             return True
 
     def _run(self) -> None:
+        """Wait for the engine, run the finishing step, complete the future."""
         try:
             values = [h.wait() for h in self._handles]
             result = self._finish(values)
         except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            if not isinstance(exc, RuntimeError | ValueError | NotImplementedError):
+                exc = RuntimeError(f"ringred {self._what} failed: {type(exc).__name__}: {exc}")
             self._error = exc
             self._handles = []
-            self._done.set()
-            self._fut.set_exception(
-                RuntimeError(f"ringred {self._what} failed: {exc}") if not isinstance(
-                    exc, RuntimeError | ValueError) else exc)
+            self._fut.set_exception(exc)
             return
         self._handles = []
-        self._done.set()
         self._fut.set_result(result)
 
     # torch's Work API -------------------------------------------------------------
-    def wait(self, timeout: timedelta | None = None) -> bool:  # noqa: D102
+    def wait(self, timeout: timedelta | None = None) -> bool:
+        """Block until the collective is done; raise its error if it failed."""
         if self._take():
             self._run()
         else:
-            self._done.wait()
+            try:
+                self._fut.wait()
+            except Exception:  # noqa: BLE001 - re-raised as the original below
+                pass
         if self._error is not None:
             raise self._error
         return True
 
-    def is_completed(self) -> bool:  # noqa: D102
-        return self._done.is_set()
+    def is_completed(self) -> bool:
+        """Whether the collective has finished (successfully or not)."""
+        return self._fut.done()
 
-    def is_success(self) -> bool:  # noqa: D102
-        return self._done.is_set() and self._error is None
+    def is_success(self) -> bool:
+        """Whether the collective finished without error."""
+        return self._fut.done() and self._error is None
 
-    def exception(self) -> Any:  # noqa: D102
+    def exception(self) -> Any:
+        """The collective's error, or None."""
         return self._error
 
-    def get_future(self) -> torch.futures.Future:  # noqa: D102
+    def get_future(self) -> torch.futures.Future:
+        """A future completed (from the engine's completion) with the output tensors."""
         return self._fut
 
-    def synchronize(self) -> None:  # noqa: D102
+    def synchronize(self) -> None:
+        """Same as ``wait()`` (CPU only)."""
         self.wait()
 
 
@@ -101,16 +114,25 @@ class Completer:
         """Queue ``work``; the completer finishes it unless a waiter does first."""
         with self._cond:
             self._queue.append(work)
-            self._cond.notify()
+            if len(self._queue) == 1:
+                self._cond.notify()
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._stop:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                work = self._queue.popleft()
+                while True:
+                    while self._queue and self._queue[0]._claimed:
+                        self._queue.popleft()
+                    if self._queue:
+                        age = time.monotonic() - self._queue[0]._born
+                        if age >= _GRACE or self._stop:
+                            work = self._queue.popleft()
+                            break
+                        self._cond.wait(_GRACE - age)
+                    elif self._stop:
+                        return
+                    else:
+                        self._cond.wait()
             if work._take():
                 work._run()
 
