@@ -9,6 +9,7 @@ requests disagree (shapes, dtypes) get ringred's MismatchError on every rank.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from ringred.ops import ReduceOp
 from ringred.process_sets import ProcessSet
 
 from . import _tensors as T
-from ._work import RingredWork, completer, done_work
+from ._work import RingredWork, completer, done_work, lineage
 
 
 NAME_CYCLE = 840  # lcm(1..8) * 1: see RingredProcessGroup._name
@@ -40,7 +41,7 @@ class RingredProcessGroup(dist.ProcessGroup):
         self._tag = tag
         self._counts: dict[str, int] = {}
         self._slots: dict[str, RingredWork] = {}
-        self._fresh: list[str] = []
+        self._lock = threading.Lock()
         process_set._context().get_engine()  # collective: start the engine now
 
     # ------------------------------------------------------------------ plumbing
@@ -67,20 +68,22 @@ class RingredProcessGroup(dist.ProcessGroup):
         collectives hit the engine's response cache (any loop of up to 8 collectives of a
         kind, and of 10, 12, 14, 15, 20, 21, 24, ...).  A name still in flight from
         NAME_CYCLE calls ago is waited for first."""
-        n = self._counts.get(kind, 0)
-        self._counts[kind] = n + 1
-        name = f"{self._tag}.{kind}.{n % NAME_CYCLE}"
+        parent = lineage()
+        key = kind if parent is None else f"{parent}>{kind}"
+        with self._lock:
+            n = self._counts.get(key, 0)
+            self._counts[key] = n + 1
+        name = f"{self._tag}.{key}.{n % NAME_CYCLE}" if parent is None else \
+            f"{key}.{n % NAME_CYCLE}"
         old = self._slots.get(name)
         if old is not None and not old.is_completed():
             old.wait()
-        self._fresh.append(name)
         return name
 
     def _submit(self, handles: list, finish: Any, what: str) -> RingredWork:
-        work = RingredWork(handles, finish, what)
-        for name in self._fresh:
-            self._slots[name] = work
-        self._fresh.clear()
+        work = RingredWork(handles, finish, what, handles[0].name if handles else "")
+        for h in handles:
+            self._slots[h.name] = work
         completer().add(work)
         return work
 

@@ -25,17 +25,65 @@ import torch
 import torch.distributed as dist
 
 _GRACE = 1e-3  # seconds a new work is left to a waiting caller before the completer takes it
+_tls = threading.local()
+
+
+def lineage() -> str | None:
+    """The name of the collective whose future callback this thread is running, if any.
+
+    Collectives issued from a callback (PowerSGD's hook issues its second allreduce from one)
+    are named after it, not by the group's running count: callbacks run in whichever thread
+    completes the future, concurrently with the caller's next collectives, so their place in
+    the call order differs by rank while their lineage does not."""
+    return getattr(_tls, "lineage", None)
+
+
+class LineageFuture(torch.futures.Future):
+    """A future whose callbacks run with their collective's lineage (see ``lineage``); the
+    futures that ``then`` returns are LineageFutures too, so a whole chain keeps it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._lineage = name
+
+    def _call(self, callback: Callable[[Any], Any]) -> Any:
+        saved = getattr(_tls, "lineage", None)
+        _tls.lineage = self._lineage
+        try:
+            return callback(self)
+        finally:
+            _tls.lineage = saved
+
+    def then(self, callback: Callable[[Any], Any]) -> LineageFuture:  # type: ignore[override]
+        """Like torch's ``then``; the callback runs with this future's lineage."""
+        child = LineageFuture(self._lineage)
+
+        def run(_fut: Any) -> None:
+            try:
+                value = self._call(callback)
+            except BaseException as exc:  # noqa: BLE001 - delivered through the child
+                child.set_exception(exc)
+                return
+            child.set_result(value)
+
+        super().add_done_callback(run)
+        return child
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        """Like torch's ``add_done_callback``; the callback runs with this lineage."""
+        super().add_done_callback(lambda _f: self._call(callback))
 
 
 class RingredWork(dist.Work):
     """One collective in flight: engine handles plus what to do with their results."""
 
-    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any], what: str):
+    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any], what: str,
+                 name: str = ""):
         super().__init__()
         self._handles = list(handles)
         self._finish = finish
         self._what = what
-        self._fut: torch.futures.Future = torch.futures.Future()
+        self._fut = LineageFuture(name or what)
         self._claim = threading.Lock()
         self._claimed = False
         self._error: BaseException | None = None
@@ -49,8 +97,10 @@ class RingredWork(dist.Work):
             self._claimed = True
             return True
 
-    def _run(self) -> None:
-        """Wait for the engine, run the finishing step, complete the future."""
+    def _run(self, deliver: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Wait for the engine, run the finishing step, complete the future (through
+        ``deliver`` when given: the future's callbacks run in the thread that completes it,
+        and may block on later collectives)."""
         try:
             values = [h.wait() for h in self._handles]
             result = self._finish(values)
@@ -59,10 +109,14 @@ class RingredWork(dist.Work):
                 exc = RuntimeError(f"ringred {self._what} failed: {type(exc).__name__}: {exc}")
             self._error = exc
             self._handles = []
-            self._fut.set_exception(exc)
-            return
-        self._handles = []
-        self._fut.set_result(result)
+            complete = lambda: self._fut.set_exception(exc)  # noqa: E731
+        else:
+            self._handles = []
+            complete = lambda: self._fut.set_result(result)  # noqa: E731
+        if deliver is None:
+            complete()
+        else:
+            deliver(complete)
 
     # torch's Work API -------------------------------------------------------------
     def wait(self, timeout: timedelta | None = None) -> bool:
@@ -99,10 +153,53 @@ class RingredWork(dist.Work):
         self.wait()
 
 
+class _Deliverers:
+    """Threads that complete futures (and so run their callbacks).  A callback may wait for
+    a later collective (PowerSGD's hook does): a new thread starts whenever none is idle, so
+    the completer itself never blocks in user code."""
+
+    def __init__(self) -> None:
+        self._items: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._idle = 0
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+
+    def __call__(self, complete: Callable[[], None]) -> None:
+        with self._cond:
+            self._items.append(complete)
+            if self._idle >= len(self._items):
+                self._cond.notify()
+                return
+        t = threading.Thread(target=self._loop, name="ringred-torch-deliver", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                while not self._items and not self._stop:
+                    self._cond.wait()
+                self._idle -= 1
+                if not self._items:
+                    return
+                complete = self._items.popleft()
+            complete()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()
+
+
 class Completer:
     """The background thread that completes works in submission order."""
 
     def __init__(self) -> None:
+        self._deliver = _Deliverers()
         self._queue: deque[RingredWork] = deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -134,14 +231,15 @@ class Completer:
                     else:
                         self._cond.wait()
             if work._take():
-                work._run()
+                work._run(self._deliver)
 
     def stop(self) -> None:
-        """Finish what is queued, then end the thread."""
+        """Finish what is queued, then end the threads."""
         with self._cond:
             self._stop = True
             self._cond.notify()
         self._thread.join()
+        self._deliver.stop()
 
 
 _completer: Completer | None = None
