@@ -82,16 +82,20 @@ def run_shape_mismatch() -> None:
     """Shapes differ on the last rank: DDP raises there (only ranks whose shapes differ from
     rank 0's can tell); that rank exits, and the others' next collective fails with ringred's
     "shut down by rank ..." error instead of hanging.  Every rank prints DDP-ERROR."""
+    import ringred.torch.distributed  # noqa: F401 - registers the backend
+
+    dist.init_process_group("ringred")
     n, r = dist.get_world_size(), dist.get_rank()
     torch.manual_seed(0)
     try:
         DDP(SmallCNN(extra=int(r == n - 1)))
-        torch.ones(1)
-        t = torch.ones(1)
-        dist.all_reduce(t)
     except RuntimeError as exc:
-        print(f"rank {r} DDP-ERROR {str(exc).splitlines()[0][:200]}", flush=True)
-        raise SystemExit(3) from None
+        print(f"rank {r} DDP-ERROR {str(exc).splitlines()[0][:300]}", flush=True)
+        raise SystemExit(3) from None  # like an uncaught error: ringred shuts down at exit
+
+
+if __name__ == "__main__":
+    run_shape_mismatch()
 
 
 def run_ddp() -> None:

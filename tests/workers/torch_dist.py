@@ -228,10 +228,6 @@ def body() -> None:
         from .torch_ddp import run_ddp
 
         run_ddp()
-    if "ddp_mismatch" in parts:
-        from .torch_ddp import run_shape_mismatch
-
-        run_shape_mismatch()
     if "fsdp" in parts:
         from .torch_fsdp import run_fsdp
 

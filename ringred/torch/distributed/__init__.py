@@ -64,7 +64,7 @@ def _create(opts: Any, _backend_options: Any = None) -> RingredProcessGroup:
     ps.process_set_id = -1 - len(_groups)  # private: not in ringred's registry
     ps._comm = comm
     ps._ctx = _state.Context(comm)
-    pg = RingredProcessGroup(ps, rank, size, _tag(opts.group_id, len(_groups)))
+    pg = RingredProcessGroup(ps, rank, size, _tag(opts.group_id, len(_groups)), str(opts.group_id))
     if not _groups:
         ctx.on_close(_close_all)
     _groups.append(pg)

@@ -34,9 +34,11 @@ def _unsupported(name: str) -> NotImplementedError:
 class RingredProcessGroup(dist.ProcessGroup):
     """A torch ``ProcessGroup`` whose collectives run on a ringred process set."""
 
-    def __init__(self, process_set: ProcessSet, group_rank: int, group_size: int, tag: str):
+    def __init__(self, process_set: ProcessSet, group_rank: int, group_size: int, tag: str,
+                 group_name: str = ""):
         super().__init__(group_rank, group_size)
         self.process_set = process_set
+        self._group_name = group_name
         self._rank, self._size = group_rank, group_size
         self._tag = tag
         self._counts: dict[str, int] = {}
@@ -52,6 +54,15 @@ class RingredProcessGroup(dist.ProcessGroup):
     @property
     def pg_name(self) -> str:  # noqa: D102
         return self._tag
+
+    @property
+    def group_name(self) -> str:
+        """torch's name of the group (DeviceMesh and functional collectives look it up)."""
+        return self._group_name
+
+    @property
+    def group_desc(self) -> str:  # noqa: D102
+        return f"ringred:{self._tag}"
 
     def size(self) -> int:  # noqa: D102
         return self._size

@@ -109,10 +109,10 @@ class RingredWork(dist.Work):
                 exc = RuntimeError(f"ringred {self._what} failed: {type(exc).__name__}: {exc}")
             self._error = exc
             self._handles = []
-            complete = lambda: self._fut.set_exception(exc)  # noqa: E731
+            complete = lambda err=exc: self._fut.set_exception(err)  # noqa: E731
         else:
             self._handles = []
-            complete = lambda: self._fut.set_result(result)  # noqa: E731
+            complete = lambda res=result: self._fut.set_result(res)  # noqa: E731
         if deliver is None:
             complete()
         else:
