@@ -78,6 +78,9 @@ CONFIGS = {
 }
 
 
+LOW_PRECISION = {"fp16_compress_hook": 1e-3, "bf16_compress_hook": 1e-2}
+
+
 def run_shape_mismatch() -> None:
     """Shapes differ on the last rank: DDP raises there (only ranks whose shapes differ from
     rank 0's can tell); that rank exits, and the others' next collective fails with ringred's
@@ -109,6 +112,12 @@ def run_ddp() -> None:
         for a, b in zip(got, want, strict=True):
             if n <= 2:
                 assert torch.equal(a, b), (name, (a - b).abs().max())
+            elif name in LOW_PRECISION:
+                # a sum of 3+ fp16 / bf16 values depends on the order of the additions
+                # (ringred and gloo add in different orders): one rounding of the gradient
+                # is ~1e-3 / 1e-2 relative, times lr over a few steps
+                assert torch.allclose(a, b, rtol=0, atol=LOW_PRECISION[name]), (
+                    name, (a - b).abs().max())
             else:
                 assert torch.allclose(a, b, rtol=0, atol=1e-6), (name, (a - b).abs().max())
     if n > 1:
