@@ -1,0 +1,120 @@
+"""``python -m ringred.bench --workload ddp``: DDP on the "ringred" backend against gloo.
+
+A model with ResNet-50's 161 parameter shapes (25.6 M float32 values) and a cheap forward
+(``sum(p * c)`` per parameter, so that communication dominates) is trained with
+``DistributedDataParallel`` twice in the same run, once on the default "ringred" group and
+once on a gloo group over the same ranks; rounds alternate between the two.  The same run
+times ``dist.all_reduce`` on both groups and ``ringred.allreduce`` on the same tensor, for a
+sweep of sizes.  Medians over rounds of the slowest rank's time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+from mpi4py import MPI
+from torch import nn
+
+import ringred
+
+from .resnet50 import resnet50_shapes
+from .timing import compare, human
+
+SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20]
+
+
+class ShapedModel(nn.Module):
+    """ResNet-50's parameter shapes; forward is a weighted sum of the parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        shapes = resnet50_shapes()
+        self.ps = nn.ParameterList([nn.Parameter(torch.randn(s) * 0.01) for _, s in shapes])
+        self.cs = [torch.randn(s) for _, s in shapes]
+
+    def forward(self, scale: torch.Tensor) -> torch.Tensor:
+        return sum(((p * c).sum() for p, c in zip(self.ps, self.cs, strict=True)),
+                   torch.zeros(())) * scale
+
+
+def _step_fn(group: dist.ProcessGroup | None) -> Callable[[], None]:
+    model = ShapedModel()
+    ddp = nn.parallel.DistributedDataParallel(model, process_group=group)
+    opt = torch.optim.SGD(ddp.parameters(), lr=1e-3)
+    scale = torch.ones(())
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=False)
+        ddp(scale).backward()
+        opt.step()
+
+    return step
+
+
+def _times(fns: dict[str, Callable[[], None]], rounds: int, steps: int,
+           comm: MPI.Comm) -> dict[str, float]:
+    for fn in fns.values():
+        fn()  # warm-up (DDP rebuilds its buckets after the first iteration)
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            comm.Barrier()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            dt = (time.perf_counter() - t0) / steps
+            samples[name].append(comm.allreduce(dt, op=MPI.MAX))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def run_ddp(rounds: int = 5, steps: int = 3) -> dict:
+    """Time the DDP step and the allreduce sweep; rank 0's dict of medians (seconds)."""
+    import ringred.torch.distributed  # noqa: F401 - registers the backend
+
+    if not dist.is_initialized():
+        dist.init_process_group("ringred")
+    gloo = dist.new_group(backend="gloo")
+    comm = MPI.COMM_WORLD
+    nparams = sum(int(torch.tensor(s).prod()) for _, s in resnet50_shapes())
+    step = _times({"ringred": _step_fn(None), "gloo": _step_fn(gloo)}, rounds, steps, comm)
+    sweep = []
+    for nbytes in SIZES:
+        x = torch.ones(nbytes // 4)
+        a = x.numpy()
+        fns = {
+            "dist.all_reduce ringred": lambda x=x: dist.all_reduce(x),
+            "dist.all_reduce gloo": lambda x=x: dist.all_reduce(x, group=gloo),
+            "ringred.allreduce": lambda a=a: ringred.allreduce(a, op=ringred.Sum, out=a),
+        }
+        sweep.append({"bytes": nbytes, **compare(fns, nbytes, max(rounds, 5), comm)})
+    return {"ranks": dist.get_world_size(), "params": nparams, "step": step, "sweep": sweep}
+
+
+def format_ddp(res: dict) -> str:
+    """Markdown tables of run_ddp's result."""
+    st = res["step"]
+    lines = [
+        f"DDP training step, ResNet-50-shaped model ({res['params']:,} float32 parameters), "
+        f"{res['ranks']} ranks, medians:",
+        "",
+        "| backend | step | vs gloo |",
+        "|---|---|---|",
+        f"| ringred | {st['ringred'] * 1e3:.1f} ms | {st['gloo'] / st['ringred']:.2f}x faster |",
+        f"| gloo | {st['gloo'] * 1e3:.1f} ms | 1.00x |",
+        "",
+        "| size | dist.all_reduce ringred | dist.all_reduce gloo | ringred.allreduce | "
+        "ringred / gloo | dist ringred / ringred.allreduce |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in res["sweep"]:
+        r, g, d = (row["dist.all_reduce ringred"], row["dist.all_reduce gloo"],
+                   row["ringred.allreduce"])
+        lines.append(f"| {human(row['bytes'])} | {r * 1e6:.1f} us | {g * 1e6:.1f} us | "
+                     f"{d * 1e6:.1f} us | {g / r:.2f}x faster | {r / d:.2f}x |")
+    return "\n".join(lines)
