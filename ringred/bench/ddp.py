@@ -19,8 +19,6 @@ import torch.distributed as dist
 from mpi4py import MPI
 from torch import nn
 
-import ringred
-
 from .resnet50 import resnet50_shapes
 from .timing import compare, human
 

@@ -3,8 +3,9 @@
 Each torch group owns a ringred process set (its own communicator and engine), so its
 traffic never mixes with the user's own ringred calls.  Every collective submits engine
 requests named ``<group>.<kind>.<n>`` (``n`` counts the group's collectives of that kind,
-which torch requires every rank to issue in the same order; see ``_name``) and returns a :class:`RingredWork`; ranks whose
-requests disagree (shapes, dtypes) get ringred's MismatchError on every rank.
+which torch requires every rank to issue in the same order; see ``_name``) and returns a
+:class:`RingredWork`; ranks whose requests disagree (shapes, dtypes) get ringred's
+MismatchError on every rank.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from ringred.process_sets import ProcessSet
 from . import _tensors as T
 from ._work import RingredWork, completer, done_work, lineage
 
-
-NAME_CYCLE = 840  # lcm(1..8) * 1: see RingredProcessGroup._name
+NAME_CYCLE = 120  # divisible by 1-6, 8, 10, 12, 15, 20, 24, ...: see RingredProcessGroup._name
 
 
 def _unsupported(name: str) -> NotImplementedError:
@@ -76,8 +76,9 @@ class RingredProcessGroup(dist.ProcessGroup):
     def _name(self, kind: str) -> str:
         """``<group>.<kind>.<n mod NAME_CYCLE>``: the same on every rank (torch requires the
         same order of collectives everywhere), and recurring, so that a training loop's
-        collectives hit the engine's response cache (any loop of up to 8 collectives of a
-        kind, and of 10, 12, 14, 15, 20, 21, 24, ...).  A name still in flight from
+        collectives hit the engine's response cache once warm (a loop of 1-6, 8, 10, 12, 15,
+        20, 24, 30, 40, 60 or 120 collectives of a kind; other loops take the engine's slow
+        path, which is correct, only slower).  A name still in flight from
         NAME_CYCLE calls ago is waited for first."""
         parent = lineage()
         key = kind if parent is None else f"{parent}>{kind}"

@@ -9,6 +9,7 @@ torch's own handler runs unchanged.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -16,7 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 import torch.distributed as dist
-import importlib
 
 import ringred
 
