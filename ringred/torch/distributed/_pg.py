@@ -11,6 +11,7 @@ MismatchError on every rank.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,7 @@ class RingredProcessGroup(dist.ProcessGroup):
         self._rank, self._size = group_rank, group_size
         self._tag = tag
         self._counts: dict[str, int] = {}
-        self._slots: dict[str, RingredWork] = {}
+        self._slots: dict[str, weakref.ref] = {}
         self._lock = threading.Lock()
         process_set._context().get_engine()  # collective: start the engine now
 
@@ -87,7 +88,8 @@ class RingredProcessGroup(dist.ProcessGroup):
             self._counts[key] = n + 1
         name = f"{self._tag}.{key}.{n % NAME_CYCLE}" if parent is None else \
             f"{key}.{n % NAME_CYCLE}"
-        old = self._slots.get(name)
+        ref = self._slots.get(name)
+        old = ref() if ref is not None else None
         if old is not None and not old.is_completed():
             old.wait()
         return name
@@ -95,7 +97,7 @@ class RingredProcessGroup(dist.ProcessGroup):
     def _submit(self, handles: list, finish: Any, what: str) -> RingredWork:
         work = RingredWork(handles, finish, what, handles[0].name if handles else "")
         for h in handles:
-            self._slots[h.name] = work
+            self._slots[h.name] = weakref.ref(work)  # the work (and its tensors) may go
         completer().add(work)
         return work
 

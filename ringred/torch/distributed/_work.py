@@ -113,6 +113,7 @@ class RingredWork(dist.Work):
         else:
             self._handles = []
             complete = lambda res=result: self._fut.set_result(res)  # noqa: E731
+        self._finish = _no_finish  # drop the closure (and the tensors it holds)
         if deliver is None:
             complete()
         else:
@@ -263,6 +264,10 @@ def stop_completer() -> None:
         c, _completer = _completer, None
     if c is not None:
         c.stop()
+
+
+def _no_finish(_values: list) -> None:
+    return None
 
 
 def done_work(result: Any) -> RingredWork:
