@@ -204,18 +204,25 @@ class Completer:
         self._queue: deque[RingredWork] = deque()
         self._cond = threading.Condition()
         self._stop = False
+        self._added = 0
+        self._asleep = False
         self._thread = threading.Thread(target=self._loop, name="ringred-torch-completer",
                                         daemon=True)
         self._thread.start()
 
     def add(self, work: RingredWork) -> None:
-        """Queue ``work``; the completer finishes it unless a waiter does first."""
+        """Queue ``work``; the completer finishes it unless a waiter does first.  The
+        completer is woken only from its idle sleep: while works come and go it checks the
+        queue every GRACE seconds anyway, and waking it on every submission would cost a
+        thread switch per collective (the submitting thread usually finishes the work)."""
         with self._cond:
             self._queue.append(work)
-            if len(self._queue) == 1:
+            self._added += 1
+            if self._asleep:
                 self._cond.notify()
 
     def _loop(self) -> None:
+        seen = -1
         while True:
             with self._cond:
                 while True:
@@ -229,8 +236,13 @@ class Completer:
                         self._cond.wait(_GRACE - age)
                     elif self._stop:
                         return
-                    else:
+                    elif self._added != seen:  # busy lately: look again in GRACE
+                        seen = self._added
+                        self._cond.wait(_GRACE)
+                    else:  # nothing for a while: sleep until add() wakes us
+                        self._asleep = True
                         self._cond.wait()
+                        self._asleep = False
             if work._take():
                 work._run(self._deliver)
 
