@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 @pytest.mark.parametrize("n,parts", [(1, ["collectives"]),
                                      (2, ["collectives", "ddp", "fsdp"]),
-                                     (3, ["collectives", "ddp", "fsdp"])])
+                                     (3, ["collectives", "ddp"])])
 def test_torch_distributed(n, parts):
     run_mpi(n, "torch_dist", *parts, timeout=300)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -214,26 +214,29 @@ def _subgroups() -> None:
     assert torch.equal(t, torch.full((2,), float(n)))
 
 
+def _timed(label: str, fn) -> None:
+    t0 = time.perf_counter()
+    fn()
+    if ringred.rank() == 0:
+        print(f"{label}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+
 def body() -> None:
     parts = sys.argv[1:] or ["collectives"]
-    _bad_ranks_refused()
-    _init()
+    _timed("bad ranks", _bad_ranks_refused)
+    _timed("init", _init)
     if "collectives" in parts:
-        _allreduce()
-        _movement()
-        _reduce_scatter()
-        _errors()
-        _subgroups()
+        for fn in (_allreduce, _movement, _reduce_scatter, _errors, _subgroups):
+            _timed(fn.__name__, fn)
     if "ddp" in parts:
         from .torch_ddp import run_ddp
 
-        run_ddp()
+        _timed("ddp", run_ddp)
     if "fsdp" in parts:
         from .torch_fsdp import run_fsdp
 
-        run_fsdp()
+        _timed("fsdp", run_fsdp)
     dist.destroy_process_group()
-    assert np is not None
 
 
 if __name__ == "__main__":
