@@ -53,6 +53,7 @@ def reducible(t: torch.Tensor, op: ReduceOp, what: str) -> torch.Tensor:
 
 def array(t: torch.Tensor) -> np.ndarray:
     """A NumPy view of a contiguous CPU tensor (bfloat16 through ml_dtypes)."""
+    t = t.detach()
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(BFLOAT16)
     return t.numpy()
@@ -60,7 +61,7 @@ def array(t: torch.Tensor) -> np.ndarray:
 
 def as_bytes(t: torch.Tensor) -> torch.Tensor:
     """The bytes of a contiguous tensor, as a 1-D uint8 tensor sharing its memory."""
-    flat = t.reshape(-1)
+    flat = t.detach().reshape(-1)
     if flat.dtype == torch.uint8:
         return flat
     if flat.dtype == torch.bool:
