@@ -200,7 +200,10 @@ def _subgroups() -> None:
     n, r = dist.get_world_size(), dist.get_rank()
     ends = dist.new_group([0, n - 1]) if n > 1 else dist.new_group([0])
     evens = dist.new_group(list(range(0, n, 2)))
-    for g, members in ((ends, sorted({0, n - 1})), (evens, list(range(0, n, 2)))):
+    # a group without rank 0: its members have been in different numbers of groups before
+    tail = dist.new_group(list(range(1, n))) if n > 1 else dist.new_group([0])
+    for g, members in ((ends, sorted({0, n - 1})), (evens, list(range(0, n, 2))),
+                       (tail, list(range(1, n)) or [0])):
         if r in members:
             assert dist.get_backend(g) == "ringred"
             assert dist.get_world_size(g) == len(members)

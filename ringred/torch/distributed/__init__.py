@@ -64,16 +64,18 @@ def _create(opts: Any, _backend_options: Any = None) -> RingredProcessGroup:
     ps.process_set_id = -1 - len(_groups)  # private: not in ringred's registry
     ps._comm = comm
     ps._ctx = _state.Context(comm)
-    pg = RingredProcessGroup(ps, rank, size, _tag(opts.group_id, len(_groups)), str(opts.group_id))
+    pg = RingredProcessGroup(ps, rank, size, _tag(opts.group_id), str(opts.group_id))
     if not _groups:
         ctx.on_close(_close_all)
     _groups.append(pg)
     return pg
 
 
-def _tag(group_id: Any, n: int) -> str:
-    s = "".join(c if c.isalnum() else "_" for c in str(group_id or ""))[:40]
-    return f"tpg{n}_{s}"
+def _tag(group_id: Any) -> str:
+    """The prefix of the group's engine names: from torch's group name, which is the same on
+    every member (a count of groups local to this rank would not be, for subgroups)."""
+    s = "".join(c if c.isalnum() else "_" for c in str(group_id or ""))[:64]
+    return f"tpg_{s}"
 
 
 def _close_all() -> None:
