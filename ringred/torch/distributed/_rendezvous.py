@@ -51,7 +51,8 @@ def mpi_store(timeout: timedelta) -> tuple[dist.Store, int, int]:
     comm = _state.current().mpi_comm
     rank, size = comm.Get_rank(), comm.Get_size()
     if rank == 0:
-        host = socket.gethostname()
+        one_host = ringred.local_size() == ringred.size()
+        host = "127.0.0.1" if one_host else socket.gethostname()
         store = dist.TCPStore(host, 0, size, True, timeout, wait_for_workers=False)
         addr = (host, store.port)
     else:
