@@ -32,7 +32,7 @@ class SmallCNN(nn.Module):
         return self.unused(x) if use_branch else x
 
 
-def _train(group, rank: int, *, steps: int = 4, hook=None, hook_state=None,
+def _train(group, rank: int, *, steps: int = 3, hook=None, hook_state=None,
            no_sync: bool = False, unused: bool = False, static: bool = False) -> list:
     torch.manual_seed(0)
     model = SmallCNN()
