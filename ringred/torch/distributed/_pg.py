@@ -25,11 +25,11 @@ from ringred.process_sets import ProcessSet
 from . import _tensors as T
 from ._work import RingredWork, completer, done_work, lineage
 
-# Divisible by 1, 2, 3, 4, 6, 8, 12, 24: see RingredProcessGroup._name.  Every name of the
-# cycle stays in the engine's response cache, whose total size drives the engine's
-# "cold gradient set" rule (docs/engine.md): a longer cycle makes a loop of small
-# collectives look like a large gradient set.
-NAME_CYCLE = 24
+# Divisible by 1-6, 8, 10, 12, 15, 20, 24, 30, 40, 60: see RingredProcessGroup._name (DDP on
+# ResNet-50 issues 5 bucket allreduces per step).  Every name of the cycle stays in the
+# engine's response cache, whose total size drives the engine's "cold gradient set" rule
+# (docs/engine.md): a loop of small collectives looks like a larger gradient set.
+NAME_CYCLE = 120
 
 
 def _unsupported(name: str) -> NotImplementedError:
@@ -81,9 +81,9 @@ class RingredProcessGroup(dist.ProcessGroup):
     def _name(self, kind: str) -> str:
         """``<group>.<kind>.<n mod NAME_CYCLE>``: the same on every rank (torch requires the
         same order of collectives everywhere), and recurring, so that a training loop's
-        collectives hit the engine's response cache once warm (a loop of 1, 2, 3, 4, 6, 8, 12
-        or 24 collectives of a kind; other loops take the engine's slow path, which is
-        correct, only slower).  A name still in flight from
+        collectives hit the engine's response cache once warm (a loop of 1-6, 8, 10, 12, 15,
+        20, 24, 30, 40, 60 or 120 collectives of a kind; other loops take the engine's slow
+        path, which is correct, only slower).  A name still in flight from
         NAME_CYCLE calls ago is waited for first."""
         parent = lineage()
         key = kind if parent is None else f"{parent}>{kind}"
