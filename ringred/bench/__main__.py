@@ -2,7 +2,8 @@
 
 ``--workload resnet50``: ResNet-50's 161 gradients through the background engine against
 ``MPI_Allreduce`` per tensor and of one concatenated buffer, plus 4 KiB async latency;
-``--workload train``: a PyTorch training step with DistributedOptimizer against mpi4py.
+``--workload train``: a PyTorch training step with DistributedOptimizer against mpi4py;
+``--workload ddp``: DDP on the "ringred" torch.distributed backend against gloo.
 ``--device cuda`` runs resnet50 / train on torch.cuda tensors (against the naive
 device -> NumPy -> MPI_Allreduce -> device path); ``--device fake`` runs CPU tensors through
 ringred's device path on the fake backend (CI smoke test)."""
@@ -20,7 +21,7 @@ from .sweep import DEFAULT_SIZES, contexts_for, format_table, run_sweep
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m ringred.bench", description=__doc__)
-    p.add_argument("--workload", choices=["sweep", "resnet50", "train"], default="sweep",
+    p.add_argument("--workload", choices=["sweep", "resnet50", "train", "ddp"], default="sweep",
                    help="sweep: allreduce sizes (default); resnet50: gradient set through the "
                         "engine; train: DistributedOptimizer training step vs mpi4py")
     p.add_argument("--steps", type=int, default=5, help="train: steps per timed round")
@@ -85,6 +86,17 @@ def main(argv: list[str] | None = None) -> None:
             if args.json:
                 with open(args.json, "w") as f:
                     json.dump({"ranks": ringred.size(), "resnet50": res}, f, indent=1)
+        ringred.shutdown()
+        return
+    if args.workload == "ddp":
+        from .ddp import format_ddp, run_ddp
+
+        res = run_ddp(rounds=args.rounds, steps=args.steps)
+        if ringred.rank() == 0:
+            print(format_ddp(res), flush=True)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(res, f, indent=1)
         ringred.shutdown()
         return
     if args.workload == "train":

@@ -72,3 +72,6 @@ from .optimizer import DistributedOptimizer, broadcast_optimizer_state, broadcas
 from .shared import share_gradients, shared_zeros_like
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+# Importing ringred.torch registers the "ringred" torch.distributed backend (DDP, FSDP).
+from . import distributed as _distributed  # noqa: E402, F401
