@@ -7,11 +7,7 @@ PIP    := $(PY) -m pip
 NP     ?= 2
 STAMP  := $(VENV)/.ringred-installed
 
-<<<<<<< HEAD
-.PHONY: demo test install bench lint sanitize clean ptx test-jax test-mxnet
-=======
-.PHONY: demo test install bench lint sanitize clean ptx wheel-check docs
->>>>>>> newcomer
+.PHONY: demo test install bench lint sanitize clean ptx wheel-check docs test-jax test-mxnet
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
