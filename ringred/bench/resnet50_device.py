@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +30,17 @@ from mpi4py import MPI
 import ringred
 
 from . import device as devmod
-from .resnet50 import _time, resnet50_shapes
+from .resnet50 import resnet50_shapes
 
 VARIANTS = ("engine", "sync_per_tensor", "naive_per_tensor", "naive_concat")
+
+
+def _time(fn: Callable[[], object], comm: MPI.Comm) -> float:
+    """Seconds of ``fn()`` on the slowest rank, all ranks starting together."""
+    comm.Barrier()
+    t0 = time.perf_counter()
+    fn()
+    return comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
 
 
 def _shapes(shrink: int) -> list[tuple[str, tuple[int, ...]]]:
