@@ -53,7 +53,7 @@ class Context:
         # carries the calling thread (a hash of its name), so that calls of different threads
         # never pair up across ranks (csrc/agree.c): a MismatchError instead of a wrong result.
         self.serial = threading.RLock()
-        self._caller: Any = None
+        self.caller = 0  # threading.get_ident() of the thread the tag is set for
         self._caller_name = ""
         self._seqs: dict[str, int] = {}  # thread name -> its agreements so far
         self._closers: list[Any] = []
@@ -61,15 +61,17 @@ class Context:
         _log.communicator(self)
 
     def claim(self) -> None:
-        """Tag the next synchronous calls with the calling thread (hold ``serial``)."""
+        """Tag the next synchronous calls with the calling thread (hold ``serial``).  The
+        calls check ``caller`` first, so that a thread keeps its tag (its name when it first
+        called) without a lookup per call."""
         t = threading.current_thread()
-        if t is not self._caller or t.name != self._caller_name:
-            if self._caller is not None:
+        if t.ident != self.caller or t.name != self._caller_name:
+            if self.caller:
                 self._seqs[self._caller_name] = lib.rr_comm_thread_seq(self.handle)
             name = t.name
             lib.rr_comm_set_thread(self.handle, zlib.crc32(name.encode()),
                                    self._seqs.get(name, 0))
-            self._caller, self._caller_name = t, name
+            self.caller, self._caller_name = threading.get_ident(), name
 
     def on_close(self, fn: Any) -> None:
         """Run ``fn()`` when this context closes (before the communicator is freed)."""
