@@ -167,13 +167,19 @@ static const char *transport_name(const rr_comm *c)
     return c->transport == RR_TRANSPORT_SHM ? "shared-memory" : "MPI";
 }
 
+/* "rank r" for the peer waited for, or "its peers" when the wait was for several. */
+static void whom_of(int waited_for, char *whom, size_t cap)
+{
+    if (waited_for >= 0)
+        snprintf(whom, cap, "rank %d", waited_for);
+    else
+        snprintf(whom, cap, "its peers");
+}
+
 rr_status rr_live_dead_error(rr_comm *c, int dead, int waited_for, const char *what)
 {
     char whom[48];
-    if (waited_for >= 0)
-        snprintf(whom, sizeof whom, "rank %d", waited_for);
-    else
-        snprintf(whom, sizeof whom, "its peers");
+    whom_of(waited_for, whom, sizeof whom);
     return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was waiting "
                                      "for %s in %s (%s transport)", dead,
                                      (int)c->live.pid[dead], c->rank, whom,
@@ -210,10 +216,7 @@ rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what)
         return RR_OK;
     l->notice_in[RR_NOTICE_LEN - 1] = '\0';
     char whom[48];
-    if (waited_for >= 0)
-        snprintf(whom, sizeof whom, "rank %d", waited_for);
-    else
-        snprintf(whom, sizeof whom, "its peers");
+    whom_of(waited_for, whom, sizeof whom);
     return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d: %s; rank %d was waiting for %s "
                                      "in %s (%s transport)", st.MPI_SOURCE, l->notice_in,
                                      c->rank, whom, what ? what : "a collective",

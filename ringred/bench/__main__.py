@@ -18,6 +18,16 @@ import ringred
 from .sweep import DEFAULT_SIZES, contexts_for, format_table, run_sweep
 
 
+def _report(text: str, res: object, path: str | None) -> None:
+    """Rank 0 prints ``text`` (and writes ``res`` to ``path`` as JSON); then shut down."""
+    if ringred.rank() == 0:
+        print(text, flush=True)
+        if path:
+            with open(path, "w") as f:
+                json.dump(res, f, indent=1)
+    ringred.shutdown()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     p = argparse.ArgumentParser(prog="python -m ringred.bench", description=__doc__)
@@ -92,24 +102,14 @@ def main(argv: list[str] | None = None) -> None:
         from .ddp import format_ddp, run_ddp
 
         res = run_ddp(rounds=args.rounds, steps=args.steps)
-        if ringred.rank() == 0:
-            print(format_ddp(res), flush=True)
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(res, f, indent=1)
-        ringred.shutdown()
+        _report(format_ddp(res), res, args.json)
         return
     if args.workload == "train":
         from .train import format_train, run_train
 
         res = run_train(rounds=args.rounds, steps=args.steps, batch=args.batch,
                         width=args.width, device=args.device)
-        if ringred.rank() == 0:
-            print(format_train(res), flush=True)
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(res, f, indent=1)
-        ringred.shutdown()
+        _report(format_train(res), res, args.json)
         return
     one_host = ringred.local_size() == ringred.size()
     wanted = args.transports or ("shm,shm+shared,mpi" if one_host else "mpi")

@@ -14,8 +14,6 @@ response cache (the steady state of a training loop; every variant gets the same
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -68,16 +66,7 @@ def _times(fns: dict[str, Callable[[], None]], rounds: int, steps: int,
     for fn in fns.values():
         for _ in range(warm):  # DDP rebuilds its buckets after the first iteration, and
             fn()               # the process group's engine names recur from NAME_CYCLE on
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            comm.Barrier()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            dt = (time.perf_counter() - t0) / steps
-            samples[name].append(comm.allreduce(dt, op=MPI.MAX))
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return compare(fns, 0, rounds, comm, iters=steps)
 
 
 def run_ddp(rounds: int = 5, steps: int = 3) -> dict:
