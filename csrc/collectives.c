@@ -5,12 +5,6 @@
 #include "internal.h"
 #include "shm.h"
 
-int rr_dtype_is_float(int dtype)
-{
-    return dtype == RR_FLOAT16 || dtype == RR_BFLOAT16 || dtype == RR_FLOAT32 ||
-           dtype == RR_FLOAT64;
-}
-
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div)
 {
     if (c == NULL)
@@ -24,9 +18,6 @@ rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, 
         return RR_FAIL(c, RR_ERR_INVALID, "average divisor must be >= 1, got %lld", (long long)div);
     if (!isfinite(pre) || !isfinite(post))
         return RR_FAIL(c, RR_ERR_INVALID, "scale factors must be finite");
-    if (!rr_dtype_is_float(dtype) && (pre != 1.0 || post != 1.0))
-        return RR_FAIL(c, RR_ERR_INVALID,
-                       "prescale/postscale factors other than 1 need a floating-point data type");
     return RR_OK;
 }
 

@@ -89,9 +89,6 @@ static rr_status check_request(const rr_engine *e, const rr_request *r)
                      r->count);
     if (r->avg_div < 1)
         return rr_efail(RR_ERR_INVALID, "tensor '%s': average divisor must be >= 1", nm);
-    if (!rr_dtype_is_float(r->dtype) && (r->prescale != 1.0 || r->postscale != 1.0))
-        return rr_efail(RR_ERR_INVALID, "tensor '%s': prescale/postscale factors other than 1 "
-                     "need a floating-point data type", nm);
     if (r->kind == RR_REQ_BROADCAST && (r->root < 0 || r->root >= e->size))
         return rr_efail(RR_ERR_INVALID, "tensor '%s': broadcast root rank %d is not in [0, %d)",
                      nm, r->root, e->size);

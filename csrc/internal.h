@@ -208,7 +208,6 @@ rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, 
 rr_status rr_reject(rr_comm *c, int kind, rr_status st);
 #define RR_LOCAL(c, kind, call) do { rr_status rr_l_ = (call); \
     if (rr_l_ != RR_OK) return rr_reject((c), (kind), rr_l_); } while (0)
-int rr_dtype_is_float(int dtype);
 
 /* ---- shm.c ---- */
 /* cold = 1: the next allreduces' outputs will not stay cached; a shared-memory communicator

@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #if !defined(RR_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && \
@@ -661,15 +662,45 @@ static void rk_many(const struct rk_table *t, void *dst, const void *const *srcs
     t->many[dt][op](dst, srcs, k, n);
 }
 
+/* Integer data with a scale factor (Horovod's semantics): each element is multiplied in
+ * double precision and truncated toward zero, saturating at the type's range. */
+#define RK_ISF(T, LO, HI)                                                                    \
+    do {                                                                                     \
+        const T *s_ = (const T *)src;                                                        \
+        T *d_ = (T *)dst;                                                                    \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            double v = trunc((double)s_[i] * f);                                             \
+            d_[i] = v <= (double)(LO) ? (T)(LO) : v >= (double)(HI) ? (T)(HI) : (T)v;        \
+        }                                                                                    \
+    } while (0)
+
+static void rk_iscale_factor(void *dst, const void *src, size_t n, rr_dtype dt, double f)
+{
+    switch (dt) {
+    case RR_UINT8: RK_ISF(uint8_t, 0, UINT8_MAX); break;
+    case RR_INT8: RK_ISF(int8_t, INT8_MIN, INT8_MAX); break;
+    case RR_INT16: RK_ISF(int16_t, INT16_MIN, INT16_MAX); break;
+    case RR_INT32: RK_ISF(int32_t, INT32_MIN, INT32_MAX); break;
+    case RR_INT64: RK_ISF(int64_t, INT64_MIN, INT64_MAX); break;
+    default: break;
+    }
+}
+#undef RK_ISF
+
 static void rk_scale(const struct rk_table *t, void *dst, const void *src, size_t n, rr_dtype dt,
                      double factor, int64_t divisor)
 {
     if (n == 0)
         return;
-    if (rk_is_float(dt))
+    if (rk_is_float(dt)) {
         t->fscale[dt](dst, src, n, factor);
-    else
-        t->iscale[dt](dst, src, n, divisor);
+        return;
+    }
+    if (factor != 1.0) { /* with an average: one factor, factor / divisor, as Horovod does */
+        rk_iscale_factor(dst, src, n, dt, factor / (double)divisor);
+        return;
+    }
+    t->iscale[dt](dst, src, n, divisor);
 }
 
 void rr_reduce_many(void *dst, const void *const *srcs, int k, size_t n, rr_dtype dt, rr_op op)

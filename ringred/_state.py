@@ -47,6 +47,9 @@ class Context:
                 RuntimeWarning,
                 stacklevel=3,
             )
+        # the global ranks of a process set's members (index = rank in the set); None for
+        # the global communicator.  Root ranks are global ranks, as in Horovod.
+        self.members: list[int] | None = None
         self._counter = 0
         self._lock = threading.Lock()
         # Synchronous calls: one at a time per communicator, and each call's agreement

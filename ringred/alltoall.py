@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays import as_array, contiguous, is_torch
+from .objects import allgather_object
 from .process_sets import ProcessSet, context_of
 
 
@@ -29,10 +30,11 @@ def alltoall(x: Any, splits: Any = None, name: str | None = None,
     """
     ctx = context_of(process_set)
     with ctx.serial:  # one call at a time per communicator, like the other collectives
-        return _alltoall(ctx, x, splits, name)
+        return _alltoall(ctx, x, splits, name, process_set)
 
 
-def _alltoall(ctx: Any, x: Any, splits: Any, name: Any) -> tuple[Any, np.ndarray]:
+def _alltoall(ctx: Any, x: Any, splits: Any, name: Any,
+              process_set: ProcessSet | None) -> tuple[Any, np.ndarray]:
     comm = _dup(ctx)
     n = ctx.size
     label = f"alltoall '{name}'" if name else "alltoall"
@@ -48,7 +50,11 @@ def _alltoall(ctx: Any, x: Any, splits: Any, name: Any) -> tuple[Any, np.ndarray
         meta: Any = (src.shape[1:], str(src.dtype), thread)
     except Exception as e:
         problem, meta = e, None
-    metas = comm.allgather(meta if problem is None else f"{type(problem).__name__}: {problem}")
+    # The layouts travel through ringred's own allgather, so its agreement pairs this call
+    # only with an alltoall layout exchange on the other ranks: a rank that is in another
+    # collective meanwhile fails both with a MismatchError instead of leaving one in MPI.
+    metas = allgather_object(meta if problem is None else f"{type(problem).__name__}: {problem}",
+                             process_set=process_set)
     _agree(metas, problem, label)
     recv_rows = np.empty(n, np.int64)
     comm.Alltoall(send_rows, recv_rows)

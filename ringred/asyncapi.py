@@ -38,7 +38,6 @@ from .collectives import (
     _output,
     _scales,
     check_name,
-    check_scales,
     fast_allreduce_args,
     root_of,
     split_rows,
@@ -112,7 +111,6 @@ def allreduce_async(
         src = contiguous(w.arr)
         dst, wo = _output(w, out, src.shape, what)
         pre = float(prescale_factor)
-        check_scales(w.code, w.arr.dtype, pre, float(postscale_factor), what)
         post, div = _scales(w.code, op_, ctx.size, pre, float(postscale_factor))
         nm = ffi.new("char[]", name.encode())
         req = ffi.new("rr_request *", _fields(
@@ -132,7 +130,7 @@ def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = 
     name = eng.auto_name("broadcast") if name is None else check_name(name)
     try:  # a local failure reaches the other ranks: they fail this name with its reason
         what = f"broadcast '{name}'"
-        root = root_of(root_rank, ctx.size, what)
+        root = root_of(root_rank, ctx, what)
         if is_device_array(x):
             return _dev.broadcast(eng, x, root, name, out, _fields)
         w = as_array(x)
@@ -189,22 +187,29 @@ def _allgather_async(eng: Any, x: Any, name: str) -> Handle:
 
 def reducescatter_async(x: Any, op: ReduceOp = ReduceOp.Average,
                         name: str | None = None,
-                        process_set: ProcessSet | None = None) -> Handle:
+                        process_set: ProcessSet | None = None, prescale_factor: float = 1.0,
+                        postscale_factor: float = 1.0) -> Handle:
     """Start a reducescatter: ``wait()`` returns this rank's share of the first dimension of
-    the reduction (rows split as evenly as possible, lower ranks taking the extra rows)."""
+    the reduction (rows split as evenly as possible, lower ranks taking the extra rows),
+    with the input scaled by ``prescale_factor`` and the result by ``postscale_factor``."""
     ctx = context_of(process_set)
     eng = ctx.get_engine()
     name = eng.auto_name("reducescatter") if name is None else check_name(name)
     try:  # a local failure reaches the other ranks: they fail this name with its reason
-        return _reducescatter_async(ctx, eng, x, op, name)
+        return _reducescatter_async(ctx, eng, x, op, name, float(prescale_factor),
+                                    float(postscale_factor))
     except Exception as exc:
         eng.reject(name, _REDUCESCATTER, exc)
         raise
 
 
-def _reducescatter_async(ctx: Any, eng: Any, x: Any, op: Any, name: str) -> Handle:
+def _reducescatter_async(ctx: Any, eng: Any, x: Any, op: Any, name: str, pre: float,
+                         post_: float) -> Handle:
     op_ = ReduceOp(op)
     if is_device_array(x):
+        if pre != 1.0 or post_ != 1.0:
+            raise ValueError(f"reducescatter '{name}': scale factors on device arrays are "
+                             "not supported")
         return _dev.reducescatter(eng, ctx.size, ctx.rank, x, op_, name, _fields)
     w = as_array(x)
     if w.arr.ndim == 0:
@@ -212,11 +217,11 @@ def _reducescatter_async(ctx: Any, eng: Any, x: Any, op: Any, name: str) -> Hand
     src = contiguous(w.arr)
     rows = split_rows(src.shape[0], ctx.size)
     res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
-    post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
+    post, div = _scales(w.code, op_, ctx.size, pre, post_)
     nm = ffi.new("char[]", name.encode())
     req = ffi.new("rr_request *", _fields(
         nm, _REDUCESCATTER, cbuf(src, ffi), cbuf(res, ffi), src.size, w.code,
-        _C_OP[op_], 1.0, float(post), div, 0, _shape(src.shape)))
+        _C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
     return eng.submit(req, 1, name, (x, src, res), lambda: w.back(res))
 
 
@@ -264,7 +269,6 @@ def _grouped_async(ctx: Any, eng: Any, xs: list, op: Any, name: str, prescale_fa
         w = as_array(x)
         src = contiguous(w.arr)
         dst = np.empty(src.shape, src.dtype)
-        check_scales(w.code, w.arr.dtype, prescale_factor, postscale_factor, what)
         post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
         fields.append(_fields(
             nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size,

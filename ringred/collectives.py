@@ -90,17 +90,25 @@ def check_name(name: Any) -> str | None:
     raise TypeError(f"a tensor name must be a str, not {type(name).__name__}")
 
 
-def root_of(root_rank: Any, size: int, what: str) -> int:
-    """``root_rank`` as an int in [0, size): TypeError if it is not an integer, ValueError if
-    it is out of range."""
+def root_of(root_rank: Any, ctx: _state.Context, what: str) -> int:
+    """The communicator rank of ``root_rank``, a global rank (as in Horovod: in a process set
+    too): TypeError if it is not an integer, ValueError if it is out of range or, for a
+    process set, not one of its members."""
     try:
         root = operator.index(root_rank)
     except TypeError:
         raise TypeError(f"{what}: the root rank must be an integer, not "
                         f"{type(root_rank).__name__} {root_rank!r}") from None
-    if not 0 <= root < size:
-        raise ValueError(f"{what}: root rank {root} is not in [0, {size})")
-    return root
+    members = ctx.members
+    if members is None:
+        if not 0 <= root < ctx.size:
+            raise ValueError(f"{what}: root rank {root} is not in [0, {ctx.size})")
+        return root
+    try:
+        return members.index(root)
+    except ValueError:
+        raise ValueError(f"{what}: root rank {root} is not a member of the process set "
+                         f"{members} (root ranks are global ranks)") from None
 
 
 def _label(kind: str, name: Any) -> str:
@@ -142,7 +150,8 @@ def _finish(w: Wrapped, res: np.ndarray, wo: Any, out: Any) -> Any:
 
 
 def check_scales(code: int, dtype: Any, pre: float, post: float, what: str) -> None:
-    """Scale factors need a floating-point dtype: ValueError otherwise."""
+    """Scale factors on device data need a floating-point dtype: ValueError otherwise (host
+    data of integer types is scaled like Horovod: in float64, truncated toward zero)."""
     if code not in FLOAT_CODES and (pre != 1.0 or post != 1.0):
         raise ValueError(f"{what}: scale factors need a floating-point dtype, not {dtype}")
 
@@ -169,7 +178,8 @@ def allreduce(
 
     ``op`` is Average (default), Sum, Min, Max or Product.  Average of integers divides
     with truncation toward zero.  ``prescale_factor`` multiplies the input and
-    ``postscale_factor`` the result (floating types only).  ``out`` receives the result
+    ``postscale_factor`` the result (integers: in float64, truncated toward zero, saturated
+    at the type's range, as in Horovod).  ``out`` receives the result
     (``out=x`` reduces in place).  Raises MismatchError on every rank when ranks disagree
     on the element count, dtype, op or scale factors.
     """
@@ -207,7 +217,6 @@ def allreduce(
             src = contiguous(w.arr)
             dst, wo = _output(w, out, src.shape, what)
             pre = float(prescale_factor)
-            check_scales(w.code, src.dtype, pre, float(postscale_factor), what)
             post, div = _scales(w.code, op_, ctx.size, pre, float(postscale_factor))
             return what, op_, w, src, dst, wo, pre, float(post), div
 
@@ -262,7 +271,7 @@ def broadcast(x: Any, root_rank: int, name: str | None = None, out: Any = None,
 
 def _broadcast_args(ctx: _state.Context, name: Any, root_rank: Any) -> tuple[str, int]:
     what = _label("broadcast", check_name(name))
-    return what, root_of(root_rank, ctx.size, what)
+    return what, root_of(root_rank, ctx, what)
 
 
 def allgather(x: Any, name: str | None = None, process_set: ProcessSet | None = None) -> Any:
@@ -314,23 +323,30 @@ def split_rows(rows: int, size: int) -> list[int]:
 
 
 def reducescatter(x: Any, op: ReduceOp = ReduceOp.Average, name: str | None = None,
-                  process_set: ProcessSet | None = None) -> Any:
+                  process_set: ProcessSet | None = None, prescale_factor: float = 1.0,
+                  postscale_factor: float = 1.0) -> Any:
     """Reduce ``x`` across ranks and return this rank's share of the first dimension.
 
     Rows are split as evenly as possible, lower ranks taking one extra row each.
+    ``prescale_factor`` multiplies the input and ``postscale_factor`` the result, as in
+    ``allreduce``.
     """
     ctx = context_of(process_set)
     with ctx.serial:
         ctx.claim()
-        return _reducescatter(ctx, x, op, name, process_set)
+        return _reducescatter(ctx, x, op, name, process_set, prescale_factor, postscale_factor)
 
 
 def _reducescatter(ctx: _state.Context, x: Any, op: Any, name: Any,
-                   process_set: ProcessSet | None) -> Any:
+                   process_set: ProcessSet | None, pre: float = 1.0, post_: float = 1.0) -> Any:
     if is_device_array(x):
-        what = _prepare(ctx, KIND_REDUCESCATTER, lambda: _label("reducescatter",
-                                                                check_name(name)))
-        return _device.reducescatter(ctx, x, op, what)
+        def dprep() -> str:
+            what = _label("reducescatter", check_name(name))
+            if pre != 1.0 or post_ != 1.0:
+                raise ValueError(f"{what}: scale factors on device arrays are not supported")
+            return what
+
+        return _device.reducescatter(ctx, x, op, _prepare(ctx, KIND_REDUCESCATTER, dprep))
 
     def prep():
         what = _label("reducescatter", check_name(name))
@@ -346,9 +362,10 @@ def _reducescatter(ctx: _state.Context, x: Any, op: Any, name: Any,
     what, op_, w, src, rows, res = _prepare(ctx, KIND_REDUCESCATTER, prep)
     row = int(np.prod(src.shape[1:], dtype=np.int64))
     counts = ffi.new("size_t[]", [r * row for r in rows])
-    post, div = _scales(w.code, op_, ctx.size, 1.0, 1.0)
+    post, div = _scales(w.code, op_, ctx.size, float(pre), float(post_))
     st = lib.rr_reducescatter(
-        ctx.handle, _ptr(src), src.size, _ptr(res), counts, w.code, c_op(op_), 1.0, post, div
+        ctx.handle, _ptr(src), src.size, _ptr(res), counts, w.code, c_op(op_), float(pre),
+        post, div
     )
     if st:
         _raise(ctx, st, what, src.shape, process_set)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .collectives import allgather, broadcast
+from .collectives import allgather, broadcast, root_of
 from .errors import RingredError
 from .process_sets import ProcessSet, context_of
 
@@ -25,7 +25,8 @@ def broadcast_object(obj: Any, root_rank: int = 0,
 
 def _broadcast_object(ctx: Any, obj: Any, root_rank: int, ps: ProcessSet | None) -> Any:
     payload, problem = b"", None
-    if ctx.rank == root_rank:
+    is_root = ctx.rank == root_of(root_rank, ctx, "broadcast_object")
+    if is_root:
         payload, problem = _pickle(obj)
     size = -1 if problem is not None else len(payload)
     n = int(broadcast(np.array([size], dtype=np.int64), root_rank, process_set=ps)[0])
@@ -34,11 +35,11 @@ def _broadcast_object(ctx: Any, obj: Any, root_rank: int, ps: ProcessSet | None)
     if n < 0:
         raise RingredError(f"broadcast_object: rank {root_rank} (the root) could not pickle "
                            "its object")
-    buf = np.frombuffer(payload, np.uint8).copy() if ctx.rank == root_rank else np.empty(
+    buf = np.frombuffer(payload, np.uint8).copy() if is_root else np.empty(
         n, np.uint8
     )
     buf = broadcast(buf, root_rank, out=buf, process_set=ps)
-    return obj if ctx.rank == root_rank else pickle.loads(buf.tobytes())
+    return obj if is_root else pickle.loads(buf.tobytes())
 
 
 def allgather_object(obj: Any, process_set: ProcessSet | None = None) -> list[Any]:

@@ -77,6 +77,7 @@ def add_process_set(process_set: ProcessSet | Sequence[int]) -> ProcessSet:
     if ctx.rank in ps.ranks:
         ps._comm = comm
         ps._ctx = _state.Context(comm)
+        ps._ctx.members = list(ps.ranks)
     return ps
 
 

@@ -40,6 +40,8 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
     gradient_predivide_factor: float = 1.0,
     average_every: int | None = None,
     process_set: ProcessSet | None = None,
+    sparse_as_dense: bool = False,
+    _horovod: bool = False,
 ) -> Any:
     """Wrap ``optimizer`` so that its updates use gradients averaged across all ranks (or
     the ranks of ``process_set``).
@@ -64,6 +66,9 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
         process_set: average within this registered ``ringred.ProcessSet`` only (several
             independent data-parallel groups in one job); only its members may wrap an
             optimizer with it (ValueError otherwise).  Default: all ranks.
+        sparse_as_dense: torch only: sparse gradients (``nn.Embedding(sparse=True)``) are
+            made dense and allreduced, then made sparse again; by default they are
+            allgathered (indices and values of every rank), as in Horovod.
 
     Returns:
         The wrapper: ``NumpyDistributedOptimizer`` or ``TorchDistributedOptimizer``.
@@ -71,7 +76,7 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
     if isinstance(optimizer, NumpyDistributedOptimizer) or hasattr(optimizer, "skip_synchronize"):
         raise TypeError("optimizer is already a DistributedOptimizer")
     cfg = Settings(compression, backward_passes_per_step, op, gradient_predivide_factor,
-                   average_every, process_set)
+                   average_every, process_set, sparse_as_dense, _horovod)
     if isinstance(optimizer, RingredOptimizer):
         if named_parameters is not None:
             raise TypeError("named_parameters is for torch optimizers: ringred.optim "

@@ -16,7 +16,7 @@ class Settings:
     """Validated DistributedOptimizer options."""
 
     __slots__ = ("compression", "backward_passes_per_step", "op", "prescale", "postscale",
-                 "average_every", "process_set")
+                 "average_every", "process_set", "sparse_as_dense", "member", "horovod")
 
     def __init__(
         self,
@@ -26,6 +26,8 @@ class Settings:
         gradient_predivide_factor: float,
         average_every: int | None,
         process_set: ProcessSet | None = None,
+        sparse_as_dense: bool = False,
+        horovod: bool = False,
     ) -> None:
         if not (isinstance(compression, type) and issubclass(compression, Compressor)) and not (
             isinstance(compression, Compressor)
@@ -63,8 +65,17 @@ class Settings:
             raise TypeError(f"process_set must be a ringred.ProcessSet, not {process_set!r}")
         if process_set is not None and process_set.ranks is None:
             process_set = None  # the global set
+        # horovod: made by ringred.torch (Horovod's behaviour where ringred's own differs)
+        self.horovod = horovod
+        # False: this rank is not in process_set and steps on its own gradients (Horovod's
+        # behaviour, ringred.torch); ringred's own wrapper refuses non-members instead
+        self.member = True
         if process_set is not None:
-            process_set._context()  # registered, and this rank is a member: else ValueError
+            if horovod and process_set.process_set_id is not None \
+                    and not process_set.included():
+                self.member = False
+            else:
+                process_set._context()  # registered, and this rank a member: else ValueError
         self.compression = compression
         self.backward_passes_per_step = bpps
         self.op = op
@@ -74,6 +85,8 @@ class Settings:
         self.average_every = average_every
         # None: every rank; else gradients (or parameters) are averaged within this set
         self.process_set = process_set
+        # sparse gradients: densified and allreduced (True) or allgathered (False)
+        self.sparse_as_dense = bool(sparse_as_dense)
 
 
 def average_parameters(named: Iterable[tuple[str, Any]], prefix: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -10,8 +11,11 @@ import torch
 
 from ..asyncapi import Handle, allreduce_async
 from ._common import Settings, average_parameters
+from .sparse import sparse_allreduce_async
 
 __all__ = ["TorchDistributedOptimizer"]
+
+_SPARSE = object()  # marks a sparse gradient's entry in _handles
 
 
 class TorchDistributedOptimizer(torch.optim.Optimizer):
@@ -48,7 +52,7 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
         self._should_sync = True
         self._synchronized = False
         self._local_steps = 0
-        if cfg.average_every is None:
+        if cfg.average_every is None and cfg.member:
             for group in optimizer.param_groups:
                 self._register(group["params"])
 
@@ -104,7 +108,7 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
         params = self.optimizer.param_groups[g]["params"]
         for i, p in enumerate(params):
             self._names.setdefault(p, f"param.{g}.{i}")
-        if self._cfg.average_every is None:
+        if self._cfg.average_every is None and self._cfg.member:
             self._register(params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -155,12 +159,29 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
         cfg = self._cfg
         grad = p.grad
         if grad.is_sparse:
-            raise TypeError(f"sparse gradient of {self._names[p]!r} is not supported")
+            return self._submit_sparse(p, grad)
         wire, ctx = cfg.compression.compress(grad)
         h = allreduce_async(wire, op=cfg.op, name=self._names[p], prescale_factor=cfg.prescale,
                             postscale_factor=cfg.postscale, out=wire,
                             process_set=cfg.process_set)
         return h, ctx, wire
+
+    def _submit_sparse(self, p: torch.Tensor, grad: torch.Tensor) -> tuple[Any, Any, Any]:
+        """A sparse gradient: allgathered (indices and values), or with sparse_as_dense
+        allreduced as a dense tensor; ``synchronize`` puts the sparse result in ``p.grad``."""
+        cfg = self._cfg
+        if cfg.sparse_as_dense:
+            dense = grad.to_dense()
+            h = allreduce_async(dense, op=cfg.op, name=self._names[p],
+                                prescale_factor=cfg.prescale, postscale_factor=cfg.postscale,
+                                out=dense, process_set=cfg.process_set)
+            return h, _SPARSE, dense
+        return sparse_allreduce_async(grad, self._names[p], cfg.op, cfg.process_set), _SPARSE, None
+
+    @property
+    def _parameter_names(self) -> dict[torch.Tensor, str]:
+        """Parameter -> the name its gradient's allreduce carries (Horovod's attribute)."""
+        return self._names
 
     # ------------------------------------------------------------------ public API
 
@@ -171,7 +192,7 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
         than ``backward_passes_per_step`` passes so far) are submitted now; a parameter with
         no gradient at all contributes zeros, so ranks whose graphs differ do not hang.
         """
-        if self._cfg.average_every is not None:
+        if self._cfg.average_every is not None or not self._cfg.member:
             return
         missing = [p for p in self._requires_update if p not in self._handles]
         for p in sorted(missing, key=self._names.__getitem__):
@@ -183,8 +204,10 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
                 self._handles[p] = self._submit(p)
         try:
             for p, (h, ctx, wire) in self._handles.items():
-                h.wait()
-                if ctx is not None:
+                res = h.wait()
+                if ctx is _SPARSE:
+                    p.grad = res.to_sparse() if not res.is_sparse else res
+                elif ctx is not None:
                     p.grad.copy_(self._cfg.compression.decompress(wire, ctx))
         finally:
             for p in self._handles:
@@ -228,6 +251,11 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
             if self._local_steps % cfg.average_every == 0:
                 self.average_parameters()
             return loss
+        if self._should_sync and self._synchronized and not self._handles and cfg.horovod:
+            warnings.warn("optimizer.step() called without optimizer.skip_synchronize() "
+                          "context after optimizer.synchronize(). ringred does not average "
+                          "the gradients a second time, but Horovod does (a slowdown there): "
+                          "wrap step() in optimizer.skip_synchronize().", stacklevel=2)
         if self._should_sync and not (self._synchronized and not self._handles):
             self.synchronize()
         loss = self.optimizer.step()
@@ -236,6 +264,8 @@ class TorchDistributedOptimizer(torch.optim.Optimizer):
 
     def average_parameters(self) -> None:
         """Replace every parameter by its average across ranks, in place."""
+        if not self._cfg.member:
+            return
         named = [
             (self._names[p], p.detach())
             for group in self.optimizer.param_groups

@@ -48,6 +48,9 @@ def init(comm: Any = None, process_sets: Sequence[ProcessSet] | None = None) -> 
         if comm == MPI.COMM_NULL:
             raise ValueError(f"rank {world.Get_rank()} is not in init's rank list {ranks}")
     ringred.init(comm)
+    # The engine runs from init on, as Horovod's background thread does: collectives and
+    # join() then work together whatever each rank calls first (starting it is collective).
+    _state.current().get_engine()
     _cross.clear()
     for ps in process_sets or ():
         add_process_set(ps)
@@ -85,7 +88,7 @@ def local_rank() -> int:
 
 
 def _cross_info() -> dict[str, int]:
-    if not _cross:
+    if "rank" not in _cross:
         ctx = _state.current()
         sub = ctx.mpi_comm.Split(color=ctx.local_rank, key=ctx.rank)
         _cross.update(rank=sub.Get_rank(), size=sub.Get_size())
@@ -101,6 +104,14 @@ def cross_size() -> int:
 def cross_rank() -> int:
     """This host's index among the hosts (rank in the cross communicator)."""
     return _cross_info()["rank"]
+
+
+def is_homogeneous() -> bool:
+    """Whether every host runs the same number of ranks (collective on first call)."""
+    if "homogeneous" not in _cross:
+        ctx = _state.current()
+        _cross["homogeneous"] = int(len(set(ctx.mpi_comm.allgather(ctx.local_size))) == 1)
+    return bool(_cross["homogeneous"])
 
 
 def mpi_threads_supported() -> bool:

@@ -8,10 +8,11 @@ from typing import Any
 import torch
 
 import ringred
+from ringred.distributed import sparse as _sparse
 from ringred.distributed.compression import Compression
 from ringred.errors import RingredError
 from ringred.ops import ReduceOp
-from ringred.process_sets import ProcessSet, global_process_set
+from ringred.process_sets import ProcessSet, context_of, global_process_set
 
 Average = ReduceOp.Average
 Sum = ReduceOp.Sum
@@ -43,6 +44,45 @@ def _set_size(process_set: ProcessSet | None) -> int:
     return (process_set or global_process_set).size()
 
 
+# Like Horovod's, these collectives run on the background engine once it is running (init()
+# starts it for the global set): a rank that has joined then takes part (allreduce) or
+# every rank gets the error (allgather, broadcast), names pair tensors across ranks, and
+# shapes are checked.  Before that (a process set without asynchronous calls yet) they use
+# ringred's synchronous path.
+def _engine_running(process_set: ProcessSet | None) -> bool:
+    return context_of(process_set).engine is not None
+
+
+def _allreduce(x: Any, **kw: Any) -> Any:
+    if _engine_running(kw.get("process_set")):
+        return ringred.allreduce_async(x, **kw).wait()
+    return ringred.allreduce(x, **kw)
+
+
+def _grouped_allreduce(xs: list, **kw: Any) -> Any:
+    if _engine_running(kw.get("process_set")):
+        return ringred.grouped_allreduce_async(xs, **kw).wait()
+    return ringred.grouped_allreduce(xs, **kw)
+
+
+def _allgather(x: Any, **kw: Any) -> Any:
+    if _engine_running(kw.get("process_set")):
+        return ringred.allgather_async(x, **kw).wait()
+    return ringred.allgather(x, **kw)
+
+
+def _broadcast(x: Any, root_rank: int, **kw: Any) -> Any:
+    if _engine_running(kw.get("process_set")):
+        return ringred.broadcast_async(x, root_rank, **kw).wait()
+    return ringred.broadcast(x, root_rank, **kw)
+
+
+def _reducescatter(x: Any, **kw: Any) -> Any:
+    if _engine_running(kw.get("process_set")):
+        return ringred.reducescatter_async(x, **kw).wait()
+    return ringred.reducescatter(x, **kw)
+
+
 # ---------------------------------------------------------------- allreduce
 
 
@@ -50,12 +90,12 @@ class _Allreduce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor, name, op, pre, post, process_set):  # type: ignore[override]
         ctx.op, ctx.pre, ctx.post, ctx.ps = op, pre, post, process_set
-        return ringred.allreduce(tensor, op=op, name=name, prescale_factor=pre,
+        return _allreduce(tensor, op=op, name=name, prescale_factor=pre,
                                  postscale_factor=post, process_set=_ps(process_set))
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        g = ringred.allreduce(grad.contiguous(), op=ctx.op, prescale_factor=ctx.pre,
+        g = _allreduce(grad.contiguous(), op=ctx.op, prescale_factor=ctx.pre,
                               postscale_factor=ctx.post, process_set=_ps(ctx.ps))
         return g, None, None, None, None, None
 
@@ -75,7 +115,7 @@ def allreduce_(tensor: torch.Tensor, average: bool | None = None, name: str | No
                op: Any = None, prescale_factor: float = 1.0, postscale_factor: float = 1.0,
                process_set: ProcessSet = global_process_set) -> torch.Tensor:
     """In-place allreduce; returns ``tensor``."""
-    ringred.allreduce(tensor.data, op=_op(op, average), name=name, prescale_factor=prescale_factor,
+    _allreduce(tensor.data, op=_op(op, average), name=name, prescale_factor=prescale_factor,
                       postscale_factor=postscale_factor, out=tensor.data,
                       process_set=_ps(process_set))
     return tensor
@@ -127,13 +167,13 @@ class _Grouped(torch.autograd.Function):
     @staticmethod
     def forward(ctx, name, op, pre, post, process_set, *tensors):  # type: ignore[override]
         ctx.op, ctx.pre, ctx.post, ctx.ps = op, pre, post, process_set
-        return tuple(ringred.grouped_allreduce(list(tensors), op=op, name=name,
+        return tuple(_grouped_allreduce(list(tensors), op=op, name=name,
                                                prescale_factor=pre, postscale_factor=post,
                                                **_ps_kw(process_set)))
 
     @staticmethod
     def backward(ctx, *grads):  # type: ignore[override]
-        out = ringred.grouped_allreduce([g.contiguous() for g in grads], op=ctx.op,
+        out = _grouped_allreduce([g.contiguous() for g in grads], op=ctx.op,
                                         prescale_factor=ctx.pre, postscale_factor=ctx.post,
                                         **_ps_kw(ctx.ps))
         return (None, None, None, None, None, *out)
@@ -205,12 +245,13 @@ class _Allgather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor, name, process_set):  # type: ignore[override]
         ctx.dim, ctx.ps = tensor.shape[0], process_set
-        return ringred.allgather(tensor, name=name, process_set=_ps(process_set))
+        return _allgather(tensor, name=name, process_set=_ps(process_set))
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        reduced = ringred.allreduce(grad.contiguous(), op=Sum, process_set=_ps(ctx.ps))
-        dims = ringred.allgather(torch.tensor([ctx.dim], dtype=torch.int64),
+        # Average, as Horovod: each rank's loss counts as 1/size of the objective
+        reduced = _allreduce(grad.contiguous(), op=Average, process_set=_ps(ctx.ps))
+        dims = _allgather(torch.tensor([ctx.dim], dtype=torch.int64),
                                  process_set=_ps(ctx.ps))
         r = (ctx.ps or global_process_set).rank()
         offset = int(dims[:r].sum())
@@ -236,6 +277,27 @@ def grouped_allgather(tensors: Sequence[torch.Tensor], name: str | None = None,
             for i, t in enumerate(tensors)]
 
 
+def grouped_allgather_async(tensors: Sequence[torch.Tensor], name: str | None = None,
+                            process_set: ProcessSet = global_process_set) -> Any:
+    """Start an allgather of each tensor; ``synchronize`` returns the list of results."""
+    return _Group([allgather_async(t, f"{name}.{i}" if name else None, process_set)
+                   for i, t in enumerate(tensors)])
+
+
+class _Group:
+    """Several handles waited on as one (grouped operations); the result is their list."""
+
+    def __init__(self, handles: list, finish: Any = None):
+        self.handles, self.finish = handles, finish
+
+    def wait(self, timeout: float | None = None) -> Any:
+        out = [synchronize(h) for h in self.handles]
+        return out if self.finish is None else self.finish(out)
+
+    def done(self) -> bool:
+        return all(poll(h) for h in self.handles)
+
+
 # ---------------------------------------------------------------- broadcast
 
 
@@ -243,12 +305,12 @@ class _Broadcast(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor, root_rank, name, process_set):  # type: ignore[override]
         ctx.root, ctx.ps = root_rank, process_set
-        return ringred.broadcast(tensor, root_rank, name=name, process_set=_ps(process_set))
+        return _broadcast(tensor, root_rank, name=name, process_set=_ps(process_set))
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        reduced = ringred.allreduce(grad.contiguous(), op=Sum, process_set=_ps(ctx.ps))
-        if (ctx.ps or global_process_set).rank() != ctx.root:
+        reduced = _allreduce(grad.contiguous(), op=Average, process_set=_ps(ctx.ps))
+        if ringred.rank() != ctx.root:  # root ranks are global ranks
             reduced = reduced * 0
         return reduced, None, None, None
 
@@ -262,7 +324,7 @@ def broadcast(tensor: torch.Tensor, root_rank: int, name: str | None = None,
 def broadcast_(tensor: torch.Tensor, root_rank: int, name: str | None = None,
                process_set: ProcessSet = global_process_set) -> torch.Tensor:
     """In-place broadcast; returns ``tensor``."""
-    ringred.broadcast(tensor.data, root_rank, name=name, out=tensor.data,
+    _broadcast(tensor.data, root_rank, name=name, out=tensor.data,
                       process_set=_ps(process_set))
     return tensor
 
@@ -311,6 +373,29 @@ def alltoall(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
     return out if splits is None else (out, received)
 
 
+def alltoall_async(tensor: torch.Tensor, splits: Any = None, name: str | None = None,
+                   process_set: ProcessSet = global_process_set) -> Any:
+    """Alltoall with Horovod's asynchronous signature: ``synchronize`` returns
+    ``(output, received_splits)``.  The exchange itself runs when this is called (ringred's
+    alltoall is synchronous); the handle only hands the result over."""
+    out, received = ringred.alltoall(tensor.detach(), splits=splits, name=name,
+                                     process_set=_ps(process_set))
+    return _Done((out, torch.from_numpy(received)))
+
+
+class _Done:
+    """A handle whose result is already there."""
+
+    def __init__(self, result: Any):
+        self.result = result
+
+    def wait(self, timeout: float | None = None) -> Any:
+        return self.result
+
+    def done(self) -> bool:
+        return True
+
+
 # ---------------------------------------------------------------- reducescatter
 
 
@@ -318,16 +403,16 @@ class _Reducescatter(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor, name, op, pre, post, process_set):  # type: ignore[override]
         ctx.op, ctx.pre, ctx.post, ctx.ps = op, pre, post, process_set
-        src = tensor * pre if pre != 1.0 else tensor
-        out = ringred.reducescatter(src, op=op, name=name, process_set=_ps(process_set))
-        return out * post if post != 1.0 else out
+        return _reducescatter(tensor, op=op, name=name, process_set=_ps(process_set),
+                                     prescale_factor=pre, postscale_factor=post)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        g = ringred.allgather(grad.contiguous(), process_set=_ps(ctx.ps))
-        if ctx.op == Average:
-            g = g / _set_size(ctx.ps)
-        return g * (ctx.pre * ctx.post), None, None, None, None, None
+        # Horovod's convention (each rank's loss counts 1/size): Average passes the gathered
+        # gradient through, Sum multiplies it by the set's size
+        g = _allgather(grad.contiguous(), process_set=_ps(ctx.ps))
+        scale = (_set_size(ctx.ps) if ctx.op == Sum else 1.0) * ctx.pre * ctx.post
+        return (g * scale if scale != 1.0 else g), None, None, None, None, None
 
 
 def reducescatter(tensor: torch.Tensor, name: str | None = None,
@@ -349,6 +434,37 @@ def grouped_reducescatter(tensors: Sequence[torch.Tensor], name: str | None = No
     """Reduce-scatter each tensor of a list; differentiable."""
     return [reducescatter(t, f"{name}.{i}" if name else None, compression, op, process_set,
                           prescale_factor, postscale_factor) for i, t in enumerate(tensors)]
+
+
+def reducescatter_async(tensor: torch.Tensor, name: str | None = None, op: Any = Average,
+                        process_set: ProcessSet = global_process_set,
+                        prescale_factor: float = 1.0, postscale_factor: float = 1.0) -> Any:
+    """Start a reduce-scatter; ``synchronize`` returns this rank's share of dimension 0."""
+    return ringred.reducescatter_async(tensor.detach(), op=_op(op, None), name=name,
+                                       prescale_factor=prescale_factor,
+                                       postscale_factor=postscale_factor, **_ps_kw(process_set))
+
+
+def grouped_reducescatter_async(tensors: Sequence[torch.Tensor], name: str | None = None,
+                                op: Any = Average,
+                                process_set: ProcessSet = global_process_set,
+                                prescale_factor: float = 1.0,
+                                postscale_factor: float = 1.0) -> Any:
+    """Start a reduce-scatter of each tensor; ``synchronize`` returns the list of shares."""
+    return _Group([reducescatter_async(t, f"{name}.{i}" if name else None, op, process_set,
+                                       prescale_factor, postscale_factor)
+                   for i, t in enumerate(tensors)])
+
+
+# ---------------------------------------------------------------- sparse
+
+
+def sparse_allreduce_async(tensor: torch.Tensor, name: str | None = None, op: Any = Average,
+                           process_set: ProcessSet = global_process_set) -> Any:
+    """Start an allreduce of a sparse COO tensor, as Horovod does it: every rank's indices
+    and values are allgathered; ``synchronize`` returns the sparse sum (or average), with
+    duplicate indices left uncoalesced."""
+    return _sparse.sparse_allreduce_async(tensor, name, _op(op, None), _ps(process_set))
 
 
 # ---------------------------------------------------------------- handles, misc

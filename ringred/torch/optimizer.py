@@ -26,8 +26,10 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
     """Wrap a torch optimizer so gradients are averaged across ranks (Horovod's signature).
 
     ``num_groups``/``groups`` are accepted for compatibility (ringred's engine fuses ready
-    gradients by itself) and so is ``sparse_as_dense`` (gradients are always dense here).
-    With ``process_set``, gradients are averaged within that set; only its members wrap.
+    gradients by itself).  Sparse gradients are allgathered, or with ``sparse_as_dense``
+    allreduced as dense tensors, as in Horovod.
+    With ``process_set``, gradients are averaged within that set; on a rank outside it the
+    wrapper steps on the rank's own gradients, as in Horovod.
     """
     if op == "Adasum":
         raise NotImplementedError("Adasum is not implemented by ringred; use Average or Sum")
@@ -35,6 +37,7 @@ def DistributedOptimizer(  # noqa: N802 - Horovod's spelling
         optimizer, named_parameters=named_parameters, compression=compression,
         backward_passes_per_step=backward_passes_per_step, op=ReduceOp(op),
         gradient_predivide_factor=gradient_predivide_factor, process_set=process_set,
+        sparse_as_dense=sparse_as_dense, _horovod=True,
     )
 
 

@@ -15,7 +15,7 @@ def body() -> None:
     members = mine.ranks
     got = ringred.allreduce(np.array([float(r)]), op=ringred.Sum, process_set=mine)
     assert got[0] == sum(members), (got, members)
-    b = ringred.broadcast(np.array([r]), root_rank=0, process_set=mine)
+    b = ringred.broadcast(np.array([r]), root_rank=members[0], process_set=mine)
     assert b[0] == members[0]
     g = ringred.allgather(np.array([r]), process_set=mine)
     assert list(g) == members

@@ -64,6 +64,7 @@ def _create(opts: Any, _backend_options: Any = None) -> RingredProcessGroup:
     ps.process_set_id = -1 - len(_groups)  # private: not in ringred's registry
     ps._comm = comm
     ps._ctx = _state.Context(comm)
+    ps._ctx.members = list(members)  # root ranks given to ringred are global ranks
     pg = RingredProcessGroup(ps, rank, size, _tag(opts.group_id), str(opts.group_id))
     if not _groups:
         ctx.on_close(_close_all)

@@ -109,6 +109,11 @@ class RingredProcessGroup(dist.ProcessGroup):
     def _ps(self) -> ProcessSet:
         return self.process_set
 
+    def _global(self, group_rank: int) -> int:
+        """ringred's root ranks are global ranks; c10d hands the backend group ranks."""
+        ranks = self.process_set.ranks
+        return group_rank if ranks is None else ranks[group_rank]
+
     # ------------------------------------------------------------------ allreduce
     def allreduce(self, tensors: list[torch.Tensor], opts: Any = None) -> RingredWork:
         """Reduce each tensor in place over the group (SUM, AVG, MIN, MAX, PRODUCT)."""
@@ -183,7 +188,8 @@ class RingredProcessGroup(dist.ProcessGroup):
             T.check_cpu(t, "broadcast")
             src = t.contiguous()
             b = T.byte_array(src)
-            handles.append(ringred.broadcast_async(b, root, name=self._name("broadcast"),
+            handles.append(ringred.broadcast_async(b, self._global(root),
+                                                   name=self._name("broadcast"),
                                                    out=b, process_set=self._ps))
             pairs.append((t, src))
 
@@ -265,7 +271,7 @@ class RingredProcessGroup(dist.ProcessGroup):
         else:
             buf = torch.empty((self._size, nbytes), dtype=torch.uint8)
         b = buf.numpy()
-        h = ringred.broadcast_async(b, root, name=self._name("scatter"), out=b,
+        h = ringred.broadcast_async(b, self._global(root), name=self._name("scatter"), out=b,
                                     process_set=self._ps)
         return self._submit([h], lambda _v: [_copy_bytes(out, buf[self._rank])], "scatter")
 
