@@ -227,6 +227,10 @@ rr_status rr_comm_exit_notice(rr_comm *c, const char *why)
 {
     if (c == NULL || why == NULL)
         return RR_ERR_INVALID;
+    if (c->hier_local) /* peers waiting inside a step of the hierarchical plan */
+        rr_comm_exit_notice(c->hier_local, why);
+    if (c->hier_cross)
+        rr_comm_exit_notice(c->hier_cross, why);
     if (c->size == 1 || c->live.notice_out != NULL)
         return RR_OK;
     /* never freed: the sends may still read it while the process exits */
