@@ -178,6 +178,7 @@ rr_status rr_comm_destroy(rr_comm *c)
     free(c->scratch[1]);
     free(c->reqs);
     free(c->sts);
+    free(c->outer);
     rr_live_free(&c->live);
     free(c);
     return RR_OK;

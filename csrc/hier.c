@@ -85,6 +85,16 @@ static int parse_hier(const char *v)
     return HIER_INVALID;
 }
 
+/* The child's ranks as c numbers them (its messages name those). */
+static rr_status map_outer(rr_comm *c, rr_comm *child)
+{
+    child->outer = malloc(sizeof(int) * (size_t)child->size);
+    if (child->outer == NULL)
+        return RR_FAIL(c, RR_ERR_NOMEM, "no memory for %d ranks", child->size);
+    RR_MPI(c, MPI_Allgather(&c->rank, 1, MPI_INT, child->outer, 1, MPI_INT, child->comm));
+    return RR_OK;
+}
+
 void rr_hier_free(rr_comm *c)
 {
     rr_comm_destroy(c->hier_local);
@@ -119,11 +129,15 @@ rr_status rr_hier_setup(rr_comm *c)
     const char *why = "";
     if (c->local_size > 1) {
         st = rr_comm_create_child(c->host_comm, "auto", c, &c->hier_local);
+        if (st == RR_OK)
+            st = map_outer(c, c->hier_local);
         if (st != RR_OK)
             why = c->hier_local ? c->hier_local->errmsg : "no memory";
     }
     if (cross != MPI_COMM_NULL) {
         st2 = rr_comm_create_child(cross, "mpi", c, &c->hier_cross);
+        if (st2 == RR_OK)
+            st2 = map_outer(c, c->hier_cross);
         if (st2 != RR_OK && st == RR_OK) {
             st = st2;
             why = c->hier_cross ? c->hier_cross->errmsg : "no memory";
@@ -158,13 +172,11 @@ rr_status rr_hier_setup(rr_comm *c)
     return RR_OK;
 }
 
-/* A child failed: its message, said where, becomes ours. */
+/* A child failed: its message (ranks named as we number them), said where, becomes ours. */
 static rr_status child_failed(rr_comm *c, const rr_comm *child, const char *step, rr_status st)
 {
-    char keep[RR_ERRMSG_LEN];
-    snprintf(keep, sizeof keep, "%s", child->errmsg);
-    snprintf(c->errmsg, sizeof c->errmsg, "hierarchical %s (ranks numbered within that step): "
-             "%.1900s", step, keep);
+    snprintf(c->errmsg, sizeof c->errmsg, "%.1900s [hierarchical allreduce: %s]", child->errmsg,
+             step);
     return st;
 }
 

@@ -107,6 +107,7 @@ struct rr_comm {
     int min_local;        /* fewest ranks on any host: local indices below it cross hosts */
     uint64_t hier_calls;  /* collectives that took the hierarchical plan */
     MPI_Comm host_comm;   /* during creation only: the ranks of this host */
+    int *outer;           /* a child's ranks as its parent numbers them (messages), or NULL */
     char errmsg[RR_ERRMSG_LEN];
 };
 
