@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--in-place", action="store_true",
                    help="sweep: every variant reduces in place (MPI_Allreduce with MPI_IN_PLACE)")
+    p.add_argument("--hosts", type=int, default=0,
+                   help="sweep: pose this machine as HOSTS hosts (RINGRED_HOST, contiguous "
+                        "blocks of ranks) and time the hierarchical allreduce against the flat "
+                        "MPI transport and MPI_Allreduce, 4 KiB .. 64 MiB")
     p.add_argument("--json", help="also write the rows as JSON to this file (rank 0)")
     p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
     p.add_argument("--transports", default=None,
@@ -71,7 +75,19 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--device applies to --workload resnet50/train; for the device allreduce "
                 "table run benchmarks/gpu_bench.py")
 
+    if args.hosts:
+        from .hosts import pose_as_hosts
+
+        pose_as_hosts(args.hosts)
     ringred.init()
+    if args.hosts and args.workload == "sweep":
+        from .hosts import HOST_SIZES, format_hosts, run_hosts
+
+        rows = run_hosts([s for s in HOST_SIZES if args.min_bytes <= s <= args.max_bytes],
+                         args.rounds, args.dtype)
+        _report(format_hosts(rows, ringred.size(), args.hosts),
+                {"ranks": ringred.size(), "hosts": args.hosts, "rows": rows}, args.json)
+        return
     if args.workload == "resnet50" and args.device != "cpu":
         from .resnet50_device import format_resnet50_device, run_resnet50_device
 
