@@ -62,7 +62,7 @@ static rr_status choose_transport(rr_comm *c, const char *requested)
     return RR_OK;
 }
 
-static rr_status comm_setup(rr_comm *c, MPI_Comm user, int child)
+static rr_status comm_setup(rr_comm *c, MPI_Comm user, int hosts_how)
 {
     RR_MPI(c, MPI_Comm_dup(user, &c->comm));
     RR_MPI(c, MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN));
@@ -79,7 +79,7 @@ static rr_status comm_setup(rr_comm *c, MPI_Comm user, int child)
         return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Allreduce(local)");
     RR_CHECK(rr_live_setup(c, host));
     /* the hosts of the algorithms: RINGRED_HOST may pose one machine as several */
-    return rr_hier_hosts(c, !child);
+    return rr_hier_hosts(c, hosts_how);
 }
 
 /* Settings that shape the protocol (which algorithm a size takes, how messages are cut):
@@ -113,7 +113,7 @@ rr_status rr_comm_create(int fcomm, rr_comm **out)
 }
 
 static rr_status comm_build(MPI_Comm user, const char *transport, const rr_comm *parent,
-                            rr_comm **out)
+                            int hosts_how, rr_comm **out)
 {
     rr_comm *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -124,7 +124,7 @@ static rr_status comm_build(MPI_Comm user, const char *transport, const rr_comm 
         c->cfg = parent->cfg;
     else
         rr_settings_load(&c->cfg);
-    rr_status st = comm_setup(c, user, parent != NULL);
+    rr_status st = comm_setup(c, user, hosts_how);
     if (st == RR_OK)
         st = agree_settings(c);
     if (st == RR_OK)
@@ -139,10 +139,10 @@ static rr_status comm_build(MPI_Comm user, const char *transport, const rr_comm 
 }
 
 rr_status rr_comm_create_child(MPI_Comm comm, const char *transport, const rr_comm *parent,
-                               rr_comm **out)
+                               int one_host, rr_comm **out)
 {
     *out = NULL;
-    return comm_build(comm, transport, parent, out);
+    return comm_build(comm, transport, parent, one_host ? RR_HOSTS_ONE : RR_HOSTS_SPLIT, out);
 }
 
 rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
@@ -158,7 +158,7 @@ rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
     MPI_Comm user = MPI_Comm_f2c((MPI_Fint)fcomm);
     if (user == MPI_COMM_NULL)
         return RR_ERR_INVALID;
-    return comm_build(user, transport, NULL, out);
+    return comm_build(user, transport, NULL, RR_HOSTS_LABELS, out);
 }
 
 rr_status rr_comm_destroy(rr_comm *c)

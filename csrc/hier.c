@@ -26,9 +26,16 @@
 
 #define HOST_LABEL_MAX 255
 
-rr_status rr_hier_hosts(rr_comm *c, int use_labels)
+rr_status rr_hier_hosts(rr_comm *c, int how)
 {
-    const char *label = use_labels ? getenv("RINGRED_HOST") : NULL;
+    if (how == RR_HOSTS_ONE) {
+        RR_MPI(c, MPI_Comm_dup(c->comm, &c->host_comm));
+        c->local_rank = c->rank;
+        c->local_size = c->min_local = c->size;
+        c->hosts = 1;
+        return RR_OK;
+    }
+    const char *label = how == RR_HOSTS_LABELS ? getenv("RINGRED_HOST") : NULL;
     int have = label != NULL && *label != '\0';
     size_t len = have ? strlen(label) : 0;
     int mine[4] = {have, -have, len > HOST_LABEL_MAX, (int)(len > HOST_LABEL_MAX ? 0 : len)};
@@ -128,14 +135,14 @@ rr_status rr_hier_setup(rr_comm *c)
     rr_status st = RR_OK, st2 = RR_OK;
     const char *why = "";
     if (c->local_size > 1) {
-        st = rr_comm_create_child(c->host_comm, "auto", c, &c->hier_local);
+        st = rr_comm_create_child(c->host_comm, "auto", c, 1, &c->hier_local);
         if (st == RR_OK)
             st = map_outer(c, c->hier_local);
         if (st != RR_OK)
             why = c->hier_local ? c->hier_local->errmsg : "no memory";
     }
     if (cross != MPI_COMM_NULL) {
-        st2 = rr_comm_create_child(cross, "mpi", c, &c->hier_cross);
+        st2 = rr_comm_create_child(cross, "mpi", c, 0, &c->hier_cross);
         if (st2 == RR_OK)
             st2 = map_outer(c, c->hier_cross);
         if (st2 != RR_OK && st == RR_OK) {
@@ -168,6 +175,10 @@ rr_status rr_hier_setup(rr_comm *c)
         rr_hier_free(c);
         return RR_OK;
     }
+    /* pieces small enough that a piece is still in cache when its allgather reads it */
+    uint64_t piece = rr_env_size("RINGRED_HIER_PIECE_BYTES", 0, 0, SIZE_MAX);
+    RR_MPI(c, MPI_Bcast(&piece, 1, MPI_UINT64_T, 0, c->comm));
+    c->hier_piece = (size_t)piece;
     c->hier = 1;
     return RR_OK;
 }
@@ -180,40 +191,28 @@ static rr_status child_failed(rr_comm *c, const rr_comm *child, const char *step
     return st;
 }
 
-rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
-                            rr_dtype dt, rr_op op, double prescale, double postscale,
-                            int64_t avg_div)
+/* One piece: reduce-scatter inside the host, the slice across hosts, allgather inside. */
+static rr_status piece(rr_comm *c, const uint8_t *x, uint8_t *y, size_t count, rr_dtype dt,
+                       rr_op op, double prescale, double postscale, int64_t avg_div, size_t *off,
+                       size_t *len)
 {
-    rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
-                   (uint64_t)count, prescale, postscale, 0, 0};
-    RR_CHECK(rr_agree(c, &h, NULL, 0));
-    c->hier_calls++;
     size_t es = rr_dtype_size(dt);
     int n = c->local_size, me = c->local_rank, m = c->min_local;
-    size_t stack[128], *off = stack;
-    if (n > 64) {
-        void *p = NULL;
-        RR_CHECK(rr_scratch(c, 1, 2 * sizeof(size_t) * (size_t)n, &p));
-        off = p;
-    }
-    size_t *len = off + n;
     rr_split_even(count, m, off, len);
     for (int i = m; i < n; i++) {
         off[i] = count;
         len[i] = 0;
     }
-    uint8_t *y = recvbuf;
     uint8_t *mine = y + off[me] * es;
     rr_status st;
     if (c->hier_local) {
-        st = rr_shm_reducescatter(c->hier_local, sendbuf, count, mine, len, dt, op, prescale, 1.0,
-                                  1);
+        st = rr_shm_reducescatter(c->hier_local, x, count, mine, len, dt, op, prescale, 1.0, 1);
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "reduce-scatter inside the host", st);
     } else if (prescale != 1.0) {
-        rr_scale(y, sendbuf, count, dt, prescale, 1);
-    } else if (y != (const uint8_t *)sendbuf && count) {
-        memcpy(y, sendbuf, count * es);
+        rr_scale(y, x, count, dt, prescale, 1);
+    } else if (y != x && count) {
+        memcpy(y, x, count * es);
     }
     if (c->hier_cross && len[me]) {
         st = rr_allreduce(c->hier_cross, mine, mine, len[me], (int)dt, (int)op, 1.0, postscale,
@@ -226,6 +225,38 @@ rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "allgather inside the host", st);
     }
+    return RR_OK;
+}
+
+rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
+                            rr_dtype dt, rr_op op, double prescale, double postscale,
+                            int64_t avg_div)
+{
+    rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
+                   (uint64_t)count, prescale, postscale, 0, 0};
+    RR_CHECK(rr_agree(c, &h, NULL, 0));
+    c->hier_calls++;
+    size_t es = rr_dtype_size(dt);
+    int n = c->local_size;
+    size_t stack[128], *off = stack;
+    if (n > 64) {
+        void *p = NULL;
+        RR_CHECK(rr_scratch(c, 1, 2 * sizeof(size_t) * (size_t)n, &p));
+        off = p;
+    }
+    /* every rank cuts the same pieces: count and the setting are agreed */
+    size_t step = c->hier_piece / es;
+    if (step == 0 || step >= count)
+        step = count ? count : 1;
+    const uint8_t *x = sendbuf;
+    uint8_t *y = recvbuf;
+    size_t lo = 0;
+    do {
+        size_t k = count - lo < step ? count - lo : step;
+        RR_CHECK(piece(c, x + lo * es, y + lo * es, k, dt, op, prescale, postscale, avg_div,
+                       off, off + n));
+        lo += k;
+    } while (lo < count);
     return RR_OK;
 }
 

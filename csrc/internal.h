@@ -106,6 +106,7 @@ struct rr_comm {
     int hosts;            /* hosts the ranks span (RINGRED_HOST or shared-memory split) */
     int min_local;        /* fewest ranks on any host: local indices below it cross hosts */
     uint64_t hier_calls;  /* collectives that took the hierarchical plan */
+    size_t hier_piece;    /* RINGRED_HIER_PIECE_BYTES (rank 0's): the plan runs piece by piece */
     MPI_Comm host_comm;   /* during creation only: the ranks of this host */
     int *outer;           /* a child's ranks as its parent numbers them (messages), or NULL */
     char errmsg[RR_ERRMSG_LEN];
@@ -136,16 +137,19 @@ rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);
 rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out);
 
 /* A communicator inside another (hier.c): over `comm` (duplicated), with the parent's
- * settings, `transport` as for rr_comm_create_ex, hosts from the shared-memory split (never
- * RINGRED_HOST) and never hierarchical itself.  On failure *out may hold the half-built one. */
+ * settings, `transport` as for rr_comm_create_ex, never hierarchical itself; one_host: its
+ * ranks share a host (the parent's grouping), else hosts come from the shared-memory split.
+ * On failure *out may hold the half-built one. */
 rr_status rr_comm_create_child(MPI_Comm comm, const char *transport, const rr_comm *parent,
-                               rr_comm **out);
+                               int one_host, rr_comm **out);
 
 /* ---- hier.c: hosts and the two-level plan ---- */
-/* Collective on c->comm (set up): group the ranks by host (RINGRED_HOST labels when set on
- * every rank, else the shared-memory split); sets local_rank, local_size, hosts, min_local
- * and host_comm. */
-rr_status rr_hier_hosts(rr_comm *c, int use_labels);
+/* Collective on c->comm (set up): group the ranks by host (RR_HOSTS_LABELS: RINGRED_HOST
+ * labels when set on every rank, else the shared-memory split; RR_HOSTS_SPLIT: the split;
+ * RR_HOSTS_ONE: all on one host); sets local_rank, local_size, hosts, min_local and
+ * host_comm. */
+enum { RR_HOSTS_LABELS = 0, RR_HOSTS_SPLIT = 1, RR_HOSTS_ONE = 2 };
+rr_status rr_hier_hosts(rr_comm *c, int how);
 /* Collective, after the transport is chosen: decide RINGRED_HIERARCHICAL and build the
  * children; frees host_comm. */
 rr_status rr_hier_setup(rr_comm *c);
