@@ -107,6 +107,8 @@ void rr_hier_free(rr_comm *c)
     rr_comm_destroy(c->hier_local);
     rr_comm_destroy(c->hier_cross);
     c->hier_local = c->hier_cross = NULL;
+    free(c->hier_table);
+    c->hier_table = NULL;
     c->hier = 0;
 }
 
@@ -174,6 +176,22 @@ rr_status rr_hier_setup(rr_comm *c)
                      "another host could not use shared memory");
         rr_hier_free(c);
         return RR_OK;
+    }
+    /* who is where: host (its lowest rank), local rank, rank in the cross child */
+    c->hier_table = malloc(3 * sizeof(int) * (size_t)c->size);
+    int who[3] = {0, c->local_rank, -1};
+    if (c->hier_cross)
+        who[2] = c->hier_cross->rank;
+    e = c->hier_table ? MPI_Allreduce(&c->rank, &who[0], 1, MPI_INT, MPI_MIN, c->host_comm)
+                      : MPI_SUCCESS;
+    if (e == MPI_SUCCESS && c->hier_table)
+        e = MPI_Allgather(who, 3, MPI_INT, c->hier_table, 3, MPI_INT, c->comm);
+    int fine = c->hier_table != NULL && e == MPI_SUCCESS, all_fine = 0;
+    RR_MPI(c, MPI_Allreduce(&fine, &all_fine, 1, MPI_INT, MPI_MIN, c->comm));
+    if (!all_fine) {
+        rr_hier_free(c);
+        return RR_FAIL(c, RR_ERR_NOMEM, "hierarchical setup: no memory for the rank table, or "
+                       "an MPI call failed, on %s", fine ? "another rank" : "this rank");
     }
     /* pieces small enough that a piece is still in cache when its allgather reads it */
     uint64_t piece = rr_env_size("RINGRED_HIER_PIECE_BYTES", 0, 0, SIZE_MAX);
@@ -257,6 +275,51 @@ rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size
                        off, off + n));
         lo += k;
     } while (lo < count);
+    return RR_OK;
+}
+
+/* Inside the root's host a shared-memory broadcast from the root; across hosts, slice j
+ * (of min_local slices) broadcast on cross child j from the root's host; then inside every
+ * other host an allgather of the slices. */
+rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int root)
+{
+    c->hier_calls++;
+    size_t es = rr_dtype_size(dt);
+    int n = c->local_size, me = c->local_rank, m = c->min_local;
+    const int *t = c->hier_table;
+    int root_host = t[3 * root], mine = t[3 * c->rank] == root_host;
+    size_t stack[128], *off = stack;
+    if (n > 64) {
+        void *p = NULL;
+        RR_CHECK(rr_scratch(c, 1, 2 * sizeof(size_t) * (size_t)n, &p));
+        off = p;
+    }
+    size_t *len = off + n;
+    rr_split_even(count, m, off, len);
+    for (int i = m; i < n; i++) {
+        off[i] = count;
+        len[i] = 0;
+    }
+    rr_status st;
+    if (mine && c->hier_local) {
+        st = rr_shm_broadcast(c->hier_local, buf, count, dt, t[3 * root + 1]);
+        if (st != RR_OK)
+            return child_failed(c, c->hier_local, "broadcast inside the root's host", st);
+    }
+    if (c->hier_cross && len[me]) {
+        int from = -1; /* the rank with our local index on the root's host */
+        for (int p = 0; p < c->size && from < 0; p++)
+            if (t[3 * p] == root_host && t[3 * p + 1] == me)
+                from = t[3 * p + 2];
+        st = rr_broadcast(c->hier_cross, (uint8_t *)buf + off[me] * es, len[me], (int)dt, from);
+        if (st != RR_OK)
+            return child_failed(c, c->hier_cross, "broadcast across hosts", st);
+    }
+    if (!mine && c->hier_local) {
+        st = rr_shm_allgather(c->hier_local, buf, dt, len, off);
+        if (st != RR_OK)
+            return child_failed(c, c->hier_local, "allgather inside the host", st);
+    }
     return RR_OK;
 }
 

@@ -109,6 +109,7 @@ struct rr_comm {
     size_t hier_piece;    /* RINGRED_HIER_PIECE_BYTES (rank 0's): the plan runs piece by piece */
     MPI_Comm host_comm;   /* during creation only: the ranks of this host */
     int *outer;           /* a child's ranks as its parent numbers them (messages), or NULL */
+    int *hier_table;      /* hierarchical: per rank {host, local rank, rank in its cross child} */
     char errmsg[RR_ERRMSG_LEN];
 };
 
@@ -154,6 +155,8 @@ rr_status rr_hier_hosts(rr_comm *c, int how);
  * children; frees host_comm. */
 rr_status rr_hier_setup(rr_comm *c);
 void rr_hier_free(rr_comm *c);
+/* Broadcast through the children, after the agreement on c (bytes > 0). */
+rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int root);
 /* Allreduce through the children (arguments checked, buffers equal or disjoint). */
 rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
                             rr_dtype dt, rr_op op, double prescale, double postscale,

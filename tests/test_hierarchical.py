@@ -33,9 +33,10 @@ CASES = [
     ("2+2/allreduce-default-sizes", "collectives-allreduce", "2+2", {}),
     ("2+2/scales", "collectives-scales", "2+2", ALL),
     ("2+1+1/scales", "collectives-scales", "2+1+1", ALL),
-    # broadcast, allgather, reducescatter: the flat MPI algorithms on a hierarchical comm
-    *[(f"2+2/{k}", f"collectives-{k}", "2+2", ALL)
-      for k in ("broadcast", "allgather", "reducescatter")],
+    *[(f"{lay}/broadcast", "collectives-broadcast", lay, ALL)
+      for lay in ("2+2", "3+1", "2+1+1")],
+    # allgather, reducescatter: the flat MPI algorithms on a hierarchical comm
+    *[(f"2+2/{k}", f"collectives-{k}", "2+2", ALL) for k in ("allgather", "reducescatter")],
     ("2+2/engine-random-order", "engine-main", "2+2", {**ALL, "ITERS": "200", "SEED": "5"}),
     ("2+1+1/mismatch", "mismatch", "2+1+1", {}),
     ("2+2/process-sets", "process-sets", "2+2", {}),

@@ -99,7 +99,7 @@ def check_process_sets() -> None:
 
 
 CHECKS = {
-    **{f"collectives-{k}": planned(v, k in ("allreduce", "scales"))
+    **{f"collectives-{k}": planned(v, k in ("allreduce", "scales", "broadcast"))
        for k, v in collectives.CHECKS.items()},
     "engine-main": planned(engine.body_main),
     "layout": check_layout,
