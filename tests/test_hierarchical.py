@@ -39,6 +39,7 @@ CASES = [
     *[(f"2+2/{k}", f"collectives-{k}", "2+2", ALL) for k in ("allgather", "reducescatter")],
     ("2+2/engine-random-order", "engine-main", "2+2", {**ALL, "ITERS": "200", "SEED": "5"}),
     ("2+1+1/mismatch", "mismatch", "2+1+1", {}),
+    ("2+2/setting-errors", "setting-errors", "2+2", {}),
     ("2+2/process-sets", "process-sets", "2+2", {}),
     ("3+1/process-sets", "process-sets", "3+1", {}),
     ("2+2/off", "flat", "2+2", {**ALL, "RINGRED_HIERARCHICAL": "0", "HIER_EXPECT": "0"}),
@@ -96,3 +97,22 @@ def test_rank_killed_on_one_host(victim):
         assert dead and dead[0] in pids and f"(pid {pids[dead[0]]})" in msg, out
     assert time.monotonic() - t0 < 60
     assert _ours() <= before, _ours() - before
+
+
+def test_bench_hosts_and_model():
+    """--hosts 2 times the plan, the flat MPI transport and MPI_Allreduce in one run; --model
+    prints predictions without MPI."""
+    cmd = [mpiexec(), "-n", "4", sys.executable, "-m", "ringred.bench", "--hosts", "2",
+           "--max-bytes", "16384", "--rounds", "1"]
+    res = subprocess.run(cmd, cwd=ROOT, env=worker_env(), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert "4 ranks posed as 2 hosts" in lines[0], lines[0]
+    assert "flat/hier" in lines[1] and "MPI_Allreduce us" in lines[1], lines[1]
+    assert [ln.split("|")[0].strip() for ln in lines[3:5]] == ["4 KiB", "16 KiB"], lines
+    res = subprocess.run([sys.executable, "-m", "ringred.bench", "--model", "8,4",
+                          "--fabric-gbps", "100"], cwd=ROOT, env=worker_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "4 hosts x 8 ranks = 32 ranks" in res.stdout and "64 MiB" in res.stdout, res.stdout

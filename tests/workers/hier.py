@@ -98,7 +98,32 @@ def check_process_sets() -> None:
     ringred.remove_process_set(ps)
 
 
+def check_setting_errors() -> None:
+    """RINGRED_HOST set on some ranks only, or a bad RINGRED_HIERARCHICAL: every rank fails
+    to create the communicator, with the reason; the existing one stays usable."""
+    from mpi4py import MPI
+
+    r = ringred.rank()
+    comm = MPI.COMM_WORLD
+    saved = dict(os.environ)
+    try:
+        if r == 0:
+            del os.environ["RINGRED_HOST"]
+        expect(ringred.RingredError, lambda: _state.Context(comm),
+               "RINGRED_HOST is set on some ranks but not on others")
+        os.environ.clear()
+        os.environ.update(saved)
+        os.environ["RINGRED_HIERARCHICAL"] = "maybe" if r == 1 else "auto"
+        expect(ringred.RingredError, lambda: _state.Context(comm), "RINGRED_HIERARCHICAL")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert (ringred.allreduce(np.ones(100_000, np.float32), op=ringred.Sum) == ringred.size()
+            ).all()
+
+
 CHECKS = {
+    "setting-errors": check_setting_errors,
     **{f"collectives-{k}": planned(v, k in ("allreduce", "scales", "broadcast"))
        for k, v in collectives.CHECKS.items()},
     "engine-main": planned(engine.body_main),
