@@ -95,6 +95,7 @@ static int parse_hier(const char *v)
 /* The child's ranks as c numbers them (its messages name those). */
 static rr_status map_outer(rr_comm *c, rr_comm *child)
 {
+    child->live_parent = c;
     child->outer = malloc(sizeof(int) * (size_t)child->size);
     if (child->outer == NULL)
         return RR_FAIL(c, RR_ERR_NOMEM, "no memory for %d ranks", child->size);

@@ -109,6 +109,8 @@ struct rr_comm {
     size_t hier_piece;    /* RINGRED_HIER_PIECE_BYTES (rank 0's): the plan runs piece by piece */
     MPI_Comm host_comm;   /* during creation only: the ranks of this host */
     int *outer;           /* a child's ranks as its parent numbers them (messages), or NULL */
+    const struct rr_comm *live_parent; /* a child's parent: its waits watch the parent's
+                                        * peers too (a death anywhere ends every step) */
     int *hier_table;      /* hierarchical: per rank {host, local rank, rank in its cross child} */
     char errmsg[RR_ERRMSG_LEN];
 };

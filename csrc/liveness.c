@@ -214,6 +214,15 @@ rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what)
     int dead = rr_live_first_dead(c);
     if (dead >= 0)
         return rr_live_dead_error(c, dead, waited_for, what);
+    const rr_comm *up = c->live_parent;
+    if (up && (dead = rr_live_first_dead(up)) >= 0) {
+        char whom[48];
+        whom_of(c, waited_for, whom, sizeof whom);
+        return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was "
+                                         "waiting for %s in %s (%s transport)", dead,
+                                         (int)up->live.pid[dead], up->rank, whom,
+                                         what ? what : "a collective", transport_name(c)));
+    }
     rr_live *l = &c->live;
     if (l->notice_req == MPI_REQUEST_NULL)
         return RR_OK;

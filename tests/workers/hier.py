@@ -133,5 +133,45 @@ CHECKS = {
     "flat": planned(lambda: collectives.check_allreduce(False)),
 }
 
+def midcall(victim: int) -> None:
+    """Large hierarchical allreduces; the victim SIGKILLs itself from a timer thread, most
+    likely inside one of the steps (the survivors wait in a child communicator).  Prints
+    ``PID``, ``KILLED`` and ``RANK <r> <exception> <time> <message>`` like deadpeer."""
+    import signal
+    import threading
+    import time
+
+    from .cases import set_test_host
+
+    set_test_host()
+    ringred.init()
+    r = ringred.rank()
+    print(f"PID {r} {os.getpid()}", flush=True)
+    assert ringred.topology.hierarchical()
+    x = np.ones(4 << 20, np.float32)
+    ringred.allreduce(x, op=ringred.Sum)
+    if r == victim:
+        def die() -> None:
+            print(f"KILLED {time.time():.6f}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Timer(0.3, die).start()
+    try:
+        for _ in range(100_000):
+            ringred.allreduce(x, op=ringred.Sum, out=x)
+    except ringred.RingredError as exc:
+        msg = str(exc).replace("\n", " ")
+        print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
+        time.sleep(1.0)
+        os._exit(3)
+    print(f"RANK {r} FINISHED (never noticed)", flush=True)
+    os._exit(5)
+
+
 if __name__ == "__main__":
-    run_cases(CHECKS)
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "midcall":
+        midcall(int(sys.argv[2]))
+    else:
+        run_cases(CHECKS)
