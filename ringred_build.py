@@ -78,6 +78,9 @@ int rr_comm_local_rank(const rr_comm *comm);
 int rr_comm_local_size(const rr_comm *comm);
 const char *rr_comm_transport(const rr_comm *comm);
 const char *rr_comm_transport_note(const rr_comm *comm);
+int rr_comm_hosts(const rr_comm *comm);
+int rr_comm_hierarchical(const rr_comm *comm);
+uint64_t rr_comm_hier_calls(const rr_comm *comm);
 rr_status rr_comm_exit_notice(rr_comm *comm, const char *why);
 rr_status rr_barrier(rr_comm *comm);
 
@@ -144,6 +147,7 @@ typedef struct rr_request {
 rr_status rr_engine_create(int fcomm, rr_engine **out);
 const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
+uint64_t rr_engine_hier_calls(const rr_engine *eng);
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 rr_status rr_engine_stop(rr_engine *eng);
 rr_status rr_engine_exit_reason(rr_engine *eng, const char *why);

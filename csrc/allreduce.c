@@ -71,6 +71,9 @@ static rr_status allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     if (c->shm)
         return rr_shm_allreduce(c, sendbuf, recvbuf, count, dt, (rr_op)op, prescale, postscale,
                                 avg_div);
+    if (c->hier && bytes > c->cfg.small_bytes)
+        return rr_hier_allreduce(c, sendbuf, recvbuf, count, dt, op, prescale, postscale,
+                                 avg_div);
     if (bytes <= c->cfg.small_bytes) {
         /* Work in scratch so a mismatch found half-way leaves the user's buffers intact. */
         void *acc = NULL;

@@ -80,5 +80,7 @@ rr_status rr_broadcast(rr_comm *c, void *buf, size_t count, int dtype, int root)
         return RR_OK;
     if (bytes <= c->cfg.small_bytes)
         return bcast_binomial(c, buf, bytes, root);
+    if (c->hier)
+        return rr_hier_broadcast(c, buf, count, (rr_dtype)dtype, root);
     return bcast_chain(c, buf, bytes, root);
 }

@@ -62,27 +62,24 @@ static rr_status choose_transport(rr_comm *c, const char *requested)
     return RR_OK;
 }
 
-static rr_status comm_setup(rr_comm *c, MPI_Comm user)
+static rr_status comm_setup(rr_comm *c, MPI_Comm user, int hosts_how)
 {
     RR_MPI(c, MPI_Comm_dup(user, &c->comm));
     RR_MPI(c, MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN));
     RR_MPI(c, MPI_Comm_rank(c->comm, &c->rank));
     RR_MPI(c, MPI_Comm_size(c->comm, &c->size));
+    /* liveness watches the processes of the machine we really share (whatever RINGRED_HOST
+     * says): the lowest rank on it names it */
     MPI_Comm local;
     RR_MPI(c, MPI_Comm_split_type(c->comm, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &local));
-    int e1 = MPI_Comm_rank(local, &c->local_rank);
-    int e2 = MPI_Comm_size(local, &c->local_size);
-    /* this host's name: the lowest rank on it */
     int host = c->rank;
-    int e3 = MPI_Allreduce(&c->rank, &host, 1, MPI_INT, MPI_MIN, local);
+    int e = MPI_Allreduce(&c->rank, &host, 1, MPI_INT, MPI_MIN, local);
     MPI_Comm_free(&local);
-    if (e1 != MPI_SUCCESS)
-        return rr_fail_mpi(c, e1, __FILE__, __LINE__, "MPI_Comm_rank(local)");
-    if (e2 != MPI_SUCCESS)
-        return rr_fail_mpi(c, e2, __FILE__, __LINE__, "MPI_Comm_size(local)");
-    if (e3 != MPI_SUCCESS)
-        return rr_fail_mpi(c, e3, __FILE__, __LINE__, "MPI_Allreduce(local)");
-    return rr_live_setup(c, host);
+    if (e != MPI_SUCCESS)
+        return rr_fail_mpi(c, e, __FILE__, __LINE__, "MPI_Allreduce(local)");
+    RR_CHECK(rr_live_setup(c, host));
+    /* the hosts of the algorithms: RINGRED_HOST may pose one machine as several */
+    return rr_hier_hosts(c, hosts_how);
 }
 
 /* Settings that shape the protocol (which algorithm a size takes, how messages are cut):
@@ -115,6 +112,39 @@ rr_status rr_comm_create(int fcomm, rr_comm **out)
     return rr_comm_create_ex(fcomm, NULL, out);
 }
 
+static rr_status comm_build(MPI_Comm user, const char *transport, const rr_comm *parent,
+                            int hosts_how, rr_comm **out)
+{
+    rr_comm *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return RR_ERR_NOMEM;
+    c->comm = MPI_COMM_NULL;
+    c->host_comm = MPI_COMM_NULL;
+    if (parent)
+        c->cfg = parent->cfg;
+    else
+        rr_settings_load(&c->cfg);
+    rr_status st = comm_setup(c, user, hosts_how);
+    if (st == RR_OK)
+        st = agree_settings(c);
+    if (st == RR_OK)
+        st = choose_transport(c, transport);
+    if (st == RR_OK && parent == NULL)
+        st = rr_hier_setup(c);
+    if (c->host_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&c->host_comm);
+    /* on failure the half-built comm goes back too: the caller reads the message on it */
+    *out = c;
+    return st;
+}
+
+rr_status rr_comm_create_child(MPI_Comm comm, const char *transport, const rr_comm *parent,
+                               int one_host, rr_comm **out)
+{
+    *out = NULL;
+    return comm_build(comm, transport, parent, one_host ? RR_HOSTS_ONE : RR_HOSTS_SPLIT, out);
+}
+
 rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
 {
     if (out == NULL)
@@ -125,44 +155,30 @@ rr_status rr_comm_create_ex(int fcomm, const char *transport, rr_comm **out)
     MPI_Finalized(&finalized);
     if (!inited || finalized)
         return RR_ERR_STATE;
-    rr_comm *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return RR_ERR_NOMEM;
-    c->comm = MPI_COMM_NULL;
-    rr_settings_load(&c->cfg);
     MPI_Comm user = MPI_Comm_f2c((MPI_Fint)fcomm);
-    if (user == MPI_COMM_NULL) {
-        free(c);
+    if (user == MPI_COMM_NULL)
         return RR_ERR_INVALID;
-    }
-    rr_status st = comm_setup(c, user);
-    if (st == RR_OK)
-        st = agree_settings(c);
-    if (st == RR_OK)
-        st = choose_transport(c, transport);
-    if (st != RR_OK) {
-        /* Leave the message where the caller can read it: hand back the half-built comm. */
-        *out = c;
-        return st;
-    }
-    *out = c;
-    return RR_OK;
+    return comm_build(user, transport, NULL, RR_HOSTS_LABELS, out);
 }
 
 rr_status rr_comm_destroy(rr_comm *c)
 {
     if (c == NULL)
         return RR_OK;
+    rr_hier_free(c);
     rr_shm_close(c);
     int finalized = 0;
     MPI_Finalized(&finalized);
     rr_device_free(c);
     if (c->comm != MPI_COMM_NULL && !finalized)
         MPI_Comm_free(&c->comm);
+    if (c->host_comm != MPI_COMM_NULL && !finalized)
+        MPI_Comm_free(&c->host_comm);
     free(c->scratch[0]);
     free(c->scratch[1]);
     free(c->reqs);
     free(c->sts);
+    free(c->outer);
     rr_live_free(&c->live);
     free(c);
     return RR_OK;

@@ -270,6 +270,11 @@ uint64_t rr_engine_zero_copy_calls(const rr_engine *e)
     return e ? rr_comm_zero_copy_calls(e->comm) : 0;
 }
 
+uint64_t rr_engine_hier_calls(const rr_engine *e)
+{
+    return e ? rr_comm_hier_calls(e->comm) : 0;
+}
+
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out)
 {
     if (out == NULL)

@@ -99,6 +99,19 @@ struct rr_comm {
     size_t sts_cap;
     /* shm could not be used (auto fell back to MPI): why, for the caller to warn about */
     char transport_note[512];
+    /* hierarchical plan (hier.c): the ranks of this host (shm) and the ranks with our local
+     * index on the other hosts (MPI); NULL when the plan is off or we take no part */
+    struct rr_comm *hier_local, *hier_cross;
+    int hier;             /* the plan is in force on this communicator */
+    int hosts;            /* hosts the ranks span (RINGRED_HOST or shared-memory split) */
+    int min_local;        /* fewest ranks on any host: local indices below it cross hosts */
+    uint64_t hier_calls;  /* collectives that took the hierarchical plan */
+    size_t hier_piece;    /* RINGRED_HIER_PIECE_BYTES (rank 0's): the plan runs piece by piece */
+    MPI_Comm host_comm;   /* during creation only: the ranks of this host */
+    int *outer;           /* a child's ranks as its parent numbers them (messages), or NULL */
+    const struct rr_comm *live_parent; /* a child's parent: its waits watch the parent's
+                                        * peers too (a death anywhere ends every step) */
+    int *hier_table;      /* hierarchical: per rank {host, local rank, rank in its cross child} */
     char errmsg[RR_ERRMSG_LEN];
 };
 
@@ -125,6 +138,31 @@ int rr_test_plant(const char *what);
 /* ---- comm.c ---- */
 rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);
 rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out);
+
+/* A communicator inside another (hier.c): over `comm` (duplicated), with the parent's
+ * settings, `transport` as for rr_comm_create_ex, never hierarchical itself; one_host: its
+ * ranks share a host (the parent's grouping), else hosts come from the shared-memory split.
+ * On failure *out may hold the half-built one. */
+rr_status rr_comm_create_child(MPI_Comm comm, const char *transport, const rr_comm *parent,
+                               int one_host, rr_comm **out);
+
+/* ---- hier.c: hosts and the two-level plan ---- */
+/* Collective on c->comm (set up): group the ranks by host (RR_HOSTS_LABELS: RINGRED_HOST
+ * labels when set on every rank, else the shared-memory split; RR_HOSTS_SPLIT: the split;
+ * RR_HOSTS_ONE: all on one host); sets local_rank, local_size, hosts, min_local and
+ * host_comm. */
+enum { RR_HOSTS_LABELS = 0, RR_HOSTS_SPLIT = 1, RR_HOSTS_ONE = 2 };
+rr_status rr_hier_hosts(rr_comm *c, int how);
+/* Collective, after the transport is chosen: decide RINGRED_HIERARCHICAL and build the
+ * children; frees host_comm. */
+rr_status rr_hier_setup(rr_comm *c);
+void rr_hier_free(rr_comm *c);
+/* Broadcast through the children, after the agreement on c (bytes > 0). */
+rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int root);
+/* Allreduce through the children (arguments checked, buffers equal or disjoint). */
+rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
+                            rr_dtype dt, rr_op op, double prescale, double postscale,
+                            int64_t avg_div);
 
 /* ---- liveness.c ---- */
 int rr_proc_stat(pid_t pid, char *state, unsigned long long *start);

@@ -167,11 +167,17 @@ static const char *transport_name(const rr_comm *c)
     return c->transport == RR_TRANSPORT_SHM ? "shared-memory" : "MPI";
 }
 
+/* Rank r as the user knows it: a child of the hierarchical plan names its parent's ranks. */
+static int named(const rr_comm *c, int r)
+{
+    return c->outer != NULL && r >= 0 && r < c->size ? c->outer[r] : r;
+}
+
 /* "rank r" for the peer waited for, or "its peers" when the wait was for several. */
-static void whom_of(int waited_for, char *whom, size_t cap)
+static void whom_of(const rr_comm *c, int waited_for, char *whom, size_t cap)
 {
     if (waited_for >= 0)
-        snprintf(whom, cap, "rank %d", waited_for);
+        snprintf(whom, cap, "rank %d", named(c, waited_for));
     else
         snprintf(whom, cap, "its peers");
 }
@@ -179,10 +185,10 @@ static void whom_of(int waited_for, char *whom, size_t cap)
 rr_status rr_live_dead_error(rr_comm *c, int dead, int waited_for, const char *what)
 {
     char whom[48];
-    whom_of(waited_for, whom, sizeof whom);
+    whom_of(c, waited_for, whom, sizeof whom);
     return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was waiting "
-                                     "for %s in %s (%s transport)", dead,
-                                     (int)c->live.pid[dead], c->rank, whom,
+                                     "for %s in %s (%s transport)", named(c, dead),
+                                     (int)c->live.pid[dead], named(c, c->rank), whom,
                                      what ? what : "a collective", transport_name(c)));
 }
 
@@ -191,14 +197,15 @@ rr_status rr_live_timeout_error(rr_comm *c, int waited_for, const char *what)
     if (waited_for >= 0)
         return rr_live_broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "rank %d (pid %d) did not answer "
                                          "within %g s (RINGRED_TIMEOUT_SECONDS) while rank %d "
-                                         "was waiting for it in %s (%s transport)", waited_for,
-                                         (int)c->live.pid[waited_for], c->cfg.timeout_s,
-                                         c->rank, what ? what : "a collective",
+                                         "was waiting for it in %s (%s transport)",
+                                         named(c, waited_for), (int)c->live.pid[waited_for],
+                                         c->cfg.timeout_s, named(c, c->rank),
+                                         what ? what : "a collective",
                                          transport_name(c)));
     return rr_live_broken(c, RR_FAIL(c, RR_ERR_TIMEOUT, "no answer within %g s "
                                      "(RINGRED_TIMEOUT_SECONDS) while rank %d was waiting for "
                                      "its peers in %s (%s transport); every peer on this host "
-                                     "is alive", c->cfg.timeout_s, c->rank,
+                                     "is alive", c->cfg.timeout_s, named(c, c->rank),
                                      what ? what : "a collective", transport_name(c)));
 }
 
@@ -207,6 +214,15 @@ rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what)
     int dead = rr_live_first_dead(c);
     if (dead >= 0)
         return rr_live_dead_error(c, dead, waited_for, what);
+    const rr_comm *up = c->live_parent;
+    if (up && (dead = rr_live_first_dead(up)) >= 0) {
+        char whom[48];
+        whom_of(c, waited_for, whom, sizeof whom);
+        return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d (pid %d) died; rank %d was "
+                                         "waiting for %s in %s (%s transport)", dead,
+                                         (int)up->live.pid[dead], up->rank, whom,
+                                         what ? what : "a collective", transport_name(c)));
+    }
     rr_live *l = &c->live;
     if (l->notice_req == MPI_REQUEST_NULL)
         return RR_OK;
@@ -216,10 +232,11 @@ rr_status rr_live_poll(rr_comm *c, int waited_for, const char *what)
         return RR_OK;
     l->notice_in[RR_NOTICE_LEN - 1] = '\0';
     char whom[48];
-    whom_of(waited_for, whom, sizeof whom);
+    whom_of(c, waited_for, whom, sizeof whom);
     return rr_live_broken(c, RR_FAIL(c, RR_ERR_PEER, "rank %d: %s; rank %d was waiting for %s "
-                                     "in %s (%s transport)", st.MPI_SOURCE, l->notice_in,
-                                     c->rank, whom, what ? what : "a collective",
+                                     "in %s (%s transport)", named(c, st.MPI_SOURCE),
+                                     l->notice_in, named(c, c->rank), whom,
+                                     what ? what : "a collective",
                                      transport_name(c)));
 }
 
@@ -227,6 +244,10 @@ rr_status rr_comm_exit_notice(rr_comm *c, const char *why)
 {
     if (c == NULL || why == NULL)
         return RR_ERR_INVALID;
+    if (c->hier_local) /* peers waiting inside a step of the hierarchical plan */
+        rr_comm_exit_notice(c->hier_local, why);
+    if (c->hier_cross)
+        rr_comm_exit_notice(c->hier_cross, why);
     if (c->size == 1 || c->live.notice_out != NULL)
         return RR_OK;
     /* never freed: the sends may still read it while the process exits */

@@ -74,6 +74,13 @@ const char *rr_comm_transport(const rr_comm *comm); /* "shm" or "mpi" */
 /* Why auto chose MPI although every rank is on one host (the shared segment could not be
  * created or reserved, e.g. /dev/shm too small), or "" (Python warns with it). */
 const char *rr_comm_transport_note(const rr_comm *comm);
+/* Hosts (RINGRED_HOST or the shared-memory split) this communicator's ranks span. */
+int rr_comm_hosts(const rr_comm *comm);
+/* 1 if the two-level plan is in force (RINGRED_HIERARCHICAL): shared memory inside each
+ * host, MPI between hosts. */
+int rr_comm_hierarchical(const rr_comm *comm);
+/* Collectives that took the two-level plan so far (allreduces above the small-message size). */
+uint64_t rr_comm_hier_calls(const rr_comm *comm);
 /* The process is exiting without finishing its collectives (an uncaught exception, the end of
  * the script): tell every peer why, without waiting.  A peer waiting in a collective on this
  * communicator then fails with RR_ERR_PEER "rank r: <why>" instead of waiting for ever. */
@@ -202,6 +209,8 @@ rr_status rr_engine_create(int fcomm, rr_engine **out);
 rr_status rr_engine_create_ex(int fcomm, rr_comm *arena_from, rr_engine **out);
 /* rr_device_transport of the engine's communicator. */
 const char *rr_engine_device_transport(rr_engine *eng, char *why, size_t why_len);
+/* rr_comm_hier_calls of the engine's communicator. */
+uint64_t rr_engine_hier_calls(const rr_engine *eng);
 /* rr_comm_zero_copy_calls of the engine's communicator (safe from any thread). */
 uint64_t rr_engine_zero_copy_calls(const rr_engine *eng);
 /* Collective: stop the background thread (pending requests fail); results stay readable. */

@@ -490,6 +490,8 @@ rr_status rr_shm_arrive_words(rr_comm *c, const rr_header *h,
 
 void rr_comm_stream_cold(rr_comm *c, int cold)
 {
+    if (c->hier_local)
+        rr_comm_stream_cold(c->hier_local, cold);
     rr_shm *s = c->shm;
     if (s == NULL)
         return;

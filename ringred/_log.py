@@ -89,11 +89,15 @@ def communicator(ctx: Any) -> None:
     from ._lib import cstr, lib
 
     comm_settings = [s for s in settings() if s.split("=", 1)[0] not in ENGINE_SETTINGS]
+    hosts = int(lib.rr_comm_hosts(ctx.handle))
+    where = f", {hosts} hosts" if hosts > 1 else ""
+    if lib.rr_comm_hierarchical(ctx.handle):
+        where += ", hierarchical (shm inside each host, mpi between hosts)"
     logger.info(
-        "communicator: rank %d of %d (local %d of %d), transport %s%s; cpu kernels %s; "
+        "communicator: rank %d of %d (local %d of %d), transport %s%s%s; cpu kernels %s; "
         "build %s; settings: %s",
         ctx.rank, ctx.size, ctx.local_rank, ctx.local_size, ctx.transport,
-        _transport_why(ctx), cstr(lib.rr_kernel_path()), cstr(lib.rr_build_info()),
+        _transport_why(ctx), where, cstr(lib.rr_kernel_path()), cstr(lib.rr_build_info()),
         "; ".join(comm_settings))
 
 
@@ -140,6 +144,11 @@ def allreduce_plan(ctx: Any, nbytes: int) -> str:
     small = _env_int("RINGRED_SMALL_BYTES", 64 << 10)
     if nbytes <= small:
         return f"mpi latency path, recursive doubling (<= RINGRED_SMALL_BYTES={small})"
+    from ._lib import lib
+
+    if lib.rr_comm_hierarchical(ctx.handle):
+        return (f"hierarchical (> RINGRED_SMALL_BYTES={small}): shm reduce-scatter inside the "
+                "host, mpi allreduce of the slice across hosts, shm allgather")
     seg = _env_int("RINGRED_SEGMENT_BYTES", 256 << 10)
     return f"mpi segmented ring (> RINGRED_SMALL_BYTES={small}; segments of {seg} B)"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _state
+from ._lib import lib
 
 
 def rank() -> int:
@@ -28,3 +29,14 @@ def local_size() -> int:
 def transport() -> str:
     """The transport in force: "shm" (shared memory, every rank on this host) or "mpi"."""
     return _state.current().transport
+
+
+def hosts() -> int:
+    """Number of hosts the ranks span (``RINGRED_HOST`` labels when set, else the machines)."""
+    return int(lib.rr_comm_hosts(_state.current().handle))
+
+
+def hierarchical() -> bool:
+    """Whether collectives take the two-level plan (``RINGRED_HIERARCHICAL``): shared memory
+    inside each host, MPI between hosts."""
+    return bool(lib.rr_comm_hierarchical(_state.current().handle))

@@ -29,6 +29,22 @@ ENVS = {
 }
 
 
+@pytest.mark.parametrize("hosts", [(2, 2), (2, 1)], ids=["2+2", "2+1"])
+def test_hierarchical_under_sanitizers(sanitized_binary, hosts):
+    """Simulated hosts (RINGRED_HOST per block of the MPMD command line), every allreduce
+    through the two-level plan."""
+    e = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
+             UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1", RINGRED_SMALL_BYTES="0",
+             CHECK_HIERARCHICAL="1")
+    cmd = [mpiexec()]
+    for i, k in enumerate(hosts):
+        cmd += [":"] if i else []
+        cmd += ["-n", str(k), "-env", "RINGRED_HOST", f"host{i}", str(sanitized_binary)]
+    res = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "collective_check: OK" in res.stdout, (
+        res.stdout[-3000:] + res.stderr[-5000:])
+
+
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("env", list(ENVS.values()), ids=list(ENVS))
 def test_collectives_under_sanitizers(sanitized_binary, n, env):

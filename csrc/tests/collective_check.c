@@ -243,6 +243,12 @@ int main(int argc, char **argv)
             check_shared(c, sizes[i]);
         if (rr_comm_size(c) > 1)
             check_mismatch(c);
+        /* simulated hosts (RINGRED_HOST): the checks above went through the two-level plan */
+        const char *want = getenv("CHECK_HIERARCHICAL");
+        if (want && *want == '1')
+            EXPECT(rr_comm_hierarchical(c) == 1 && rr_comm_hier_calls(c) > 0,
+                   "hierarchical plan not taken (hosts %d, calls %llu)\n", rr_comm_hosts(c),
+                   (unsigned long long)rr_comm_hier_calls(c));
     }
     int rank = rr_comm_rank(c);
     /* a shared buffer outlives its communicator */

@@ -56,6 +56,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--in-place", action="store_true",
                    help="sweep: every variant reduces in place (MPI_Allreduce with MPI_IN_PLACE)")
+    p.add_argument("--hosts", type=int, default=0,
+                   help="sweep: pose this machine as HOSTS hosts (RINGRED_HOST, contiguous "
+                        "blocks of ranks) and time the hierarchical allreduce against the flat "
+                        "MPI transport and MPI_Allreduce, 4 KiB .. 64 MiB")
+    p.add_argument("--fit-model", action="store_true",
+                   help="with --hosts 2 on 4 ranks: measure the pieces of the alpha-beta model "
+                        "(docs/scaling.md), fit it, and compare it with the flat and "
+                        "hierarchical allreduce measured in the same run")
+    p.add_argument("--model", metavar="L,H", default=None,
+                   help="print the model's allreduce times for H hosts of L ranks (no MPI "
+                        "needed); parameters from --params or the shipped fit")
+    p.add_argument("--params", default=None, help="--model: parameters (JSON of --fit-model)")
+    p.add_argument("--fabric-gbps", type=float, default=None,
+                   help="--model: between hosts a fabric of this many Gb/s instead of the "
+                        "fitted MPI bandwidth")
+    p.add_argument("--fabric-alpha-us", type=float, default=None,
+                   help="--model: per-step latency between hosts in microseconds")
+    p.add_argument("--shm-gbps", type=float, default=None,
+                   help="--model: inside a host this many GB/s per rank instead of the fit")
+    p.add_argument("--shm-alpha-us", type=float, default=None,
+                   help="--model: per-step latency inside a host in microseconds")
     p.add_argument("--json", help="also write the rows as JSON to this file (rank 0)")
     p.add_argument("--plot", help="write bandwidth-vs-size curves to this PNG (needs matplotlib)")
     p.add_argument("--transports", default=None,
@@ -71,7 +92,45 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--device applies to --workload resnet50/train; for the device allreduce "
                 "table run benchmarks/gpu_bench.py")
 
+    if args.model:
+        from .model import load_params, predict_table
+
+        per_host, hosts = (int(v) for v in args.model.split(","))
+        k = load_params(args.params)
+        if args.fabric_gbps:
+            k.beta_mpi = 8 / (args.fabric_gbps * 1e9)
+            k.link_per_host = True
+            k.source += f"; between hosts {args.fabric_gbps:g} Gb/s"
+        if args.fabric_alpha_us is not None:
+            k.alpha_mpi = args.fabric_alpha_us * 1e-6
+            k.source += f", {args.fabric_alpha_us:g} us per step"
+        if args.shm_gbps:
+            k.beta_shm = 1 / (args.shm_gbps * 1e9)
+            k.source += f"; inside a host {args.shm_gbps:g} GB/s"
+        if args.shm_alpha_us is not None:
+            k.alpha_shm = args.shm_alpha_us * 1e-6
+            k.source += f", {args.shm_alpha_us:g} us per step"
+        print(predict_table(per_host, hosts, k))
+        return
+    if args.hosts:
+        from .hosts import pose_as_hosts
+
+        pose_as_hosts(args.hosts)
     ringred.init()
+    if args.fit_model:
+        from .model import fit, format_fit
+
+        res = fit(args.rounds)
+        _report(format_fit(res), res, args.json)
+        return
+    if args.hosts and args.workload == "sweep":
+        from .hosts import HOST_SIZES, format_hosts, run_hosts
+
+        rows = run_hosts([s for s in HOST_SIZES if args.min_bytes <= s <= args.max_bytes],
+                         args.rounds, args.dtype)
+        _report(format_hosts(rows, ringred.size(), args.hosts),
+                {"ranks": ringred.size(), "hosts": args.hosts, "rows": rows}, args.json)
+        return
     if args.workload == "resnet50" and args.device != "cpu":
         from .resnet50_device import format_resnet50_device, run_resnet50_device
 

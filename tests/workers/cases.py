@@ -4,7 +4,9 @@
 The case list comes from ``RINGRED_TEST_CASES``: a JSON list of ``{"name", "check", "env"}``.
 For each case every rank sets the case's environment (on top of the job's), initializes
 ringred anew (the C core reads its settings when a communicator is created), runs
-``checks[check]()`` and prints ``CASE <name> RANK <r> OK``, or ``CASE <name> RANK <r> FAIL
+``checks[check]()`` (with ``RINGRED_TEST_HOSTS`` in the environment, each rank's
+``RINGRED_HOST`` comes from it: see set_test_host) and prints ``CASE <name> RANK <r> OK``,
+or ``CASE <name> RANK <r> FAIL
 "<exception, JSON-quoted>"`` and the traceback.  Then every rank meets the others in a
 barrier on COMM_WORLD: when all arrive (the case failed at the same point everywhere, or on
 some ranks after their last collective), the next case runs.  A rank that failed waits
@@ -39,6 +41,16 @@ def _meet(failed: bool) -> bool:
     return True
 
 
+def set_test_host() -> None:
+    """``RINGRED_TEST_HOSTS`` (one label per rank of COMM_WORLD, comma-separated): set this
+    rank's ``RINGRED_HOST`` from it, so that one machine poses as several hosts."""
+    hosts = os.environ.get("RINGRED_TEST_HOSTS")
+    if hosts:
+        from mpi4py import MPI
+
+        os.environ["RINGRED_HOST"] = hosts.split(",")[MPI.COMM_WORLD.Get_rank()]
+
+
 def run_cases(checks: dict[str, Callable[[], None]]) -> None:
     """Run the cases named in ``$RINGRED_TEST_CASES`` with ``checks``; report each."""
     spec = json.loads(os.environ[ENV])
@@ -49,6 +61,7 @@ def run_cases(checks: dict[str, Callable[[], None]]) -> None:
         os.environ.clear()
         os.environ.update(base)
         os.environ.update(case.get("env", {}))
+        set_test_host()
         ringred.init()
         r = ringred.rank()
         failed = False

@@ -23,6 +23,8 @@ import numpy as np
 
 import ringred
 
+from .cases import set_test_host
+
 
 def main() -> None:
     victim, mode = int(sys.argv[1]), sys.argv[2]
@@ -32,6 +34,7 @@ def main() -> None:
         # has told its peers and stays a while, so that they report before mpiexec ends the
         # job (survivors leave through os._exit and never run it)
         atexit.register(time.sleep, 3)
+    set_test_host()  # RINGRED_TEST_HOSTS: simulated hosts
     ringred.init()
     r = ringred.rank()
     print(f"PID {r} {os.getpid()}", flush=True)
