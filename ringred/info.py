@@ -86,7 +86,8 @@ def describe() -> dict[str, str]:
         "ringred": ringred.__version__,
         "python": sys.version.split()[0],
         "mpi4py": __import__("mpi4py").__version__,
-        "mpi library": MPI.Get_library_version().splitlines()[0].strip(),
+        # Open MPI counts the terminating NUL in the length, and mpi4py keeps it
+        "mpi library": MPI.Get_library_version().strip("\x00").splitlines()[0].strip(),
         "mpi thread level": {
             MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
             MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple",
