@@ -69,6 +69,7 @@ const char *rr_build_info(void);
 #define RR_SETTING_NUMBER 1 /* a non-negative number (seconds, microseconds, a count) */
 #define RR_SETTING_CHOICE 2 /* one word of `choices` ('|'-separated, any case) */
 #define RR_SETTING_TEXT 3   /* free text (a path) */
+#define RR_SETTING_COUNT 4  /* a whole number (slots, polls): clamped into range like a size */
 #define RR_SCOPE_OWN 0      /* each rank uses its own value */
 #define RR_SCOPE_RANK0 1    /* rank 0's value is sent to and used by every rank */
 #define RR_SCOPE_SAME 2     /* must be the same on every rank, or creation fails everywhere */
@@ -85,7 +86,7 @@ typedef struct rr_setting_desc {
     const char *name;    /* RINGRED_... */
     const char *alias;   /* an older name, read when `name` is unset; NULL if none */
     const char *group;   /* "collectives", "shm", "engine", "device", "logging" */
-    int kind;            /* RR_SETTING_SIZE .. RR_SETTING_TEXT */
+    int kind;            /* RR_SETTING_SIZE .. RR_SETTING_COUNT */
     int scope;           /* RR_SCOPE_* */
     int reader;          /* RR_READER_* */
     int flags;           /* RR_SETTING_STRICT or 0 */
@@ -96,7 +97,7 @@ typedef struct rr_setting_desc {
 } rr_setting_desc;
 typedef struct rr_setting_val {
     int state;                         /* RR_SETTING_DEFAULT .. RR_SETTING_REJECTED */
-    double number;                     /* SIZE / NUMBER: the value in force */
+    double number;                     /* SIZE / NUMBER / COUNT: the value in force */
     char text[RR_SETTING_TEXT_LEN];    /* the value in force, as text */
     char raw[RR_SETTING_TEXT_LEN];     /* the environment's string ("" when unset) */
     char message[RR_SETTING_MSG_LEN];  /* CLAMPED / REJECTED: what and which value is used */

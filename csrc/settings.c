@@ -54,7 +54,7 @@ static int choice_index(const char *choices, const char *v, char *word, size_t c
 static void put_number(const rr_setting_desc *d, rr_setting_val *o, double x)
 {
     o->number = x;
-    if (d->kind == RR_SETTING_SIZE)
+    if (d->kind == RR_SETTING_SIZE || d->kind == RR_SETTING_COUNT)
         snprintf(o->text, sizeof o->text, "%.0f", x);
     else
         snprintf(o->text, sizeof o->text, "%.15g", x);
@@ -63,7 +63,7 @@ static void put_number(const rr_setting_desc *d, rr_setting_val *o, double x)
 static void put_default(const rr_setting_desc *d, rr_setting_val *o)
 {
     double x = 0;
-    if (d->kind == RR_SETTING_SIZE || d->kind == RR_SETTING_NUMBER) {
+    if (d->kind != RR_SETTING_CHOICE && d->kind != RR_SETTING_TEXT) {
         (void)parse_number(d->dflt, 1, &x); /* the table's defaults are numbers (tested) */
         put_number(d, o, x);
         return;
@@ -118,7 +118,7 @@ static void eval_number(const rr_setting_desc *d, const char *name, const char *
                  "%.64s is used", name, v, o->text);
         return;
     }
-    if (d->kind == RR_SETTING_SIZE)
+    if (d->kind == RR_SETTING_SIZE || d->kind == RR_SETTING_COUNT)
         x = floor(x);
     if (x < d->min && d->kind == RR_SETTING_NUMBER) {
         /* a negative time or count means nothing: the default, as before */

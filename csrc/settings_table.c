@@ -21,6 +21,9 @@
 #define NUMBER(nm, grp, scp, def, lo, hi, hlp) \
     {.name = nm, .group = grp, .kind = RR_SETTING_NUMBER, .scope = scp, .dflt = def, \
      .min = lo, .max = hi, .help = hlp}
+#define COUNT(nm, grp, scp, def, lo, hi, hlp) \
+    {.name = nm, .group = grp, .kind = RR_SETTING_COUNT, .scope = scp, .dflt = def, \
+     .min = lo, .max = hi, .help = hlp}
 #define CHOICE(nm, grp, scp, def, ch, hlp) \
     {.name = nm, .group = grp, .kind = RR_SETTING_CHOICE, .scope = scp, .dflt = def, \
      .choices = ch, .help = hlp}
@@ -37,9 +40,9 @@ const rr_setting_desc rr_settings_table[RR_S_COUNT] = {
         "(recursive doubling carrying the agreement header)"),
     [RR_S_SEGMENT_BYTES] = SIZE("RINGRED_SEGMENT_BYTES", "collectives", RR_SCOPE_RANK0,
         "262144", 4 * KiB, 64 * MiB, "MPI transport: pipeline segment of the ring"),
-    [RR_S_WINDOW] = SIZE("RINGRED_WINDOW", "collectives", RR_SCOPE_OWN, "3", 2, 16,
+    [RR_S_WINDOW] = COUNT("RINGRED_WINDOW", "collectives", RR_SCOPE_OWN, "3", 2, 16,
         "MPI transport: ring segments in flight per direction"),
-    [RR_S_SPIN_COUNT] = SIZE("RINGRED_SPIN_COUNT", "collectives", RR_SCOPE_OWN, "64", 0,
+    [RR_S_SPIN_COUNT] = COUNT("RINGRED_SPIN_COUNT", "collectives", RR_SCOPE_OWN, "64", 0,
         1073741824.0, "MPI transport: polls before a waiting rank calls sched_yield"),
     [RR_S_TIMEOUT_SECONDS] = {.name = "RINGRED_TIMEOUT_SECONDS",
         .alias = "RINGRED_SHM_TIMEOUT_SECONDS", .group = "collectives",
@@ -107,7 +110,7 @@ const rr_setting_desc rr_settings_table[RR_S_COUNT] = {
     /* GPU buffers */
     [RR_S_DEVICE_SEGMENT_BYTES] = SIZE("RINGRED_DEVICE_SEGMENT_BYTES", "device",
         RR_SCOPE_RANK0, "2097152", 64, 256 * MiB, "GPU staging: bytes per pipeline segment"),
-    [RR_S_DEVICE_SLOTS] = SIZE("RINGRED_DEVICE_SLOTS", "device", RR_SCOPE_OWN, "4", 2, 16,
+    [RR_S_DEVICE_SLOTS] = COUNT("RINGRED_DEVICE_SLOTS", "device", RR_SCOPE_OWN, "4", 2, 16,
         "GPU staging: pinned host slots in the pipeline"),
     [RR_S_CUDA_AWARE] = CHOICE("RINGRED_CUDA_AWARE", "device", RR_SCOPE_OWN, "auto",
         "auto|0|1|no|yes", "auto / 1 (yes): give device pointers to MPI when it reports "
@@ -126,7 +129,7 @@ const rr_setting_desc rr_settings_table[RR_S_COUNT] = {
         "in chunks of this size)"),
     [RR_S_IPC_ONESHOT_BYTES] = SIZE("RINGRED_IPC_ONESHOT_BYTES", "device", RR_SCOPE_RANK0,
         "4194304", 0, NOLIMIT, "CUDA IPC: chunks up to this are reduced in one shot"),
-    [RR_S_IPC_SLOTS] = SIZE("RINGRED_IPC_SLOTS", "device", RR_SCOPE_RANK0, "2", 2, 4,
+    [RR_S_IPC_SLOTS] = COUNT("RINGRED_IPC_SLOTS", "device", RR_SCOPE_RANK0, "2", 2, 4,
         "CUDA IPC: scratch slots per rank"),
     /* logging (Python) */
     [RR_S_LOG] = {.name = "RINGRED_LOG", .group = "logging", .kind = RR_SETTING_CHOICE,
