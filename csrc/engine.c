@@ -47,15 +47,12 @@ typedef struct shared_settings {
 static rr_status load_settings(rr_engine *e)
 {
     shared_settings s;
-    s.fusion_threshold =
-        (double)rr_env_size("RINGRED_FUSION_THRESHOLD", (size_t)64 << 20, 0, SIZE_MAX);
-    s.fusion_max_tensor =
-        (double)rr_env_size("RINGRED_FUSION_MAX_TENSOR", (size_t)64 << 10, 0, SIZE_MAX);
-    s.cache_cap = rr_env_number("RINGRED_CACHE_CAPACITY", 1024, 1);
-    s.stall_check = rr_env_number("RINGRED_STALL_CHECK_SECONDS", 60, 1);
-    s.stall_shutdown = rr_env_number("RINGRED_STALL_SHUTDOWN_SECONDS", 0, 1);
-    s.cold_set = (double)rr_env_size("RINGRED_ENGINE_COLD_SET_BYTES", (size_t)32 << 20, 0,
-                                     SIZE_MAX);
+    s.fusion_threshold = (double)rr_set_size(RR_S_FUSION_THRESHOLD);
+    s.fusion_max_tensor = (double)rr_set_size(RR_S_FUSION_MAX_TENSOR);
+    s.cache_cap = rr_set_number(RR_S_CACHE_CAPACITY);
+    s.stall_check = rr_set_number(RR_S_STALL_CHECK_SECONDS);
+    s.stall_shutdown = rr_set_number(RR_S_STALL_SHUTDOWN_SECONDS);
+    s.cold_set = (double)rr_set_size(RR_S_ENGINE_COLD_SET_BYTES);
     MPI_Request r;
     RR_MPI(e->comm, MPI_Ibcast(&s, 6, MPI_DOUBLE, 0, e->comm->comm, &r));
     RR_CHECK(rr_wait(e->comm, &r));
@@ -75,9 +72,9 @@ static rr_status load_settings(rr_engine *e)
     e->stall_shutdown = s.stall_shutdown < 0 ? 0 : s.stall_shutdown;
     e->cold_set_bytes = (size_t)s.cold_set;
     e->spin = e->comm->cfg.spin_count;
-    e->idle_yield_s = rr_env_number("RINGRED_ENGINE_YIELD_US", 300, 1) * 1e-6;
-    e->idle_sleep_max_s = rr_env_number("RINGRED_ENGINE_SLEEP_US", 500, 1) * 1e-6;
-    e->wait_yield_s = rr_env_number("RINGRED_ENGINE_WAIT_YIELD_US", 200, 1) * 1e-6;
+    e->idle_yield_s = rr_set_number(RR_S_ENGINE_YIELD_US) * 1e-6;
+    e->idle_sleep_max_s = rr_set_number(RR_S_ENGINE_SLEEP_US) * 1e-6;
+    e->wait_yield_s = rr_set_number(RR_S_ENGINE_WAIT_YIELD_US) * 1e-6;
     const char *fault = getenv("RINGRED_TEST_FAULT"); /* test hook: "name:rank" */
     if (fault && *fault) {
         const char *colon = strrchr(fault, ':');

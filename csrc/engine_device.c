@@ -279,8 +279,7 @@ static rr_status seg_table(rr_comm *c, rr_device *d, size_t n)
  * RINGRED_DEVICE_PACK=copies one device-to-device copy per segment. */
 static rr_status copy_segments(rr_comm *c, rr_device *d, const rr_kcopy *t, size_t n)
 {
-    const char *how = getenv("RINGRED_DEVICE_PACK");
-    if ((how && strcmp(how, "copies") == 0) || d->be->launch_copy == NULL) {
+    if (rr_set_choice(RR_S_DEVICE_PACK) == 1 /* kernel|copies */ || d->be->launch_copy == NULL) {
         for (size_t i = 0; i < n; i++)
             if (t[i].bytes)
                 RR_DEV(c, d->be, "device-to-device copy",

@@ -195,7 +195,7 @@ rr_status rr_hier_setup(rr_comm *c)
                        "an MPI call failed, on %s", fine ? "another rank" : "this rank");
     }
     /* pieces small enough that a piece is still in cache when its allgather reads it */
-    uint64_t piece = rr_env_size("RINGRED_HIER_PIECE_BYTES", 0, 0, SIZE_MAX);
+    uint64_t piece = rr_set_size(RR_S_HIER_PIECE_BYTES);
     RR_MPI(c, MPI_Bcast(&piece, 1, MPI_UINT64_T, 0, c->comm));
     c->hier_piece = (size_t)piece;
     c->hier = 1;

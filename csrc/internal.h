@@ -125,12 +125,29 @@ rr_status rr_fail_mpi(rr_comm *c, int mpierr, const char *file, int line, const 
 #define RR_MPI(c, call) do { int rr_e_ = (call); \
     if (rr_e_ != MPI_SUCCESS) return rr_fail_mpi((c), rr_e_, __FILE__, __LINE__, #call); } while (0)
 
-/* ---- settings.c ---- */
+/* ---- settings.c, settings_table.c ----
+ * Every RINGRED_* setting is a row of rr_settings_table (settings_table.c), by index: */
+enum {
+    RR_S_TRANSPORT, RR_S_SMALL_BYTES, RR_S_SEGMENT_BYTES, RR_S_WINDOW, RR_S_SPIN_COUNT,
+    RR_S_TIMEOUT_SECONDS, RR_S_KERNEL_PATH, RR_S_HOST, RR_S_HIERARCHICAL, RR_S_HIER_PIECE_BYTES,
+    RR_S_SHM_SMALL_BYTES, RR_S_SHM_SLOT_BYTES, RR_S_SHM_STREAM_BYTES, RR_S_SHM_SPIN_US,
+    RR_S_SHM_ARENA_BYTES,
+    RR_S_FUSION_THRESHOLD, RR_S_FUSION_MAX_TENSOR, RR_S_CACHE_CAPACITY,
+    RR_S_STALL_CHECK_SECONDS, RR_S_STALL_SHUTDOWN_SECONDS, RR_S_ENGINE_COLD_SET_BYTES,
+    RR_S_TIMELINE, RR_S_ENGINE_YIELD_US, RR_S_ENGINE_SLEEP_US, RR_S_ENGINE_WAIT_YIELD_US,
+    RR_S_RESULT_POOL_BYTES, RR_S_RESULT_POOL_MIN_BYTES,
+    RR_S_DEVICE_SEGMENT_BYTES, RR_S_DEVICE_SLOTS, RR_S_CUDA_AWARE, RR_S_DEVICE_TRANSPORT,
+    RR_S_DEVICE_PACK, RR_S_IPC_MIN_BYTES, RR_S_IPC_CHUNK_BYTES, RR_S_IPC_ONESHOT_BYTES,
+    RR_S_IPC_SLOTS,
+    RR_S_LOG,
+    RR_S_COUNT
+};
+extern const rr_setting_desc rr_settings_table[RR_S_COUNT];
 void rr_settings_load(rr_settings *s);
-/* A byte count from the environment (suffix k/m/g allowed), clamped to [lo, hi]. */
-size_t rr_env_size(const char *name, size_t dflt, size_t lo, size_t hi);
-/* A non-negative number from the environment; zero accepted only where zero_ok. */
-double rr_env_number(const char *name, double dflt, int zero_ok);
+/* The value in force of setting `id` (RR_S_*), read from the environment now. */
+size_t rr_set_size(int id);
+double rr_set_number(int id);
+int rr_set_choice(int id); /* the index in its choices of the word in force */
 /* Test hook: is the ordering bug `what` planted (RINGRED_TEST_PLANT=what)?  The tests set it
  * to show that their checks catch a missing wait; nothing else ever does. */
 int rr_test_plant(const char *what);

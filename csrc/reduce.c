@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 
 #if !defined(RR_NO_SIMD) && (defined(__x86_64__) || defined(__i386__)) && \
     (defined(__GNUC__) || defined(__clang__))
@@ -611,12 +612,17 @@ static const struct rk_table *rk_best(void)
 /* name -> table; NULL when the name is unknown or the CPU lacks the path. */
 static const struct rk_table *rk_lookup(const char *name)
 {
-    if (strcmp(name, "auto") == 0)
+    if (strcasecmp(name, "auto") == 0)
         return rk_best();
     for (int p = 0; p < RK_NUM_PATHS; p++)
-        if (strcmp(name, rk_path_names[p]) == 0)
+        if (strcasecmp(name, rk_path_names[p]) == 0)
             return rk_table_of(p) && rk_cpu_has(p) ? rk_table_of(p) : NULL;
     return NULL;
+}
+
+int rr_kernel_supported(const char *name)
+{
+    return name != NULL && rk_lookup(name) != NULL;
 }
 
 static _Atomic(const struct rk_table *) rk_current; /* NULL until first use */
@@ -629,6 +635,8 @@ static const struct rk_table *rk_get(void)
     const struct rk_table *t = atomic_load_explicit(&rk_current, memory_order_acquire);
     if (t)
         return t;
+    /* the row RINGRED_KERNEL_PATH of settings_table.c (reduce.c builds without it: the
+     * kernel checks compile this file alone) */
     const char *env = getenv("RINGRED_KERNEL_PATH");
     const struct rk_table *want = env && *env ? rk_lookup(env) : NULL;
     if (!want)

@@ -22,6 +22,8 @@ void rr_scale(void *dst, const void *src, size_t n, rr_dtype dt, double factor, 
 
 const char *rr_reduce_path_name(void);
 rr_status rr_reduce_select(const char *name); /* "auto"|"scalar"|"avx2"|"avx512" */
+/* Whether this CPU runs path `name` (any case; "auto" always): 1 or 0. */
+int rr_kernel_supported(const char *name);
 /* Run a kernel with an explicit path without changing the global choice (tests). */
 rr_status rr_reduce_many_with(const char *path, void *dst, const void *const *srcs, int k,
                               size_t n, rr_dtype dt, rr_op op);

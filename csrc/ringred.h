@@ -10,6 +10,7 @@
 
 #define RR_VERSION_MAJOR 0
 #define RR_VERSION_MINOR 1
+#define RR_VERSION_PATCH 0 /* ringred/__init__.py __version__ is the source; tests check */
 
 typedef int rr_status;
 enum {
@@ -56,6 +57,54 @@ size_t rr_dtype_size(int dtype);
 const char *rr_kernel_path(void);            /* CPU kernel path in force: "avx512", "avx2", "scalar" */
 rr_status rr_set_kernel_path(const char *name); /* "auto", "scalar", "avx2", "avx512"; RR_ERR_UNSUPPORTED if the CPU lacks it */
 const char *rr_build_info(void);
+
+/* ---- settings: every RINGRED_* environment variable, in one table (settings_table.c) ----
+ * rr_setting_info(i) describes entry i (0 <= i < rr_setting_count(); NULL past the end).
+ * rr_setting_value(name, out) evaluates one (by name, or by its older alias) from this
+ * process's environment now, exactly as the C core reads it: the value in force and whether
+ * it was the default, set, clamped into range or rejected (not a number / not a choice); a
+ * clamped or rejected value comes with a message naming the variable and the value used.
+ * Nothing is printed: Python warns (ringred/info.py).  RR_ERR_INVALID for an unknown name. */
+#define RR_SETTING_SIZE 0   /* a byte count: a number, optionally with k/m/g (KiB, MiB, GiB) */
+#define RR_SETTING_NUMBER 1 /* a non-negative number (seconds, microseconds, a count) */
+#define RR_SETTING_CHOICE 2 /* one word of `choices` ('|'-separated, any case) */
+#define RR_SETTING_TEXT 3   /* free text (a path) */
+#define RR_SETTING_COUNT 4  /* a whole number (slots, polls): clamped into range like a size */
+#define RR_SCOPE_OWN 0      /* each rank uses its own value */
+#define RR_SCOPE_RANK0 1    /* rank 0's value is sent to and used by every rank */
+#define RR_SCOPE_SAME 2     /* must be the same on every rank, or creation fails everywhere */
+#define RR_READER_C 0       /* read by the C core */
+#define RR_READER_PYTHON 1  /* read by ringred's Python side (described here all the same) */
+#define RR_SETTING_DEFAULT 0  /* unset or empty: the default */
+#define RR_SETTING_SET 1      /* set and used as given */
+#define RR_SETTING_CLAMPED 2  /* set, out of range: the nearest bound is used */
+#define RR_SETTING_REJECTED 3 /* set, not valid: the default is used (RR_SETTING_STRICT: fails) */
+#define RR_SETTING_STRICT 1   /* rr_setting_desc.flags: an invalid value is an error, not ignored */
+#define RR_SETTING_TEXT_LEN 256
+#define RR_SETTING_MSG_LEN 512
+typedef struct rr_setting_desc {
+    const char *name;    /* RINGRED_... */
+    const char *alias;   /* an older name, read when `name` is unset; NULL if none */
+    const char *group;   /* "collectives", "shm", "engine", "device", "logging" */
+    int kind;            /* RR_SETTING_SIZE .. RR_SETTING_COUNT */
+    int scope;           /* RR_SCOPE_* */
+    int reader;          /* RR_READER_* */
+    int flags;           /* RR_SETTING_STRICT or 0 */
+    const char *dflt;    /* the default, as text ("" for none) */
+    double min, max;     /* SIZE / NUMBER: the range (max may be infinite: no limit) */
+    const char *choices; /* CHOICE: the accepted words; NULL otherwise */
+    const char *help;    /* one line for users */
+} rr_setting_desc;
+typedef struct rr_setting_val {
+    int state;                         /* RR_SETTING_DEFAULT .. RR_SETTING_REJECTED */
+    double number;                     /* SIZE / NUMBER / COUNT: the value in force */
+    char text[RR_SETTING_TEXT_LEN];    /* the value in force, as text */
+    char raw[RR_SETTING_TEXT_LEN];     /* the environment's string ("" when unset) */
+    char message[RR_SETTING_MSG_LEN];  /* CLAMPED / REJECTED: what and which value is used */
+} rr_setting_val;
+int rr_setting_count(void);
+const rr_setting_desc *rr_setting_info(int i);
+rr_status rr_setting_value(const char *name, rr_setting_val *out);
 
 /* ---- communicators ---- */
 /* fcomm: the Fortran handle of an MPI communicator (mpi4py: comm.py2f()). It is duplicated. */

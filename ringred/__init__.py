@@ -54,6 +54,8 @@ from .process_sets import ProcessSet, add_process_set, global_process_set, remov
 from .shared import empty, empty_like, zeros
 from .topology import local_rank, local_size, rank, size, transport
 
+# The one source of the version: pyproject.toml reads it, and tests/test_settings.py checks
+# csrc/ringred.h's RR_VERSION_MAJOR/MINOR/PATCH against it.
 __version__ = "0.1.0"
 
 # Subpackages load on first use (``ringred.data.shard(...)`` works after ``import ringred``)

@@ -64,22 +64,27 @@ def suppressed() -> Iterator[None]:
 
 
 def settings(names: list[str] | None = None) -> list[str]:
-    """``NAME=value (environment|default)`` for the RINGRED_* settings (all, or ``names``)."""
-    from .info import SETTINGS
+    """``NAME=value (source)`` for the RINGRED_* settings (all, or ``names``): the value in
+    force and whether it came from the environment, the default, or was clamped / rejected."""
+    from .info import settings as table
+    from .info import value
 
     out = []
-    for name, (default, _what) in SETTINGS.items():
-        if names is not None and name not in names:
+    for s in table():
+        if names is not None and s.name not in names:
             continue
-        val = os.environ.get(name)
-        out.append(f"{name}={val} (environment)" if val else f"{name}={default} (default)")
+        v = value(s.name)
+        source = {"default": "default", "set": "environment"}.get(
+            v.state, f"{v.state}: {v.raw!r} given")
+        out.append(f"{s.name}={v.text or 'unset'} ({source})")
     return out
 
 
 ENGINE_SETTINGS = ["RINGRED_FUSION_THRESHOLD", "RINGRED_FUSION_MAX_TENSOR",
                    "RINGRED_CACHE_CAPACITY", "RINGRED_STALL_CHECK_SECONDS",
                    "RINGRED_STALL_SHUTDOWN_SECONDS", "RINGRED_ENGINE_COLD_SET_BYTES",
-                   "RINGRED_TIMELINE"]
+                   "RINGRED_TIMELINE", "RINGRED_ENGINE_YIELD_US", "RINGRED_ENGINE_SLEEP_US",
+                   "RINGRED_ENGINE_WAIT_YIELD_US"]
 
 
 def communicator(ctx: Any) -> None:

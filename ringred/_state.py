@@ -151,6 +151,9 @@ def init(comm: Any = None) -> None:
         if _ctx.mpi_comm == comm:
             return
         shutdown()
+    from .info import warn_invalid_settings
+
+    warn_invalid_settings()  # RINGRED_* values clamped or rejected: once per value
     _ctx = Context(comm)
     if not _atexit_registered:
         atexit.register(_shutdown_at_exit)  # runs before mpi4py's own MPI_Finalize

@@ -1,52 +1,112 @@
-"""``python -m ringred.info``: version, MPI library, build flags, CPU kernels, settings."""
+"""``python -m ringred.info``: version, MPI library, build flags, CPU kernels, settings.
+
+The settings come from the C core's one table (csrc/settings_table.c): each is shown with the
+value in force here, as the core reads it, and marked when it was clamped into range or
+rejected.  ``python -m ringred.info --markdown`` prints the settings tables of
+docs/settings.md (tests/test_settings.py checks that the file is up to date).
+"""
 
 from __future__ import annotations
 
-import os
+import math
 import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
 
-SETTINGS = {
-    "RINGRED_SMALL_BYTES": ("65536", "messages up to this many bytes take the latency path"),
-    "RINGRED_SEGMENT_BYTES": ("262144", "pipeline segment of the ring"),
-    "RINGRED_WINDOW": ("3", "ring segments in flight per direction"),
-    "RINGRED_SPIN_COUNT": ("64", "polls before a waiting rank yields its core"),
-    "RINGRED_KERNEL_PATH": ("auto", "CPU reduction kernels: auto, scalar, avx2, avx512"),
-    "RINGRED_TRANSPORT": ("auto", "auto (shm when every rank shares a host), shm or mpi"),
-    "RINGRED_HOST": ("", "this rank's host label: one machine posed as several hosts"),
-    "RINGRED_HIERARCHICAL": ("auto", "two-level allreduce across hosts: auto, 0 or 1"),
-    "RINGRED_HIER_PIECE_BYTES": ("0", "hierarchical allreduce in pieces this large (0: whole)"),
-    "RINGRED_SHM_SMALL_BYTES": ("32768", "shm: messages up to this take the one-sync path"),
-    "RINGRED_SHM_SLOT_BYTES": ("262144", "shm: pipeline chunk of large messages"),
-    "RINGRED_SHM_STREAM_BYTES": ("8388608", "shm: non-temporal stores for outputs this large"),
-    "RINGRED_SHM_ARENA_BYTES": ("17179869184", "shm: address space per rank for shared buffers"),
-    "RINGRED_SHM_SPIN_US": ("50", "shm: most microseconds a waiting rank polls before yielding"),
-    "RINGRED_TIMEOUT_SECONDS": ("300", "give up on a live but silent peer after this (0: never)"),
-    "RINGRED_SHM_TIMEOUT_SECONDS": ("300", "older name of RINGRED_TIMEOUT_SECONDS"),
-    # the background engine (allreduce_async & co.; rank 0's values are used everywhere)
-    "RINGRED_FUSION_THRESHOLD": ("67108864", "bytes of small allreduces fused into one (0: off)"),
-    "RINGRED_FUSION_MAX_TENSOR": ("65536", "larger tensors skip the fusion buffer"),
-    "RINGRED_CACHE_CAPACITY": ("1024", "negotiated names remembered (0: off)"),
-    "RINGRED_STALL_CHECK_SECONDS": ("60", "warn about tensors some ranks never sent (0: off)"),
-    "RINGRED_STALL_SHUTDOWN_SECONDS": ("0", "fail such tensors after this long (0: never)"),
-    "RINGRED_ENGINE_COLD_SET_BYTES": ("33554432", "engine: gradient sets this large stream"),
-    "RINGRED_TIMELINE": ("off", "write a Chrome-trace timeline to this file (rank 0)"),
-    "RINGRED_RESULT_POOL_BYTES": ("1073741824", "engine: reusable result arrays kept (0: off)"),
-    "RINGRED_RESULT_POOL_MIN_BYTES": ("65536", "engine: smaller results are fresh arrays"),
-    "RINGRED_LOG": ("off", "info: transport, kernels, settings per communicator and engine; "
-                           "debug: also each call's plan (stderr; logger 'ringred')"),
-    # GPU buffers (docs/gpu.md)
-    "RINGRED_DEVICE_SEGMENT_BYTES": ("2097152", "GPU staging: bytes per pipeline segment"),
-    "RINGRED_DEVICE_SLOTS": ("4", "GPU staging: pinned host slots in the pipeline"),
-    "RINGRED_CUDA_AWARE": ("auto", "device pointers straight to a CUDA-aware MPI: auto, 0, 1"),
-    "RINGRED_DEVICE_TRANSPORT": ("auto", "GPU allreduce between same-host ranks: auto, ipc, "
-                                         "staged"),
-    "RINGRED_DEVICE_PACK": ("kernel", "engine: pack device tensors with the copy kernel or "
-                                      "one copy each (copies)"),
-    "RINGRED_IPC_MIN_BYTES": ("1048576", "CUDA IPC: smaller allreduces stay staged"),
-    "RINGRED_IPC_CHUNK_BYTES": ("134217728", "CUDA IPC: bytes per scratch slot (a chunk)"),
-    "RINGRED_IPC_ONESHOT_BYTES": ("4194304", "CUDA IPC: chunks this small reduced in one shot"),
-    "RINGRED_IPC_SLOTS": ("2", "CUDA IPC: scratch slots per rank (2 .. 4)"),
+GROUPS = {
+    "collectives": "Collectives",
+    "shm": "Shared-memory transport",
+    "engine": "Background engine",
+    "device": "GPU buffers",
+    "logging": "Logging",
 }
+STATES = ("default", "set", "clamped", "rejected")
+KINDS = ("size", "number", "choice", "text", "count")
+SCOPES = ("each rank's own", "rank 0's", "same on every rank")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the C core's settings table."""
+
+    name: str
+    alias: str | None
+    group: str
+    kind: str  # size, number, choice, text, count
+    scope: str  # one of SCOPES
+    python: bool  # read by ringred's Python side, not the C core
+    strict: bool  # an invalid value is an error (init fails), not replaced by the default
+    default: str
+    min: float
+    max: float
+    choices: tuple[str, ...]
+    help: str
+
+
+@dataclass(frozen=True)
+class Value:
+    """A setting's value in force in this process."""
+
+    name: str
+    text: str  # the value in force
+    state: str  # default, set, clamped, rejected
+    raw: str  # the environment's string ("" when unset)
+    message: str  # what was wrong and which value is used (clamped, rejected)
+
+
+def _lib() -> tuple[Any, Any]:
+    from ._lib import ffi, lib
+
+    return ffi, lib
+
+
+def _s(ffi: Any, p: Any) -> str:
+    return ffi.string(p).decode(errors="replace") if p != ffi.NULL else ""
+
+
+def settings() -> list[Setting]:
+    """Every RINGRED_* setting, in the C table's order."""
+    ffi, lib = _lib()
+    out = []
+    for i in range(lib.rr_setting_count()):
+        d = lib.rr_setting_info(i)
+        out.append(Setting(
+            name=_s(ffi, d.name), alias=_s(ffi, d.alias) or None, group=_s(ffi, d.group),
+            kind=KINDS[d.kind], scope=SCOPES[d.scope], python=d.reader == lib.RR_READER_PYTHON,
+            strict=bool(d.flags & lib.RR_SETTING_STRICT), default=_s(ffi, d.dflt),
+            min=d.min, max=d.max,
+            choices=tuple(_s(ffi, d.choices).split("|")) if d.choices != ffi.NULL else (),
+            help=_s(ffi, d.help)))
+    return out
+
+
+def value(name: str) -> Value:
+    """The value in force of setting ``name`` (or its older alias), read from the environment
+    now exactly as the C core reads it."""
+    ffi, lib = _lib()
+    v = ffi.new("rr_setting_val *")
+    if lib.rr_setting_value(name.encode(), v) != lib.RR_OK:
+        raise KeyError(f"{name} is not a ringred setting")
+    return Value(name=name, text=_s(ffi, v.text), state=STATES[v.state], raw=_s(ffi, v.raw),
+                 message=_s(ffi, v.message))
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_invalid_settings() -> list[str]:
+    """Warn (``RuntimeWarning``, once per variable and value) about every RINGRED_* setting
+    that was clamped into range or rejected; return the messages of this call's warnings.
+    ``ringred.init()`` and ``python -m ringred.info`` call it."""
+    out = []
+    for s in settings():
+        v = value(s.name)
+        if v.state in ("clamped", "rejected") and (s.name, v.raw) not in _warned:
+            _warned.add((s.name, v.raw))
+            out.append(v.message)
+            warnings.warn(f"ringred: {v.message}", RuntimeWarning, stacklevel=2)
+    return out
 
 
 def _transport() -> str:
@@ -78,6 +138,18 @@ def _cuda() -> str:
             "after the first device allreduce")
 
 
+def _shown(s: Setting, v: Value) -> str:
+    """The value in force and where it came from, for one line of ringred.info."""
+    text = v.text if v.text else "unset"
+    if v.state == "default":
+        return f"{text} (default)"
+    if v.state == "set":
+        return text
+    if s.strict:
+        return f"{v.raw!r} REJECTED: init() fails"
+    return f"{text} ({v.state.upper()}: {v.raw!r} given)"
+
+
 def describe() -> dict[str, str]:
     """The facts ``python -m ringred.info`` prints, as a dict."""
     from mpi4py import MPI
@@ -89,7 +161,8 @@ def describe() -> dict[str, str]:
         "ringred": ringred.__version__,
         "python": sys.version.split()[0],
         "mpi4py": __import__("mpi4py").__version__,
-        "mpi library": MPI.Get_library_version().splitlines()[0].strip(),
+        # Open MPI counts the terminating NUL in the length, and mpi4py keeps it
+        "mpi library": MPI.Get_library_version().strip("\x00").splitlines()[0].strip(),
         "mpi thread level": {
             MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
             MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple",
@@ -99,15 +172,73 @@ def describe() -> dict[str, str]:
         "transport": _transport(),
         "gpu (cuda driver)": _cuda(),
     }
-    for name, (default, what) in SETTINGS.items():
-        val = os.environ.get(name)
-        shown = val if val else f"{default} (default)"
-        facts[name] = f"{shown}  # {what}"
+    for s in settings():
+        scope = " [rank 0's value]" if s.scope == SCOPES[1] else ""
+        facts[s.name] = f"{_shown(s, value(s.name))}{scope}  # {s.help}"
     return facts
 
 
-def main() -> None:
-    """Print the facts, one per line."""
+# ---------------------------------------------------------------- docs/settings.md
+
+def _bytes(x: float) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if x >= size and x % size == 0:
+            return f"{int(x)} ({int(x) // size} {unit})"
+    return f"{int(x)}"
+
+
+def _number(x: float) -> str:
+    return f"{x:.15g}"
+
+
+def _default_md(s: Setting) -> str:
+    if not s.default:
+        return "unset"
+    if s.kind == "size":
+        return _bytes(float(s.default))
+    return s.default
+
+
+def _range_md(s: Setting) -> str:
+    if s.kind == "choice":
+        return ", ".join(f"`{c}`" for c in s.choices)
+    if s.kind == "text":
+        return "a path"
+    fmt = _bytes if s.kind == "size" else _number
+    hi = "no limit" if math.isinf(s.max) else fmt(s.max)
+    return f"{fmt(s.min)} .. {hi}"
+
+
+def markdown() -> str:
+    """The settings tables of docs/settings.md, generated from the C table."""
+    lines: list[str] = []
+    rows = settings()
+    for group, title in GROUPS.items():
+        lines += [f"### {title}", "",
+                  "| variable | default | range | scope | meaning |", "|---|---|---|---|---|"]
+        for s in rows:
+            if s.group != group:
+                continue
+            name = f"`{s.name}`" + (f" (older name: `{s.alias}`)" if s.alias else "")
+            meaning = s.help.replace("|", "\\|") + (" (read by Python)" if s.python else "")
+            lines.append(f"| {name} | {_default_md(s)} | {_range_md(s)} | {s.scope} | "
+                         f"{meaning} |")
+        lines.append("")
+    missing = {s.group for s in rows} - set(GROUPS)
+    if missing:  # a new group must get a title above
+        raise ValueError(f"settings groups without a title in ringred/info.py: {missing}")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the facts, one per line (``--markdown``: the settings tables of the docs)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--markdown"]:
+        sys.stdout.write(markdown())
+        return
+    if args:
+        raise SystemExit("usage: python -m ringred.info [--markdown]")
+    warn_invalid_settings()
     facts = describe()
     width = max(len(k) for k in facts)
     for k, v in facts.items():

