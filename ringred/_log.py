@@ -22,6 +22,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._lib import cstr, rr_build_info, rr_comm_zero_copy_calls, rr_kernel_path
+
 logger = logging.getLogger("ringred")
 
 _LEVELS = {"info": logging.INFO, "debug": logging.DEBUG}
@@ -86,14 +88,12 @@ def communicator(ctx: Any) -> None:
     """Log, once, what a new communicator runs with (info)."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    from ._lib import cstr, lib
-
     comm_settings = [s for s in settings() if s.split("=", 1)[0] not in ENGINE_SETTINGS]
     logger.info(
         "communicator: rank %d of %d (local %d of %d), transport %s%s; cpu kernels %s; "
         "build %s; settings: %s",
         ctx.rank, ctx.size, ctx.local_rank, ctx.local_size, ctx.transport,
-        _transport_why(ctx), cstr(lib.rr_kernel_path()), cstr(lib.rr_build_info()),
+        _transport_why(ctx), cstr(rr_kernel_path()), cstr(rr_build_info()),
         "; ".join(comm_settings))
 
 
@@ -146,9 +146,7 @@ def allreduce_plan(ctx: Any, nbytes: int) -> str:
 
 def zero_copy_calls(ctx: Any) -> int:
     """The communicator's count of calls that read shared buffers in place."""
-    from ._lib import lib
-
-    return int(lib.rr_comm_zero_copy_calls(ctx.handle))
+    return int(rr_comm_zero_copy_calls(ctx.handle))
 
 
 def call(ctx: Any, kind: str, x: Any, detail: str, zero_copy_before: int | None = None) -> None:
