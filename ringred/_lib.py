@@ -60,7 +60,9 @@ HOST_BACKEND = 0
 MAX_DIMS: int = lib.RR_MAX_DIMS
 ENGINE_NPHASES: int = lib.RR_ENGINE_NPHASES
 
-FLOAT_DTYPES = frozenset({DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32, DType.FLOAT64})
+# (plain ints: the hot paths look their int codes up here)
+FLOAT_DTYPES = frozenset(int(d) for d in (DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32,
+                                          DType.FLOAT64))
 
 # ---------------------------------------------------------------- cffi operations
 NULL = ffi.NULL
