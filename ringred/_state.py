@@ -87,8 +87,7 @@ class Context:
             if self.caller:
                 self._seqs[self._caller_name] = rr_comm_thread_seq(self.handle)
             name = t.name
-            rr_comm_set_thread(self.handle, zlib.crc32(name.encode()),
-                                   self._seqs.get(name, 0))
+            rr_comm_set_thread(self.handle, zlib.crc32(name.encode()), self._seqs.get(name, 0))
             self.caller, self._caller_name = threading.get_ident(), name
 
     def dup_comm(self, purpose: str) -> Any:
