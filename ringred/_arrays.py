@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._lib import Backend, DType
 from .errors import UnsupportedError
 
 # bfloat16 for NumPy comes from ml_dtypes, whose import costs ~0.6 s: it is loaded the first
@@ -28,7 +29,7 @@ def bfloat16_dtype() -> np.dtype | None:
             _bf16.append(None)
         else:
             dt = np.dtype(ml_dtypes.bfloat16)
-            _CODES[dt] = 6
+            _CODES[dt] = DType.BFLOAT16
             _DL_DTYPES[(4, 16)] = dt
             _bf16.append(dt)
     return _bf16[0]
@@ -43,18 +44,17 @@ def __getattr__(name: str) -> Any:
         return bfloat16_dtype()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# NumPy dtype -> C code (csrc/ringred.h rr_dtype).
+# NumPy dtype -> C code (bfloat16 is added when ml_dtypes is loaded).
 _CODES: dict[np.dtype, int] = {
-    np.dtype(np.uint8): 0,
-    np.dtype(np.int8): 1,
-    np.dtype(np.int16): 2,
-    np.dtype(np.int32): 3,
-    np.dtype(np.int64): 4,
-    np.dtype(np.float16): 5,
-    np.dtype(np.float32): 7,
-    np.dtype(np.float64): 8,
+    np.dtype(np.uint8): DType.UINT8,
+    np.dtype(np.int8): DType.INT8,
+    np.dtype(np.int16): DType.INT16,
+    np.dtype(np.int32): DType.INT32,
+    np.dtype(np.int64): DType.INT64,
+    np.dtype(np.float16): DType.FLOAT16,
+    np.dtype(np.float32): DType.FLOAT32,
+    np.dtype(np.float64): DType.FLOAT64,
 }
-FLOAT_CODES = frozenset({5, 6, 7, 8})
 SUPPORTED = ", ".join(sorted([str(d) for d in _CODES] + ["bfloat16"]))
 
 
@@ -62,7 +62,7 @@ def dtype_code(dt: np.dtype) -> int:
     """C dtype code of a NumPy dtype, or UnsupportedError."""
     code = _CODES.get(dt)
     if code is None and dt.name == "bfloat16" and bfloat16_dtype() == dt:
-        code = 6
+        code = DType.BFLOAT16
     if code is None:
         # Byte order variants of the same type (e.g. '>f4') are not native: refuse clearly.
         raise UnsupportedError(f"unsupported data type {dt}; supported: {SUPPORTED}")
@@ -162,15 +162,6 @@ def contiguous(a: np.ndarray) -> np.ndarray:
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
-def cbuf(a: np.ndarray, ffi: Any) -> Any:
-    """A cffi view of a C-contiguous array's memory (no copy)."""
-    try:
-        return ffi.from_buffer(a)
-    except (ValueError, TypeError, BufferError):
-        # dtypes the buffer protocol cannot describe (ml_dtypes' bfloat16): same bytes.
-        return ffi.from_buffer(a.view(np.uint8 if a.itemsize == 1 else f"u{a.itemsize}"))
-
-
 def check_writable(a: np.ndarray, what: str = "output") -> None:
     """Raise ValueError for a read-only output."""
     if not a.flags.writeable:
@@ -179,10 +170,11 @@ def check_writable(a: np.ndarray, what: str = "output") -> None:
 
 # ---------------------------------------------------------------- device (GPU) arrays
 # Recognized: torch.cuda tensors, __cuda_array_interface__ (CuPy, Numba, ...), DLPack
-# (__dlpack__ / __dlpack_device__ on a CUDA device), and ringred.testing.FakeDeviceArray.
+# (__dlpack__ / __dlpack_device__ on a CUDA device), and the fake device's arrays
+# (register_fake_array, called by ringred.testing).
 # Nothing here imports a GPU library: the array's own module is found in sys.modules.
 
-BACKEND_CUDA, BACKEND_FAKE = 1, 2  # csrc/ringred.h RR_DEVICE_CUDA / RR_DEVICE_FAKE
+BACKEND_CUDA, BACKEND_FAKE = Backend.CUDA, Backend.FAKE
 _DL_CUDA, _DL_CUDA_MANAGED = 2, 13  # DLPack device types
 # DLPack (type code, bits) -> NumPy dtype
 _DL_DTYPES: dict[tuple[int, int], np.dtype] = {
@@ -266,8 +258,25 @@ def is_device_array(x: Any) -> bool:
     return False
 
 
+# The fake device's array type: ringred.testing registers its FakeDeviceArray, with which
+# the fake backend's results are made.
+_FAKE_ARRAY: list[type] = []
+
+
+def register_fake_array(cls: type) -> None:
+    """Make ``cls`` the fake device backend's array type (kind "fake")."""
+    _FAKE_ARRAY[:] = [cls]
+
+
+def _fake_array() -> type:
+    if not _FAKE_ARRAY:
+        raise UnsupportedError("the fake device backend makes its results with "
+                               "ringred.testing.FakeDeviceArray: import ringred.testing")
+    return _FAKE_ARRAY[0]
+
+
 def _library(x: Any) -> str:
-    if getattr(type(x), "__ringred_fake_device__", False):
+    if _FAKE_ARRAY and isinstance(x, _FAKE_ARRAY[0]):
         return "fake"
     root = type(x).__module__.split(".")[0]
     return root if root in ("cupy", "numba") else "cai"
@@ -279,8 +288,7 @@ _TORCH_CODES: dict[Any, int] = {}
 def _torch_code(dt: Any) -> int:
     if not _TORCH_CODES:
         t = _torch_module()
-        _TORCH_CODES.update({t.uint8: 0, t.int8: 1, t.int16: 2, t.int32: 3, t.int64: 4,
-                             t.float16: 5, t.bfloat16: 6, t.float32: 7, t.float64: 8})
+        _TORCH_CODES.update({getattr(t, c.name.lower()): c for c in DType})
     code = _TORCH_CODES.get(dt)
     if code is None:
         raise UnsupportedError(f"unsupported data type {dt}; supported: {SUPPORTED}")
@@ -430,9 +438,7 @@ def device_empty(like: DeviceView, shape: tuple) -> DeviceView:
         t = _torch_module()
         return device_view(t.empty(shape, dtype=like.dtype, device=like.obj.device))
     if like.kind == "fake" or (like.backend == BACKEND_FAKE and like.kind in ("cai", "dlpack")):
-        from .testing import FakeDeviceArray
-
-        return _cai_view(FakeDeviceArray.empty(shape, like.dtype))
+        return _cai_view(_fake_array().empty(shape, like.dtype))
     if like.kind == "numba":
         nc = sys.modules["numba.cuda"]
         return _cai_view(nc.device_array(shape, like.dtype))
@@ -481,9 +487,7 @@ def device_from_host(like: DeviceView, host: np.ndarray) -> Any:
     cupy = sys.modules.get("cupy")
     if cupy is None:
         if like.backend == BACKEND_FAKE:
-            from .testing import FakeDeviceArray
-
-            return FakeDeviceArray.from_host(host)
+            return _fake_array().from_host(host)
         import cupy
     with cupy.cuda.Device(like.device):
         res = _cai_view(cupy.asarray(host))

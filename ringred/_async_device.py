@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from . import device as _device
+from ._args import check_scales, scales, split_rows
 from ._arrays import (
     DeviceView,
-    cbuf,
     device_assign,
     device_back,
     device_empty,
@@ -26,11 +26,10 @@ from ._arrays import (
     numpy_dtype,
 )
 from ._engine import Engine, Handle
-from ._lib import ffi, lib
-from .collectives import _C_OP, _scales, check_scales, split_rows
-from .ops import ReduceOp
+from ._lib import MAX_DIMS, NULL, ReqKind, cast, cbuf, new
+from .ops import C_OP, ReduceOp
 
-_MAX_DIMS = lib.RR_MAX_DIMS
+_MAX_DIMS = MAX_DIMS
 
 
 def shape_field(shape: tuple) -> list[int]:
@@ -47,7 +46,7 @@ def where(v: DeviceView) -> dict:
 
 
 def _p(v: DeviceView) -> Any:
-    return ffi.cast("void *", v.ptr)
+    return cast("void *", v.ptr)
 
 
 def allreduce(eng: Engine, size: int, x: Any, op: ReduceOp, name: str, pre: float,
@@ -60,7 +59,7 @@ def allreduce(eng: Engine, size: int, x: Any, op: ReduceOp, name: str, pre: floa
         dst, copy_into = v, None  # in place (the DistributedOptimizer's pattern)
     else:
         dst, copy_into = _device.output_for(v, out, v.shape, what)
-    post_, div = _scales(v.code, op, size, pre, post)
+    post_, div = scales(v.code, op, size, pre, post)
     shape = v.shape if len(v.shape) <= _MAX_DIMS else shape_field(v.shape)
     if out is not None and copy_into is None:
         finish = None  # the result is `out` itself: Handle returns keep[1]
@@ -70,7 +69,7 @@ def allreduce(eng: Engine, size: int, x: Any, op: ReduceOp, name: str, pre: floa
 
         def finish() -> Any:
             return _device.result_of(v, dst, out, copy_into)
-    return eng.allreduce_device(name, keep, v.ptr, dst.ptr, v.size, v.code, _C_OP[op],
+    return eng.allreduce_device(name, keep, v.ptr, dst.ptr, v.size, v.code, C_OP[op],
                                 float(pre), float(post_), div, shape, v.backend, v.device,
                                 v.stream, finish)
 
@@ -82,9 +81,9 @@ def broadcast(eng: Engine, x: Any, root: int, name: str, out: Any, fields: Any) 
     dst, copy_into = _device.output_for(v, out, v.shape, what)
     if dst.ptr != v.ptr:
         device_assign(dst.obj, v)  # on the producer stream, before the ready event
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", fields(
-        nm, lib.RR_REQ_BROADCAST, ffi.NULL, _p(dst), dst.size, v.code, 0, 1.0, 1.0, 1,
+    nm = new("char[]", name.encode())
+    req = new("rr_request *", fields(
+        nm, ReqKind.BROADCAST, NULL, _p(dst), dst.size, v.code, 0, 1.0, 1.0, 1,
         int(root), shape_field(dst.shape), **where(v)))
     return eng.submit(req, 1, name, (x, v, dst, out, copy_into, nm),
                       lambda: _device.result_of(v, dst, out, copy_into))
@@ -95,16 +94,16 @@ def allgather(eng: Engine, x: Any, name: str, fields: Any) -> Handle:
     v = device_view(x)
     if len(v.shape) == 0:
         raise ValueError(f"allgather '{name}': 0-d arrays cannot be gathered; reshape to (1,)")
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", fields(
-        nm, lib.RR_REQ_ALLGATHER, _p(v), ffi.NULL, v.size, v.code, 0, 1.0, 1.0, 1, 0,
+    nm = new("char[]", name.encode())
+    req = new("rr_request *", fields(
+        nm, ReqKind.ALLGATHER, _p(v), NULL, v.size, v.code, 0, 1.0, 1.0, 1, 0,
         shape_field(v.shape), **where(v)))
     holder: list[Handle] = []
 
     def finish() -> Any:
         rows, copy = eng.gathered(holder[0])
         host = np.empty((sum(rows),) + tuple(v.shape[1:]), numpy_dtype(v))
-        copy(cbuf(host, ffi), host.nbytes)
+        copy(cbuf(host), host.nbytes)
         return device_from_host(v, host)
 
     h = eng.submit(req, 1, name, (x, v, nm), finish)
@@ -120,10 +119,10 @@ def reducescatter(eng: Engine, size: int, rank: int, x: Any, op: ReduceOp, name:
         raise ValueError(f"reducescatter '{name}': 0-d arrays cannot be scattered")
     rows = split_rows(v.shape[0], size)
     res = device_empty(v, (rows[rank],) + tuple(v.shape[1:]))
-    post, div = _scales(v.code, op, size, 1.0, 1.0)
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", fields(
-        nm, lib.RR_REQ_REDUCESCATTER, _p(v), _p(res), v.size, v.code, _C_OP[op], 1.0,
+    post, div = scales(v.code, op, size, 1.0, 1.0)
+    nm = new("char[]", name.encode())
+    req = new("rr_request *", fields(
+        nm, ReqKind.REDUCESCATTER, _p(v), _p(res), v.size, v.code, C_OP[op], 1.0,
         float(post), div, 0, shape_field(v.shape), **where(v)))
     return eng.submit(req, 1, name, (x, v, res, nm), lambda: device_back(v, res))
 
@@ -135,7 +134,7 @@ def group_member(x: Any, op: ReduceOp, size: int, pre: float, post: float, what:
     v = device_view(x)
     check_scales(v.code, v.dtype, pre, post, what)
     dst = device_empty(v, v.shape)
-    post_, div = _scales(v.code, op, size, pre, post)
-    f = fields_for(lib.RR_REQ_ALLREDUCE, _p(v), _p(dst), v.size, v.code, _C_OP[op],
+    post_, div = scales(v.code, op, size, pre, post)
+    f = fields_for(ReqKind.ALLREDUCE, _p(v), _p(dst), v.size, v.code, C_OP[op],
                    float(pre), float(post_), div, 0, shape_field(v.shape), **where(v))
     return f, (x, v, dst), lambda: device_back(v, dst)

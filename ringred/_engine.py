@@ -1,4 +1,4 @@
-"""cffi wrapper of the C background engine (csrc/engine.c) and the Handle it returns.
+"""The C background engine (csrc/engine.c) and the Handle it returns.
 
 The engine is created lazily, on the first asynchronous call, by ``Context.get_engine()``;
 its creation duplicates the communicator, so every rank must make its first asynchronous
@@ -13,20 +13,51 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._lib import ffi, lib
+from ._lib import (
+    ENGINE_NPHASES,
+    NULL,
+    Status,
+    cast,
+    cstr,
+    error_for,
+    from_buffer,
+    new,
+    rr_engine_allreduce,
+    rr_engine_allreduce_device,
+    rr_engine_create_ex,
+    rr_engine_destroy,
+    rr_engine_error,
+    rr_engine_finish,
+    rr_engine_join,
+    rr_engine_join_result,
+    rr_engine_last_error,
+    rr_engine_phases,
+    rr_engine_poll,
+    rr_engine_reject,
+    rr_engine_release,
+    rr_engine_result_copy,
+    rr_engine_result_rows,
+    rr_engine_stats,
+    rr_engine_stop,
+    rr_engine_submit,
+    rr_engine_take_warning,
+    rr_engine_timeline_start,
+    rr_engine_timeline_stop,
+    rr_engine_wait,
+)
 from ._pool import ResultPool
-from .errors import RingredTimeoutError, StallWarning, error_for
+from .errors import RingredTimeoutError, StallWarning
 
 _PENDING, _OK, _FAILED = 0, 1, 2
 _SLICE = 0.25  # seconds per C-level wait, between checks for stall warnings
-_TIMEOUT = 7   # RR_ERR_TIMEOUT
+_TIMEOUT = int(Status.ERR_TIMEOUT)
 _PHASES = ("negotiate_s", "copy_in_s", "reduce_s", "copy_out_s", "wait_s", "fused", "direct",
            "fused_bytes", "direct_bytes", "units")
-_NPHASES = lib.RR_ENGINE_NPHASES
+_NPHASES = ENGINE_NPHASES
 
 
 def _last_error(h: Any) -> str:
-    return ffi.string(lib.rr_engine_last_error(h)).decode(errors="replace")
+    return cstr(rr_engine_last_error(h))
 
 
 class Handle:
@@ -78,10 +109,10 @@ class Engine:
     def __init__(self, mpi_comm: Any, rank: int, size: int, arena_from: Any = None):
         """``arena_from``: the rr_comm whose shared buffers (ringred.empty) the engine should
         read in place (the context's; collective like the creation itself)."""
-        out = ffi.new("rr_engine **")
-        st = lib.rr_engine_create_ex(mpi_comm.py2f(), arena_from or ffi.NULL, out)
+        out = new("rr_engine **")
+        st = rr_engine_create_ex(mpi_comm.py2f(), arena_from or NULL, out)
         if st != 0:
-            raise error_for(st, f"cannot start the ringred engine: {_last_error(ffi.NULL)}")
+            raise error_for(st, f"cannot start the ringred engine: {_last_error(NULL)}")
         self.h = out[0]
         self.rank = rank
         self.size = size
@@ -108,10 +139,10 @@ class Engine:
         try:
             return self._tls.req
         except AttributeError:
-            req = ffi.new("rr_request *")
+            req = new("rr_request *")
             self._tls.req = req
-            self._tls.name = ffi.new("char[]", 256)
-            self._tls.ids = ffi.new("uint64_t[]", 1)
+            self._tls.name = new("char[]", 256)
+            self._tls.ids = new("uint64_t[]", 1)
             return req
 
     def set_name(self, req: Any, name: str) -> Any:
@@ -121,7 +152,7 @@ class Engine:
             buf = self._tls.name
             buf[0:len(b) + 1] = b + b"\0"
         else:
-            buf = ffi.new("char[]", b)
+            buf = new("char[]", b)
         req.name = buf
         return buf
 
@@ -129,9 +160,9 @@ class Engine:
                finish: Callable[[], Any]) -> Handle:
         """Submit ``n`` filled ``rr_request`` structs atomically; return their Handle."""
         if self.closed:
-            raise error_for(8, "ringred was shut down: the engine is closed")
-        ids = self._scratch_ids() if n == 1 else ffi.new("uint64_t[]", n)
-        st = lib.rr_engine_submit(self.h, reqs, n, ids)
+            raise error_for(Status.ERR_STATE, "ringred was shut down: the engine is closed")
+        ids = self._scratch_ids() if n == 1 else new("uint64_t[]", n)
+        st = rr_engine_submit(self.h, reqs, n, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
         return self._track(Handle(self, (ids[0],) if n == 1 else tuple(ids), name, refs,
@@ -145,25 +176,25 @@ class Engine:
             return
         reason = f"{type(exc).__name__}: {exc}".encode(errors="replace")[:1500]
         if group_size:
-            group = ffi.new("char[]", name.encode())
-            names = [ffi.new("char[]", f"{name}[{i}]".encode()) for i in range(group_size)]
-            reqs = ffi.new("rr_request[]", [
+            group = new("char[]", name.encode())
+            names = [new("char[]", f"{name}[{i}]".encode()) for i in range(group_size)]
+            reqs = new("rr_request[]", [
                 {"name": nm, "kind": kind, "group": group, "group_size": group_size}
                 for nm in names])
-            lib.rr_engine_reject(self.h, reqs, group_size, reason)
+            rr_engine_reject(self.h, reqs, group_size, reason)
             return
-        nm = ffi.new("char[]", name.encode())
-        req = ffi.new("rr_request *", {"name": nm, "kind": kind})
-        lib.rr_engine_reject(self.h, req, 1, reason)
+        nm = new("char[]", name.encode())
+        req = new("rr_request *", {"name": nm, "kind": kind})
+        rr_engine_reject(self.h, req, 1, reason)
 
     def allreduce(self, name: str, x: Any, res: Any, code: int, cop: int, post: float,
                   div: int) -> Handle:
         """The hot path: one contiguous NumPy allreduce, no scale factors, a new result."""
         if self.closed:
-            raise error_for(8, "ringred was shut down: the engine is closed")
+            raise error_for(Status.ERR_STATE, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()
-        st = lib.rr_engine_allreduce(self.h, name.encode(), ffi.from_buffer(x),
-                                     ffi.from_buffer(res), x.size, code, cop, 1.0, post, div,
+        st = rr_engine_allreduce(self.h, name.encode(), from_buffer(x),
+                                     from_buffer(res), x.size, code, cop, 1.0, post, div,
                                      x.ndim, x.shape, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
@@ -194,10 +225,10 @@ class Engine:
         ``finish``, ``wait()`` returns ``keep[1]``).  Backend 0: host addresses (the torch CPU
         hot path, ringred/_torch_fast.py)."""
         if self.closed:
-            raise error_for(8, "ringred was shut down: the engine is closed")
+            raise error_for(Status.ERR_STATE, "ringred was shut down: the engine is closed")
         ids = self._scratch_ids()
-        st = lib.rr_engine_allreduce_device(
-            self.h, name.encode(), ffi.cast("void *", send), ffi.cast("void *", recv), count,
+        st = rr_engine_allreduce_device(
+            self.h, name.encode(), cast("void *", send), cast("void *", recv), count,
             code, cop, pre, post, div, len(shape), shape, backend, device, stream, ids)
         if st != 0:
             raise error_for(st, _last_error(self.h))
@@ -205,9 +236,9 @@ class Engine:
 
     def _sweep(self) -> None:
         """Finish handles the user dropped without waiting (keeps the live table bounded)."""
-        flag = ffi.new("int *")
+        flag = new("int *")
         done = [h for h in list(self._live.values())
-                if all(lib.rr_engine_poll(self.h, i, flag) == 0 and flag[0] for i in h._ids)]
+                if all(rr_engine_poll(self.h, i, flag) == 0 and flag[0] for i in h._ids)]
         for h in done:
             self._finalize(h)
         self._sweep_at = max(4096, 2 * len(self._live))
@@ -219,9 +250,9 @@ class Engine:
             return
         err = None
         for i in h._ids:
-            st = status if status is not None else lib.rr_engine_wait(self.h, i, 0.0)
+            st = status if status is not None else rr_engine_wait(self.h, i, 0.0)
             if st != 0 and err is None:
-                msg = ffi.string(lib.rr_engine_error(self.h, i)).decode(errors="replace")
+                msg = cstr(rr_engine_error(self.h, i))
                 err = error_for(st, msg)
         if err is None:
             try:
@@ -232,7 +263,7 @@ class Engine:
         else:
             h._value, h._state = err, _FAILED
         for i in h._ids:
-            lib.rr_engine_release(self.h, i)
+            rr_engine_release(self.h, i)
         h._refs = ()
         h._finish = _nothing
         self._live.pop(h._ids[0], None)
@@ -240,7 +271,7 @@ class Engine:
     def wait(self, h: Handle, timeout: float | None) -> None:
         ids = h._ids
         if h._fast and timeout is None:  # the common case: one C call
-            st = lib.rr_engine_finish(self.h, ids[0], _SLICE)
+            st = rr_engine_finish(self.h, ids[0], _SLICE)
             if st == 0:  # done, and released by rr_engine_finish
                 h._value, h._state, h._refs = h._refs[1], _OK, ()
                 self._live.pop(ids[0], None)
@@ -249,7 +280,7 @@ class Engine:
                 self._finalize(h, st)
                 return
         elif timeout is None and len(ids) == 1:
-            st = lib.rr_engine_wait(self.h, ids[0], _SLICE)
+            st = rr_engine_wait(self.h, ids[0], _SLICE)
             if st != _TIMEOUT:
                 self._finalize(h, st)
                 return
@@ -257,7 +288,7 @@ class Engine:
         for i in ids:
             while True:
                 left = _SLICE if deadline is None else max(0.0, deadline - time.monotonic())
-                st = lib.rr_engine_wait(self.h, i, min(_SLICE, left))
+                st = rr_engine_wait(self.h, i, min(_SLICE, left))
                 if st != _TIMEOUT:
                     break
                 self.emit_warnings()
@@ -267,31 +298,31 @@ class Engine:
         self._finalize(h, st if len(ids) == 1 else None)
 
     def poll(self, h: Handle) -> None:
-        flag = ffi.new("int *")
+        flag = new("int *")
         for i in h._ids:
-            lib.rr_engine_poll(self.h, i, flag)
+            rr_engine_poll(self.h, i, flag)
             if not flag[0]:
                 return
         self._finalize(h)
 
     def emit_warnings(self) -> None:
         """Emit the stall inspector's queued warnings (rank 0) with warnings.warn."""
-        buf = ffi.new("char[]", 8192)
-        got = ffi.new("int *")
-        while lib.rr_engine_take_warning(self.h, buf, 8192, got) == 0 and got[0]:
-            warnings.warn(ffi.string(buf).decode(errors="replace"), StallWarning, stacklevel=4)
+        buf = new("char[]", 8192)
+        got = new("int *")
+        while rr_engine_take_warning(self.h, buf, 8192, got) == 0 and got[0]:
+            warnings.warn(cstr(buf), StallWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ results
     def gathered(self, h: Handle, idx: int = 0) -> tuple[list[int], Callable[[Any], None]]:
         """Rows from each rank of an allgather, and a function copying the data out."""
         i = h._ids[idx]
-        rows = ffi.new("size_t[]", self.size)
-        st = lib.rr_engine_result_rows(self.h, i, rows)
+        rows = new("size_t[]", self.size)
+        st = rr_engine_result_rows(self.h, i, rows)
         if st:
             raise error_for(st, _last_error(self.h))
 
         def copy(dst: Any, nbytes: int) -> None:
-            s = lib.rr_engine_result_copy(self.h, i, dst, nbytes)
+            s = rr_engine_result_copy(self.h, i, dst, nbytes)
             if s:
                 raise error_for(s, _last_error(self.h))
 
@@ -300,48 +331,48 @@ class Engine:
     # ------------------------------------------------------------------ join
     def join(self) -> int:
         """Block until every rank has joined; return the last rank to join."""
-        jid = ffi.new("uint64_t *")
-        st = lib.rr_engine_join(self.h, jid)
+        jid = new("uint64_t *")
+        st = rr_engine_join(self.h, jid)
         if st:
             raise error_for(st, _last_error(self.h))
         try:
             while True:
-                st = lib.rr_engine_wait(self.h, jid[0], _SLICE)
+                st = rr_engine_wait(self.h, jid[0], _SLICE)
                 if st != _TIMEOUT:
                     break
                 self.emit_warnings()
             if st:
-                raise error_for(st, ffi.string(lib.rr_engine_error(self.h, jid[0])).decode())
-            last = ffi.new("int *")
-            st = lib.rr_engine_join_result(self.h, jid[0], last)
+                raise error_for(st, cstr(rr_engine_error(self.h, jid[0])))
+            last = new("int *")
+            st = rr_engine_join_result(self.h, jid[0], last)
             if st:
                 raise error_for(st, _last_error(self.h))
             return int(last[0])
         finally:
-            lib.rr_engine_release(self.h, jid[0])
+            rr_engine_release(self.h, jid[0])
 
     def stats(self) -> dict[str, int]:
         """Cycles run since the engine started, and how many took the slow path."""
-        c = ffi.new("uint64_t[2]")
-        lib.rr_engine_stats(self.h, c, c + 1)
+        c = new("uint64_t[2]")
+        rr_engine_stats(self.h, c, c + 1)
         return {"cycles": int(c[0]), "slow_cycles": int(c[1])}
 
     def phases(self) -> dict[str, float]:
         """Cumulative per-phase counters of the engine (csrc/ringred.h RR_PH_*): seconds in
         negotiation, fusion copy-in, reduction, copy-out and user waits; tensors and bytes
         reduced fused or directly; collectives run for allreduce units."""
-        out = ffi.new("double[]", _NPHASES)
-        lib.rr_engine_phases(self.h, out, _NPHASES)
+        out = new("double[]", _NPHASES)
+        rr_engine_phases(self.h, out, _NPHASES)
         return dict(zip(_PHASES, out, strict=True))
 
     # ------------------------------------------------------------------ timeline
     def timeline_start(self, path: str) -> None:
-        st = lib.rr_engine_timeline_start(self.h, path.encode())
+        st = rr_engine_timeline_start(self.h, path.encode())
         if st:
             raise error_for(st, _last_error(self.h))
 
     def timeline_stop(self) -> None:
-        lib.rr_engine_timeline_stop(self.h)
+        rr_engine_timeline_stop(self.h)
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
@@ -349,13 +380,13 @@ class Engine:
         if self.closed:
             return
         self.closed = True
-        lib.rr_engine_stop(self.h)
+        rr_engine_stop(self.h)
         with self._lock:
             live = list(self._live.values())
         for h in live:
             self._finalize(h)
-        lib.rr_engine_destroy(self.h)
-        self.h = ffi.NULL
+        rr_engine_destroy(self.h)
+        self.h = NULL
         self.results.clear()
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._lib import lib
+from ._args import prepare as _guarded
+from ._lib import ReqKind
 from .collectives import allreduce, broadcast
 from .errors import MismatchError
 from .objects import allgather_object
@@ -40,11 +41,7 @@ def prepare(fn: Callable[[], Any], process_set: ProcessSet | None) -> Any:
     """Run ``fn`` (local argument checks and conversions); if it raises, make the peers'
     pending collective fail too (MismatchError naming this rank) instead of leaving them
     waiting, then re-raise."""
-    try:
-        return fn()
-    except Exception:
-        lib.rr_poison(context_of(process_set).handle, 1)
-        raise
+    return _guarded(context_of(process_set), ReqKind.ALLREDUCE, fn)
 
 
 def layout(arrays: Sequence[np.ndarray], structure: str = "") -> str:

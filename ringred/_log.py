@@ -22,6 +22,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from ._lib import (
+    cstr,
+    rr_build_info,
+    rr_comm_hierarchical,
+    rr_comm_hosts,
+    rr_comm_zero_copy_calls,
+    rr_kernel_path,
+)
+
 logger = logging.getLogger("ringred")
 
 _LEVELS = {"info": logging.INFO, "debug": logging.DEBUG}
@@ -66,8 +75,8 @@ def suppressed() -> Iterator[None]:
 def settings(names: list[str] | None = None) -> list[str]:
     """``NAME=value (source)`` for the RINGRED_* settings (all, or ``names``): the value in
     force and whether it came from the environment, the default, or was clamped / rejected."""
-    from .info import settings as table
-    from .info import value
+    from .settings import settings as table
+    from .settings import value
 
     out = []
     for s in table():
@@ -91,18 +100,16 @@ def communicator(ctx: Any) -> None:
     """Log, once, what a new communicator runs with (info)."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    from ._lib import cstr, lib
-
     comm_settings = [s for s in settings() if s.split("=", 1)[0] not in ENGINE_SETTINGS]
-    hosts = int(lib.rr_comm_hosts(ctx.handle))
+    hosts = int(rr_comm_hosts(ctx.handle))
     where = f", {hosts} hosts" if hosts > 1 else ""
-    if lib.rr_comm_hierarchical(ctx.handle):
+    if rr_comm_hierarchical(ctx.handle):
         where += ", hierarchical (shm inside each host, mpi between hosts)"
     logger.info(
         "communicator: rank %d of %d (local %d of %d), transport %s%s%s; cpu kernels %s; "
         "build %s; settings: %s",
         ctx.rank, ctx.size, ctx.local_rank, ctx.local_size, ctx.transport,
-        _transport_why(ctx), where, cstr(lib.rr_kernel_path()), cstr(lib.rr_build_info()),
+        _transport_why(ctx), where, cstr(rr_kernel_path()), cstr(rr_build_info()),
         "; ".join(comm_settings))
 
 
@@ -149,9 +156,7 @@ def allreduce_plan(ctx: Any, nbytes: int) -> str:
     small = _env_int("RINGRED_SMALL_BYTES", 64 << 10)
     if nbytes <= small:
         return f"mpi latency path, recursive doubling (<= RINGRED_SMALL_BYTES={small})"
-    from ._lib import lib
-
-    if lib.rr_comm_hierarchical(ctx.handle):
+    if rr_comm_hierarchical(ctx.handle):
         return (f"hierarchical (> RINGRED_SMALL_BYTES={small}): shm reduce-scatter inside the "
                 "host, mpi allreduce of the slice across hosts, shm allgather")
     seg = _env_int("RINGRED_SEGMENT_BYTES", 256 << 10)
@@ -160,9 +165,7 @@ def allreduce_plan(ctx: Any, nbytes: int) -> str:
 
 def zero_copy_calls(ctx: Any) -> int:
     """The communicator's count of calls that read shared buffers in place."""
-    from ._lib import lib
-
-    return int(lib.rr_comm_zero_copy_calls(ctx.handle))
+    return int(rr_comm_zero_copy_calls(ctx.handle))
 
 
 def call(ctx: Any, kind: str, x: Any, detail: str, zero_copy_before: int | None = None) -> None:

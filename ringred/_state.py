@@ -7,11 +7,28 @@ import contextlib
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _log
-from ._lib import ffi, lib, make_error
+from ._lib import (
+    NULL,
+    cstr,
+    make_error,
+    new,
+    rr_comm_create_ex,
+    rr_comm_destroy,
+    rr_comm_exit_notice,
+    rr_comm_local_rank,
+    rr_comm_local_size,
+    rr_comm_rank,
+    rr_comm_set_thread,
+    rr_comm_size,
+    rr_comm_thread_seq,
+    rr_comm_transport,
+    rr_comm_transport_note,
+    rr_engine_exit_reason,
+)
 from .errors import NotInitializedError
 
 
@@ -23,21 +40,21 @@ class Context:
     """
 
     def __init__(self, mpi_comm: Any, transport: str | None = None):
-        handle = ffi.new("rr_comm **")
-        tr = transport.encode() if transport else ffi.NULL
-        st = lib.rr_comm_create_ex(mpi_comm.py2f(), tr, handle)
+        handle = new("rr_comm **")
+        tr = transport.encode() if transport else NULL
+        st = rr_comm_create_ex(mpi_comm.py2f(), tr, handle)
         if st != 0:
             err = make_error(st, handle[0], "init")
-            lib.rr_comm_destroy(handle[0])
+            rr_comm_destroy(handle[0])
             raise err
         self.mpi_comm = mpi_comm
         self.handle = handle[0]
-        self.rank: int = lib.rr_comm_rank(self.handle)
-        self.size: int = lib.rr_comm_size(self.handle)
-        self.local_rank: int = lib.rr_comm_local_rank(self.handle)
-        self.local_size: int = lib.rr_comm_local_size(self.handle)
-        self.transport: str = ffi.string(lib.rr_comm_transport(self.handle)).decode()
-        note = ffi.string(lib.rr_comm_transport_note(self.handle)).decode(errors="replace")
+        self.rank: int = rr_comm_rank(self.handle)
+        self.size: int = rr_comm_size(self.handle)
+        self.local_rank: int = rr_comm_local_rank(self.handle)
+        self.local_size: int = rr_comm_local_size(self.handle)
+        self.transport: str = cstr(rr_comm_transport(self.handle))
+        note = cstr(rr_comm_transport_note(self.handle))
         if note:
             # auto fell back to MPI although every rank is on one host (the same on every rank)
             warnings.warn(
@@ -60,6 +77,7 @@ class Context:
         self._caller_name = ""
         self._seqs: dict[str, int] = {}  # thread name -> its agreements so far
         self._closers: list[Any] = []
+        self._dups: dict[str, Any] = {}  # purpose -> MPI communicator (dup_comm)
         self.engine: Any = None  # ringred._engine.Engine, created by get_engine()
         _log.communicator(self)
 
@@ -70,11 +88,20 @@ class Context:
         t = threading.current_thread()
         if t.ident != self.caller or t.name != self._caller_name:
             if self.caller:
-                self._seqs[self._caller_name] = lib.rr_comm_thread_seq(self.handle)
+                self._seqs[self._caller_name] = rr_comm_thread_seq(self.handle)
             name = t.name
-            lib.rr_comm_set_thread(self.handle, zlib.crc32(name.encode()),
-                                   self._seqs.get(name, 0))
+            rr_comm_set_thread(self.handle, zlib.crc32(name.encode()), self._seqs.get(name, 0))
             self.caller, self._caller_name = threading.get_ident(), name
+
+    def dup_comm(self, purpose: str) -> Any:
+        """A duplicate of the MPI communicator for ``purpose``'s own traffic (alltoall runs
+        through mpi4py on one), made on first use (collective: every rank's first call for
+        ``purpose`` must come at the same point) and freed when the context closes."""
+        comm = self._dups.get(purpose)
+        if comm is None:
+            comm = self._dups[purpose] = self.mpi_comm.Dup()
+            self.on_close(comm.Free)
+        return comm
 
     def on_close(self, fn: Any) -> None:
         """Run ``fn()`` when this context closes (before the communicator is freed)."""
@@ -110,12 +137,20 @@ class Context:
             except Exception:  # closing must not raise at exit
                 pass
         if self.handle is not None:
-            lib.rr_comm_destroy(self.handle)
+            rr_comm_destroy(self.handle)
             self.handle = None
 
 
 _ctx: Context | None = None
 _atexit_registered = False
+# Run by shutdown() before the context closes (process_sets registers its reset at import).
+_before_shutdown: list[Callable[[], None]] = []
+
+
+def before_shutdown(fn: Callable[[], None]) -> None:
+    """Call ``fn()`` at every ``shutdown()`` of an initialized ringred, before the context
+    closes."""
+    _before_shutdown.append(fn)
 
 
 @contextlib.contextmanager
@@ -151,7 +186,7 @@ def init(comm: Any = None) -> None:
         if _ctx.mpi_comm == comm:
             return
         shutdown()
-    from .info import warn_invalid_settings
+    from .settings import warn_invalid_settings
 
     warn_invalid_settings()  # RINGRED_* values clamped or rejected: once per value
     _ctx = Context(comm)
@@ -178,10 +213,10 @@ def _shutdown_at_exit() -> None:
         why = _exit_reason().encode(errors="replace")
         # peers waiting in a synchronous collective on us learn it too (no wait here)
         if _ctx.handle is not None:
-            lib.rr_comm_exit_notice(_ctx.handle, why)
+            rr_comm_exit_notice(_ctx.handle, why)
         eng = _ctx.engine
         if eng is not None and getattr(eng, "h", None):
-            lib.rr_engine_exit_reason(eng.h, why)
+            rr_engine_exit_reason(eng.h, why)
     shutdown()
 
 
@@ -189,9 +224,8 @@ def shutdown() -> None:
     """Release ringred's communicator.  Safe to call more than once."""
     global _ctx
     if _ctx is not None:
-        from .process_sets import reset
-
-        reset()
+        for fn in _before_shutdown:
+            fn()
     ctx, _ctx = _ctx, None
     if ctx is not None:
         ctx.close()

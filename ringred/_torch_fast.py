@@ -13,21 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from ._args import FAST_OPS
 from ._arrays import _EXTRA_DEVICE
-from ._lib import lib
-from .collectives import _FAST_OPS
+from ._lib import FLOAT_DTYPES, HOST_BACKEND, MAX_DIMS, DType
 
-_MAX_DIMS = lib.RR_MAX_DIMS
+_MAX_DIMS = MAX_DIMS
 _TABLE: dict[Any, tuple[int, np.dtype | None]] = {}  # torch dtype -> (C code, NumPy dtype)
 
 
 def _table(t: Any) -> dict[Any, tuple[int, np.dtype | None]]:
     if not _TABLE:
-        pairs = [(t.uint8, 0, np.uint8), (t.int8, 1, np.int8), (t.int16, 2, np.int16),
-                 (t.int32, 3, np.int32), (t.int64, 4, np.int64), (t.float16, 5, np.float16),
-                 (t.float32, 7, np.float32), (t.float64, 8, np.float64)]
-        _TABLE.update({dt: (code, np.dtype(nd)) for dt, code, nd in pairs})
-        _TABLE[t.bfloat16] = (6, None)  # no NumPy dtype of its own: not pooled
+        # torch and NumPy name the dtypes alike; bfloat16 has no NumPy dtype of its own
+        # (not pooled)
+        _TABLE.update({getattr(t, c.name.lower()): (
+            int(c), None if c == DType.BFLOAT16 else np.dtype(c.name.lower())) for c in DType})
     return _TABLE
 
 
@@ -44,7 +43,7 @@ def allreduce(ctx: Any, eng: Any, x: Any, op: Any, pre: float, post: float, out:
             or not isinstance(x, t.Tensor)):
         return None
     kind = _table(t).get(x.dtype)
-    fop = _FAST_OPS.get(op)
+    fop = FAST_OPS.get(op)
     if kind is None or fop is None or x.dim() > _MAX_DIMS or not _plain(t, x):
         return None
     if out is None:
@@ -63,10 +62,10 @@ def allreduce(ctx: Any, eng: Any, x: Any, op: Any, pre: float, post: float, out:
     code = kind[0]
     if not fop[1]:
         post_, div = 1.0, 1
-    elif code >= 5:
+    elif code in FLOAT_DTYPES:
         post_, div = 1.0 / ctx.size, 1
     else:
         post_, div = 1.0, ctx.size
     # keep = (x, res): the handle holds both until done; wait() returns res
     return eng.allreduce_device(name, (x, res), x.data_ptr(), res.data_ptr(), x.numel(), code,
-                                fop[0], 1.0, post_, div, x.shape, 0, 0, 0, None)
+                                fop[0], 1.0, post_, div, x.shape, HOST_BACKEND, 0, 0, None)

@@ -12,15 +12,6 @@ from .objects import allgather_object
 from .process_sets import ProcessSet, context_of
 
 
-def _dup(ctx: Any) -> Any:
-    comm = getattr(ctx, "_alltoall_comm", None)
-    if comm is None:
-        comm = ctx.mpi_comm.Dup()
-        ctx._alltoall_comm = comm
-        ctx.on_close(comm.Free)
-    return comm
-
-
 def alltoall(x: Any, splits: Any = None, name: str | None = None,
              process_set: ProcessSet | None = None) -> tuple[Any, np.ndarray]:
     """Send ``splits[i]`` rows of ``x`` (in order) to rank i; return what every rank sent
@@ -35,7 +26,7 @@ def alltoall(x: Any, splits: Any = None, name: str | None = None,
 
 def _alltoall(ctx: Any, x: Any, splits: Any, name: Any,
               process_set: ProcessSet | None) -> tuple[Any, np.ndarray]:
-    comm = _dup(ctx)
+    comm = ctx.dup_comm("alltoall")
     n = ctx.size
     label = f"alltoall '{name}'" if name else "alltoall"
     # The calling thread's name travels with the layout: calls of different threads never

@@ -29,20 +29,19 @@ import numpy as np
 
 from . import _async_device as _dev
 from . import _state, _torch_fast
-from ._arrays import as_array, cbuf, contiguous, is_device_array
-from ._engine import Handle
-from ._lib import ffi, lib
-from .collectives import (
-    _C_OP,
-    _finish,
-    _output,
-    _scales,
+from ._args import (
     check_name,
     fast_allreduce_args,
+    host_finish,
+    host_output,
     root_of,
+    scales,
     split_rows,
 )
-from .ops import ReduceOp
+from ._arrays import as_array, contiguous, is_device_array
+from ._engine import Handle
+from ._lib import MAX_DIMS, NULL, ReqKind, cbuf, new
+from .ops import C_OP, ReduceOp
 from .process_sets import ProcessSet, context_of
 
 __all__ = [
@@ -52,8 +51,8 @@ __all__ = [
 ]
 
 _ALLREDUCE, _BROADCAST, _ALLGATHER, _REDUCESCATTER = (
-    lib.RR_REQ_ALLREDUCE, lib.RR_REQ_BROADCAST, lib.RR_REQ_ALLGATHER, lib.RR_REQ_REDUCESCATTER)
-_MAX_DIMS = lib.RR_MAX_DIMS
+    ReqKind.ALLREDUCE, ReqKind.BROADCAST, ReqKind.ALLGATHER, ReqKind.REDUCESCATTER)
+_MAX_DIMS = MAX_DIMS
 
 
 def _engine():
@@ -65,7 +64,7 @@ _shape = _dev.shape_field
 
 def _fields(name: Any, kind: int, send: Any, recv: Any, count: int, code: int, cop: int,
             pre: float, post: float, div: int, root: int, shape: list[int],
-            group: Any = ffi.NULL, group_size: int = 0, backend: int = 0, device: int = 0,
+            group: Any = NULL, group_size: int = 0, backend: int = 0, device: int = 0,
             stream: int = 0) -> dict:
     return {"name": name, "kind": kind, "sendbuf": send, "recvbuf": recv, "count": count,
             "dtype": code, "op": cop, "prescale": pre, "postscale": post, "avg_div": div,
@@ -109,14 +108,14 @@ def allreduce_async(
         what = f"allreduce '{name}'"
         w = as_array(x)
         src = contiguous(w.arr)
-        dst, wo = _output(w, out, src.shape, what)
+        dst, wo = host_output(w, out, src.shape, what)
         pre = float(prescale_factor)
-        post, div = _scales(w.code, op_, ctx.size, pre, float(postscale_factor))
-        nm = ffi.new("char[]", name.encode())
-        req = ffi.new("rr_request *", _fields(
-            nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size, w.code,
-            _C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
-        return eng.submit(req, 1, name, (x, src, dst, out), lambda: _finish(w, dst, wo, out))
+        post, div = scales(w.code, op_, ctx.size, pre, float(postscale_factor))
+        nm = new("char[]", name.encode())
+        req = new("rr_request *", _fields(
+            nm, _ALLREDUCE, cbuf(src), cbuf(dst), src.size, w.code,
+            C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
+        return eng.submit(req, 1, name, (x, src, dst, out), lambda: host_finish(w, dst, wo, out))
     except Exception as exc:
         eng.reject(name, _ALLREDUCE, exc)
         raise
@@ -134,14 +133,14 @@ def broadcast_async(x: Any, root_rank: int, name: str | None = None, out: Any = 
         if is_device_array(x):
             return _dev.broadcast(eng, x, root, name, out, _fields)
         w = as_array(x)
-        dst, wo = _output(w, out, w.arr.shape, what)
+        dst, wo = host_output(w, out, w.arr.shape, what)
         if dst is not w.arr:
             dst[...] = w.arr
-        nm = ffi.new("char[]", name.encode())
-        req = ffi.new("rr_request *", _fields(
-            nm, _BROADCAST, ffi.NULL, cbuf(dst, ffi), dst.size, w.code, 0, 1.0, 1.0, 1,
+        nm = new("char[]", name.encode())
+        req = new("rr_request *", _fields(
+            nm, _BROADCAST, NULL, cbuf(dst), dst.size, w.code, 0, 1.0, 1.0, 1,
             root, _shape(dst.shape)))
-        return eng.submit(req, 1, name, (x, dst, out), lambda: _finish(w, dst, wo, out))
+        return eng.submit(req, 1, name, (x, dst, out), lambda: host_finish(w, dst, wo, out))
     except Exception as exc:
         eng.reject(name, _BROADCAST, exc)
         raise
@@ -168,16 +167,16 @@ def _allgather_async(eng: Any, x: Any, name: str) -> Handle:
     if w.arr.ndim == 0:
         raise ValueError(f"allgather '{name}': 0-d arrays cannot be gathered; reshape to (1,)")
     src = contiguous(w.arr)
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", _fields(
-        nm, _ALLGATHER, cbuf(src, ffi), ffi.NULL, src.size, w.code, 0, 1.0, 1.0, 1,
+    nm = new("char[]", name.encode())
+    req = new("rr_request *", _fields(
+        nm, _ALLGATHER, cbuf(src), NULL, src.size, w.code, 0, 1.0, 1.0, 1,
         0, _shape(src.shape)))
     holder: list[Handle] = []
 
     def finish() -> Any:
         rows, copy = eng.gathered(holder[0])
         res = np.empty((sum(rows),) + src.shape[1:], src.dtype)
-        copy(cbuf(res, ffi), res.nbytes)
+        copy(cbuf(res), res.nbytes)
         return w.back(res)
 
     h = eng.submit(req, 1, name, (x, src), finish)
@@ -217,11 +216,11 @@ def _reducescatter_async(ctx: Any, eng: Any, x: Any, op: Any, name: str, pre: fl
     src = contiguous(w.arr)
     rows = split_rows(src.shape[0], ctx.size)
     res = np.empty((rows[ctx.rank],) + src.shape[1:], src.dtype)
-    post, div = _scales(w.code, op_, ctx.size, pre, post_)
-    nm = ffi.new("char[]", name.encode())
-    req = ffi.new("rr_request *", _fields(
-        nm, _REDUCESCATTER, cbuf(src, ffi), cbuf(res, ffi), src.size, w.code,
-        _C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
+    post, div = scales(w.code, op_, ctx.size, pre, post_)
+    nm = new("char[]", name.encode())
+    req = new("rr_request *", _fields(
+        nm, _REDUCESCATTER, cbuf(src), cbuf(res), src.size, w.code,
+        C_OP[op_], pre, float(post), div, 0, _shape(src.shape)))
     return eng.submit(req, 1, name, (x, src, res), lambda: w.back(res))
 
 
@@ -252,11 +251,11 @@ def _grouped_async(ctx: Any, eng: Any, xs: list, op: Any, name: str, prescale_fa
                    postscale_factor: float) -> Handle:
     op_ = ReduceOp(op)
     gname = name.encode()
-    group = ffi.new("char[]", gname)
+    group = new("char[]", gname)
     fields, keep, outs = [], [], []
     for i, x in enumerate(xs):
         what = f"grouped_allreduce '{name}'[{i}]"
-        nm = ffi.new("char[]", f"{name}[{i}]".encode())
+        nm = new("char[]", f"{name}[{i}]".encode())
         keep.append(nm)
         if is_device_array(x):
             f, refs, back = _dev.group_member(
@@ -269,14 +268,14 @@ def _grouped_async(ctx: Any, eng: Any, xs: list, op: Any, name: str, prescale_fa
         w = as_array(x)
         src = contiguous(w.arr)
         dst = np.empty(src.shape, src.dtype)
-        post, div = _scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
+        post, div = scales(w.code, op_, ctx.size, prescale_factor, postscale_factor)
         fields.append(_fields(
-            nm, _ALLREDUCE, cbuf(src, ffi), cbuf(dst, ffi), src.size,
-            w.code, _C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape),
+            nm, _ALLREDUCE, cbuf(src), cbuf(dst), src.size,
+            w.code, C_OP[op_], float(prescale_factor), float(post), div, 0, _shape(src.shape),
             group, len(xs)))
         keep += [x, src, dst]
         outs.append(lambda w=w, dst=dst: w.back(dst))
-    reqs = ffi.new("rr_request[]", fields)
+    reqs = new("rr_request[]", fields)
     return eng.submit(reqs, len(xs), name, (tuple(keep), group),
                       lambda: [back() for back in outs])
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import collectives as _coll
+from ._args import check_scales, prepare, raise_status, scales, split_rows, total_rows
 from ._arrays import (
     BACKEND_CUDA,
     BACKEND_FAKE,
@@ -23,7 +23,22 @@ from ._arrays import (
     device_view,
     is_device_array,
 )
-from ._lib import cstr, ffi, lib
+from ._lib import (
+    NULL,
+    DType,
+    ReqKind,
+    cast,
+    cstr,
+    new,
+    rr_device_allgather,
+    rr_device_allreduce,
+    rr_device_backend_available,
+    rr_device_broadcast,
+    rr_device_direct,
+    rr_device_reducescatter,
+    rr_device_transport,
+    rr_engine_device_transport,
+)
 from .ops import ReduceOp, c_op
 
 __all__ = ["backend_available", "cuda_aware", "is_device_array", "transport"]
@@ -40,8 +55,8 @@ def backend_available(backend: str = "cuda") -> tuple[bool, str]:
     code = _BACKENDS.get(backend)
     if code is None:
         raise ValueError(f"unknown device backend {backend!r}; use 'cuda' or 'fake'")
-    why = ffi.new("char[]", 512)
-    st = lib.rr_device_backend_available(code, why, 512)
+    why = new("char[]", 512)
+    st = rr_device_backend_available(code, why, 512)
     return st == 0, cstr(why)
 
 
@@ -50,10 +65,10 @@ def cuda_aware(backend: str = "cuda") -> bool:
     from . import _state
 
     ctx = _state.current()
-    out = ffi.new("int *")
-    st = lib.rr_device_direct(ctx.handle, _BACKENDS[backend], out)
+    out = new("int *")
+    st = rr_device_direct(ctx.handle, _BACKENDS[backend], out)
     if st:
-        _coll._raise(ctx, st, "cuda_aware")
+        raise_status(ctx, st, "cuda_aware")
     return bool(out[0])
 
 
@@ -69,19 +84,19 @@ def transport(engine: bool = False) -> tuple[str, str]:
     from . import _state
 
     ctx = _state.current()
-    why = ffi.new("char[]", 512)
+    why = new("char[]", 512)
     if engine:
         eng = ctx.engine
         if eng is None:
             return "undecided", "the engine has not started"
-        name = lib.rr_engine_device_transport(eng.h, why, 512)
+        name = rr_engine_device_transport(eng.h, why, 512)
     else:
-        name = lib.rr_device_transport(ctx.handle, why, 512)
+        name = rr_device_transport(ctx.handle, why, 512)
     return cstr(name), cstr(why)
 
 
 def _p(v: DeviceView) -> Any:
-    return ffi.cast("void *", v.ptr)
+    return cast("void *", v.ptr)
 
 
 def output_for(v: DeviceView, out: Any, shape: tuple, what: str) -> tuple[DeviceView, Any]:
@@ -130,29 +145,30 @@ def allreduce(ctx: Any, x: Any, op: ReduceOp, what: str, prescale: float, postsc
     def prep():
         op_ = ReduceOp(op)
         v = device_view(x)
-        _coll.check_scales(v.code, v.dtype, prescale, postscale, what)
+        check_scales(v.code, v.dtype, prescale, postscale, what)
         dst, copy_into = output_for(v, out, v.shape, what)
-        post, div = _coll._scales(v.code, op_, ctx.size, prescale, postscale)
+        post, div = scales(v.code, op_, ctx.size, prescale, postscale)
         return op_, v, dst, copy_into, post, div
 
-    op_, v, dst, copy_into, post, div = _coll._prepare(ctx, _coll.KIND_ALLREDUCE, prep)
+    op_, v, dst, copy_into, post, div = prepare(ctx, ReqKind.ALLREDUCE, prep)
     cop, late = c_op(op_), 1.0
-    if (op_ is ReduceOp.Average and v.code in (7, 8) and prescale == 1.0 and postscale == 1.0
-            and v.kind in ("torch", "cupy", "fake") and _direct(ctx, v.backend)):
+    if (op_ is ReduceOp.Average and v.code in (DType.FLOAT32, DType.FLOAT64)
+            and prescale == 1.0 and postscale == 1.0 and v.kind in ("torch", "cupy", "fake")
+            and _direct(ctx, v.backend)):
         # CUDA-aware MPI sums on the device; the average's 1/size is applied by the library.
         post, late = 1.0, post
-    st = lib.rr_device_allreduce(ctx.handle, v.backend, v.device, v.stream, _p(v), _p(dst),
-                                 v.size, v.code, cop, float(prescale), float(post), div)
+    st = rr_device_allreduce(ctx.handle, v.backend, v.device, v.stream, _p(v), _p(dst),
+                             v.size, v.code, cop, float(prescale), float(post), div)
     if st:
-        _coll._raise(ctx, st, what, v.shape)
+        raise_status(ctx, st, what, v.shape)
     if late != 1.0:
         _scale_inplace(dst, late)
     return result_of(v, dst, out, copy_into)
 
 
 def _direct(ctx: Any, backend: int) -> bool:
-    out = ffi.new("int *")
-    return lib.rr_device_direct(ctx.handle, backend, out) == 0 and bool(out[0])
+    out = new("int *")
+    return rr_device_direct(ctx.handle, backend, out) == 0 and bool(out[0])
 
 
 def broadcast(ctx: Any, x: Any, root_rank: int, what: str, out: Any) -> Any:
@@ -163,11 +179,11 @@ def broadcast(ctx: Any, x: Any, root_rank: int, what: str, out: Any) -> Any:
         dst, copy_into = output_for(v, out, v.shape, what)
         return v, dst, copy_into
 
-    v, dst, copy_into = _coll._prepare(ctx, _coll.KIND_BROADCAST, prep)
-    st = lib.rr_device_broadcast(ctx.handle, v.backend, v.device, v.stream, _p(v), _p(dst),
-                                 v.size, v.code, int(root_rank))
+    v, dst, copy_into = prepare(ctx, ReqKind.BROADCAST, prep)
+    st = rr_device_broadcast(ctx.handle, v.backend, v.device, v.stream, _p(v), _p(dst),
+                             v.size, v.code, int(root_rank))
     if st:
-        _coll._raise(ctx, st, what, v.shape)
+        raise_status(ctx, st, what, v.shape)
     return result_of(v, dst, out, copy_into)
 
 
@@ -180,30 +196,25 @@ def allgather(ctx: Any, x: Any, what: str) -> Any:
             raise ValueError(f"{what}: 0-d arrays cannot be gathered; reshape to (1,)")
         return v
 
-    v = _coll._prepare(ctx, _coll.KIND_ALLGATHER, prep)
+    v = prepare(ctx, ReqKind.ALLGATHER, prep)
     row = 1
     for d in v.shape[1:]:
         row *= int(d)
-    counts = ffi.new("size_t[]", ctx.size)
-    st = lib.rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
-                                 ffi.NULL, v.code, row, counts)
+    counts = new("size_t[]", ctx.size)
+    st = rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size, NULL,
+                             v.code, row, counts)
     if st:
-        _coll._raise(ctx, st, what, v.shape[1:])
-    if row:
-        rows = sum(counts) // row
-    else:
-        from .objects import allgather_object
-
-        rows = sum(allgather_object(v.shape[0]))
+        raise_status(ctx, st, what, v.shape[1:])
+    # zero-width rows: the element counts cannot tell the first dimension
+    rows = sum(counts) // row if row else total_rows(ctx, v.shape[0], what)
     if rows * row == 0:  # every rank knows the total: all skip the data phase together
         return device_back(v, device_empty(v, (rows,) + tuple(v.shape[1:])))
     # the peers learn of a failure here (out of memory) from the data phase's agreement
-    res = _coll._prepare(ctx, _coll.KIND_ALLGATHER,
-                         lambda: device_empty(v, (rows,) + tuple(v.shape[1:])))
-    st = lib.rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
-                                 _p(res), v.code, row, counts)
+    res = prepare(ctx, ReqKind.ALLGATHER, lambda: device_empty(v, (rows,) + tuple(v.shape[1:])))
+    st = rr_device_allgather(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size, _p(res),
+                             v.code, row, counts)
     if st:
-        _coll._raise(ctx, st, what)
+        raise_status(ctx, st, what)
     return device_back(v, res)
 
 
@@ -217,16 +228,16 @@ def reducescatter(ctx: Any, x: Any, op: ReduceOp, what: str) -> Any:
             raise ValueError(f"{what}: 0-d arrays cannot be scattered; reshape to (1,)")
         return op_, v
 
-    op_, v = _coll._prepare(ctx, _coll.KIND_REDUCESCATTER, prep)
+    op_, v = prepare(ctx, ReqKind.REDUCESCATTER, prep)
     row = 1
     for d in v.shape[1:]:
         row *= int(d)
-    rows = _coll.split_rows(v.shape[0], ctx.size)
-    counts = ffi.new("size_t[]", [r * row for r in rows])
+    rows = split_rows(v.shape[0], ctx.size)
+    counts = new("size_t[]", [r * row for r in rows])
     res = device_empty(v, (rows[ctx.rank],) + tuple(v.shape[1:]))
-    post, div = _coll._scales(v.code, op_, ctx.size, 1.0, 1.0)
-    st = lib.rr_device_reducescatter(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
-                                     _p(res), counts, v.code, c_op(op_), 1.0, post, div)
+    post, div = scales(v.code, op_, ctx.size, 1.0, 1.0)
+    st = rr_device_reducescatter(ctx.handle, v.backend, v.device, v.stream, _p(v), v.size,
+                                 _p(res), counts, v.code, c_op(op_), 1.0, post, div)
     if st:
-        _coll._raise(ctx, st, what, v.shape)
+        raise_status(ctx, st, what, v.shape)
     return device_back(v, res)

@@ -1,4 +1,4 @@
-"""Exception types, and the one place where C status codes become exceptions."""
+"""Exception types, and the one table that maps C status codes to them."""
 
 from __future__ import annotations
 
@@ -43,29 +43,22 @@ class StallWarning(UserWarning):
     """The stall inspector found tensors that some ranks submitted and others did not."""
 
 
-# Status code (csrc/ringred.h) -> exception type.
-_BY_CODE: dict[int, type[RingredError]] = {
-    1: RingredError,  # RR_ERR_INVALID is mapped to ValueError below
-    2: UnsupportedError,
-    3: RingredError,
-    4: RingredMPIError,
-    5: MismatchError,
-    6: PeerError,
-    7: RingredTimeoutError,
-    8: NotInitializedError,
-    9: RingredError,
-    10: DuplicateNameError,
-    11: StallError,
-}
-
-
 class InvalidArgumentError(RingredError, ValueError):
     """The C core rejected an argument."""
 
 
-_BY_CODE[1] = InvalidArgumentError
-
-
-def error_for(code: int, message: str) -> RingredError:
-    """Build the exception for a C status code and its message."""
-    return _BY_CODE.get(code, RingredError)(message)
+# The one table from C status (csrc/ringred.h rr_status, named without "RR_") to exception
+# type; ringred._lib (the seam) reads the codes of these names from the C extension.
+BY_STATUS: dict[str, type[RingredError]] = {
+    "ERR_INVALID": InvalidArgumentError,
+    "ERR_UNSUPPORTED": UnsupportedError,
+    "ERR_NOMEM": RingredError,
+    "ERR_MPI": RingredMPIError,
+    "ERR_MISMATCH": MismatchError,
+    "ERR_PEER": PeerError,
+    "ERR_TIMEOUT": RingredTimeoutError,
+    "ERR_STATE": NotInitializedError,
+    "ERR_SYSTEM": RingredError,
+    "ERR_DUPLICATE": DuplicateNameError,
+    "ERR_STALL": StallError,
+}

@@ -10,103 +10,18 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
-from dataclasses import dataclass
-from typing import Any
 
-GROUPS = {
-    "collectives": "Collectives",
-    "shm": "Shared-memory transport",
-    "engine": "Background engine",
-    "device": "GPU buffers",
-    "logging": "Logging",
-}
-STATES = ("default", "set", "clamped", "rejected")
-KINDS = ("size", "number", "choice", "text", "count")
-SCOPES = ("each rank's own", "rank 0's", "same on every rank")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of the C core's settings table."""
-
-    name: str
-    alias: str | None
-    group: str
-    kind: str  # size, number, choice, text, count
-    scope: str  # one of SCOPES
-    python: bool  # read by ringred's Python side, not the C core
-    strict: bool  # an invalid value is an error (init fails), not replaced by the default
-    default: str
-    min: float
-    max: float
-    choices: tuple[str, ...]
-    help: str
-
-
-@dataclass(frozen=True)
-class Value:
-    """A setting's value in force in this process."""
-
-    name: str
-    text: str  # the value in force
-    state: str  # default, set, clamped, rejected
-    raw: str  # the environment's string ("" when unset)
-    message: str  # what was wrong and which value is used (clamped, rejected)
-
-
-def _lib() -> tuple[Any, Any]:
-    from ._lib import ffi, lib
-
-    return ffi, lib
-
-
-def _s(ffi: Any, p: Any) -> str:
-    return ffi.string(p).decode(errors="replace") if p != ffi.NULL else ""
-
-
-def settings() -> list[Setting]:
-    """Every RINGRED_* setting, in the C table's order."""
-    ffi, lib = _lib()
-    out = []
-    for i in range(lib.rr_setting_count()):
-        d = lib.rr_setting_info(i)
-        out.append(Setting(
-            name=_s(ffi, d.name), alias=_s(ffi, d.alias) or None, group=_s(ffi, d.group),
-            kind=KINDS[d.kind], scope=SCOPES[d.scope], python=d.reader == lib.RR_READER_PYTHON,
-            strict=bool(d.flags & lib.RR_SETTING_STRICT), default=_s(ffi, d.dflt),
-            min=d.min, max=d.max,
-            choices=tuple(_s(ffi, d.choices).split("|")) if d.choices != ffi.NULL else (),
-            help=_s(ffi, d.help)))
-    return out
-
-
-def value(name: str) -> Value:
-    """The value in force of setting ``name`` (or its older alias), read from the environment
-    now exactly as the C core reads it."""
-    ffi, lib = _lib()
-    v = ffi.new("rr_setting_val *")
-    if lib.rr_setting_value(name.encode(), v) != lib.RR_OK:
-        raise KeyError(f"{name} is not a ringred setting")
-    return Value(name=name, text=_s(ffi, v.text), state=STATES[v.state], raw=_s(ffi, v.raw),
-                 message=_s(ffi, v.message))
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def warn_invalid_settings() -> list[str]:
-    """Warn (``RuntimeWarning``, once per variable and value) about every RINGRED_* setting
-    that was clamped into range or rejected; return the messages of this call's warnings.
-    ``ringred.init()`` and ``python -m ringred.info`` call it."""
-    out = []
-    for s in settings():
-        v = value(s.name)
-        if v.state in ("clamped", "rejected") and (s.name, v.raw) not in _warned:
-            _warned.add((s.name, v.raw))
-            out.append(v.message)
-            warnings.warn(f"ringred: {v.message}", RuntimeWarning, stacklevel=2)
-    return out
+from .settings import (  # noqa: F401 - re-exported: ringred.info.settings() & co.
+    GROUPS,
+    KINDS,
+    SCOPES,
+    STATES,
+    Setting,
+    Value,
+    settings,
+    value,
+    warn_invalid_settings,
+)
 
 
 def _transport() -> str:
@@ -155,7 +70,7 @@ def describe() -> dict[str, str]:
     from mpi4py import MPI
 
     import ringred
-    from ringred._lib import cstr, lib
+    from ringred._lib import cstr, rr_build_info, rr_kernel_path
 
     facts = {
         "ringred": ringred.__version__,
@@ -167,8 +82,8 @@ def describe() -> dict[str, str]:
             MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
             MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple",
         }.get(MPI.Query_thread(), "?"),
-        "build": cstr(lib.rr_build_info()),
-        "cpu kernels": cstr(lib.rr_kernel_path()),
+        "build": cstr(rr_build_info()),
+        "cpu kernels": cstr(rr_kernel_path()),
         "transport": _transport(),
         "gpu (cuda driver)": _cuda(),
     }

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .collectives import allgather, broadcast, root_of
+from ._args import root_of
+from .collectives import allgather, broadcast
 from .errors import RingredError
 from .process_sets import ProcessSet, context_of
 

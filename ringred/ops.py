@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import enum
 
+from ._lib import Op
+
 
 class ReduceOp(enum.IntEnum):
     """Reduction op of allreduce / reducescatter.  Average is Sum followed by 1/size."""
 
     Average = -1
-    Sum = 0
-    Min = 1
-    Max = 2
-    Product = 3
+    Sum = int(Op.SUM)
+    Min = int(Op.MIN)
+    Max = int(Op.MAX)
+    Product = int(Op.PROD)
 
 
 Average = ReduceOp.Average
@@ -22,7 +24,11 @@ Max = ReduceOp.Max
 Product = ReduceOp.Product
 
 
+# ReduceOp -> C op code (Average is carried out as Sum, then scaled)
+C_OP: dict[ReduceOp, int] = {op: int(Op.SUM) if op is ReduceOp.Average else int(op)
+                             for op in ReduceOp}
+
+
 def c_op(op: ReduceOp | int) -> int:
     """The C op code for ``op`` (Average is carried out as Sum)."""
-    op = ReduceOp(op)
-    return ReduceOp.Sum if op is ReduceOp.Average else int(op)
+    return C_OP[ReduceOp(op)]

@@ -109,3 +109,6 @@ def reset() -> None:
     for ps in list(_registered.values()):
         if ps.ranks is not None:
             remove_process_set(ps)
+
+
+_state.before_shutdown(reset)

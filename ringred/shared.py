@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from ._lib import ffi, lib, make_error
+from ._lib import (
+    Status,
+    make_error,
+    rr_comm_zero_copy_calls,
+    rr_engine_zero_copy_calls,
+    shared_alloc,
+)
 from .process_sets import ProcessSet, context_of
 
 
@@ -48,17 +54,15 @@ def empty(shape: Any, dtype: Any = np.float32,
     nbytes = math.prod(shp) * dt.itemsize
     if nbytes == 0 or ctx.transport != "shm" or dt.hasobject:
         return np.empty(shp, dt)
-    out = ffi.new("void **")
-    st = lib.rr_mem_alloc(ctx.handle, nbytes, out)
-    if st != 0:
+    st, buf = shared_alloc(ctx.handle, nbytes)
+    if st != Status.OK:
         err = make_error(st, ctx.handle, "shared buffer")
-        if st not in (lib.RR_ERR_UNSUPPORTED, lib.RR_ERR_NOMEM):
+        if st not in (Status.ERR_UNSUPPORTED, Status.ERR_NOMEM):
             raise err
-        if st == lib.RR_ERR_NOMEM:
+        if st == Status.ERR_NOMEM:
             warnings.warn(f"{err}; using ordinary memory", ResourceWarning, stacklevel=2)
         return np.empty(shp, dt)
-    ptr = ffi.gc(out[0], lib.rr_mem_free)
-    return np.frombuffer(ffi.buffer(ptr, nbytes), dtype=dt).reshape(shp)
+    return np.frombuffer(buf, dtype=dt).reshape(shp)
 
 
 def zeros(shape: Any, dtype: Any = np.float32,
@@ -79,10 +83,10 @@ def zero_copy_calls(process_set: ProcessSet | None = None) -> int:
     """How many collectives of ``process_set`` so far read shared buffers in place, the
     background engine's (``allreduce_async`` & co.) included."""
     ctx = context_of(process_set)
-    n = int(lib.rr_comm_zero_copy_calls(ctx.handle))
+    n = int(rr_comm_zero_copy_calls(ctx.handle))
     eng = ctx.engine
     if eng is not None and not eng.closed:
-        n += int(lib.rr_engine_zero_copy_calls(eng.h))
+        n += int(rr_engine_zero_copy_calls(eng.h))
     return n
 
 

@@ -7,7 +7,24 @@ from typing import Any
 
 import numpy as np
 
-from ._lib import check, ffi, lib
+from ._arrays import (
+    BACKEND_FAKE,
+    DeviceView,
+    _torch_code,
+    is_torch,
+    register_device_adapter,
+    register_fake_array,
+    unregister_device_adapter,
+)
+from ._lib import (
+    check,
+    new,
+    rr_test_fake_stream_copy,
+    rr_test_fake_stream_create,
+    rr_test_fake_stream_destroy,
+    rr_test_fake_stream_sleep,
+    rr_test_fake_stream_sync,
+)
 
 # csrc/device_fake.c: "device" addresses are host addresses with this bit set, so that a
 # host dereference of one faults instead of silently reading the right bytes.
@@ -25,8 +42,8 @@ class FakeStream:
     """
 
     def __init__(self) -> None:
-        out = ffi.new("uintptr_t *")
-        check(lib.rr_test_fake_stream_create(out), what="FakeStream")
+        out = new("uintptr_t *")
+        check(rr_test_fake_stream_create(out), what="FakeStream")
         self.handle: int = int(out[0])
         self._keep: list[Any] = []  # sources of queued copies, alive until synchronized
 
@@ -37,7 +54,7 @@ class FakeStream:
 
     def sleep(self, seconds: float) -> None:
         """Queue a pause of ``seconds``."""
-        check(lib.rr_test_fake_stream_sleep(self._live(), float(seconds)), what="FakeStream")
+        check(rr_test_fake_stream_sleep(self._live(), float(seconds)), what="FakeStream")
 
     def copy(self, dst: FakeDeviceArray, src: Any) -> None:
         """Queue ``dst[...] = src`` (a host array or a FakeDeviceArray of the same size).
@@ -54,20 +71,20 @@ class FakeStream:
         if d.nbytes != h.nbytes:
             raise ValueError(f"FakeStream.copy: {h.nbytes} bytes into {d.nbytes}")
         self._keep.append((d, h))
-        check(lib.rr_test_fake_stream_copy(s, d.__array_interface__["data"][0] | FAKE_TAG,
+        check(rr_test_fake_stream_copy(s, d.__array_interface__["data"][0] | FAKE_TAG,
                                            h.__array_interface__["data"][0], d.nbytes),
               what="FakeStream")
 
     def synchronize(self) -> None:
         """Wait until everything queued so far has run."""
-        check(lib.rr_test_fake_stream_sync(self._live()), what="FakeStream")
+        check(rr_test_fake_stream_sync(self._live()), what="FakeStream")
         self._keep.clear()
 
     def close(self) -> None:
         """Finish the queued work and stop the stream's thread."""
         if self.handle:
             h, self.handle = self.handle, 0
-            check(lib.rr_test_fake_stream_destroy(h), what="FakeStream")
+            check(rr_test_fake_stream_destroy(h), what="FakeStream")
             self._keep.clear()
 
     def __enter__(self) -> FakeStream:
@@ -94,8 +111,6 @@ class FakeDeviceArray:
     array; it is exported as the interface's ``"stream"``, and host access (``get``,
     ``copy``, item assignment) synchronizes it first.
     """
-
-    __ringred_fake_device__ = True
 
     def __init__(self, host: np.ndarray, stream: FakeStream | None = None):
         self._host = host
@@ -174,14 +189,10 @@ class FakeDeviceArray:
 
 # ---------------------------------------------------------------- torch CPU as a device
 def _is_torch_cpu(x: Any) -> bool:
-    from ._arrays import is_torch
-
     return is_torch(x) and x.device.type == "cpu"
 
 
 def _torch_cpu_view(x: Any) -> Any:
-    from ._arrays import BACKEND_FAKE, DeviceView, _torch_code
-
     x = x.detach()
     if not x.is_contiguous():
         x = x.contiguous()
@@ -197,8 +208,9 @@ def torch_cpu_as_device(enable: bool = True) -> None:
     fusion buffer, staging, unpacking, stream ordering) then runs in CI without a GPU, on the
     tensors of an ordinary CPU model.  ``enable=False`` restores the normal host path.
     """
-    from ._arrays import register_device_adapter, unregister_device_adapter
-
     unregister_device_adapter(_is_torch_cpu)
     if enable:
         register_device_adapter(_is_torch_cpu, _torch_cpu_view)
+
+
+register_fake_array(FakeDeviceArray)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import _state
-from ._lib import lib
+from ._lib import rr_comm_hierarchical, rr_comm_hosts
 
 
 def rank() -> int:
@@ -33,10 +33,10 @@ def transport() -> str:
 
 def hosts() -> int:
     """Number of hosts the ranks span (``RINGRED_HOST`` labels when set, else the machines)."""
-    return int(lib.rr_comm_hosts(_state.current().handle))
+    return int(rr_comm_hosts(_state.current().handle))
 
 
 def hierarchical() -> bool:
     """Whether collectives take the two-level plan (``RINGRED_HIERARCHICAL``): shared memory
     inside each host, MPI between hosts."""
-    return bool(lib.rr_comm_hierarchical(_state.current().handle))
+    return bool(rr_comm_hierarchical(_state.current().handle))

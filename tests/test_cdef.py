@@ -52,6 +52,11 @@ def test_constants_agree_with_python():
     assert _CODES[np.dtype(np.float32)] == lib.RR_FLOAT32
     assert _CODES[np.dtype(np.int64)] == lib.RR_INT64
     assert _CODES[np.dtype(np.uint8)] == lib.RR_UINT8
-    from ringred.errors import _BY_CODE, MismatchError
+    from ringred._lib import DType, Status, error_for
+    from ringred.errors import BY_STATUS, MismatchError
 
-    assert _BY_CODE[lib.RR_ERR_MISMATCH] is MismatchError
+    assert type(error_for(lib.RR_ERR_MISMATCH, "m")) is MismatchError
+    assert DType.BFLOAT16 == lib.RR_BFLOAT16 and Status.ERR_STALL == lib.RR_ERR_STALL
+    # every error status of the header maps to an exception, and only those
+    errors = {n for n in dir(lib) if n.startswith("RR_ERR_")}
+    assert {"RR_" + n for n in BY_STATUS} == errors, errors ^ {"RR_" + n for n in BY_STATUS}

@@ -46,7 +46,7 @@ def test_exceptions_are_exported():
     assert issubclass(ringred.InvalidArgumentError, ValueError)
     assert issubclass(ringred.RingredMPIError, ringred.RingredError)
     # every class of the code table is reachable from the package
-    assert {c.__name__ for c in errors._BY_CODE.values()} <= set(ringred.__all__)
+    assert {c.__name__ for c in errors.BY_STATUS.values()} <= set(ringred.__all__)
 
 
 def _scripts() -> dict[str, str]:

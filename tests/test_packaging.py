@@ -37,9 +37,9 @@ def test_import_finds_mpi4pys_libmpi_without_importing_mpi4py_mpi():
     """``import ringred`` loads the extension through mpi4py's libmpi, and does not
     initialize MPI (``mpi4py.MPI`` is imported by ``ringred.init()``)."""
     res = subprocess.run(
-        [sys.executable, "-c", "import sys, ringred; ringred._lib.lib.rr_dtype_size(7); "
-         "print('mpi4py.MPI' in sys.modules)"], cwd=ROOT, env=worker_env(),
-        capture_output=True, text=True, timeout=60)
+        [sys.executable, "-c", "import sys, ringred; from ringred._lib import DType, lib; "
+         "lib.rr_dtype_size(DType.FLOAT32); print('mpi4py.MPI' in sys.modules)"], cwd=ROOT,
+        env=worker_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False", res.stdout
 

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 
+import ringred.settings
 from ringred import info
 
 from .mpi import ROOT, worker_env
@@ -127,7 +128,7 @@ def test_kernel_path_this_cpu_lacks(clean_env):
 
 
 def test_warns_once_per_value(clean_env):
-    clean_env.setattr(info, "_warned", set())
+    clean_env.setattr(ringred.settings, "_warned", set())
     clean_env.setenv("RINGRED_SEGMENT_BYTES", "1")
     clean_env.setenv("RINGRED_WINDOW", "abc")
     with pytest.warns(RuntimeWarning) as rec:

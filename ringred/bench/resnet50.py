@@ -33,7 +33,7 @@ from mpi4py import MPI
 
 import ringred
 
-from .timing import compare
+from .timing import compare, engine_loop
 
 
 def resnet50_shapes() -> list[tuple[str, tuple[int, ...]]]:
@@ -104,20 +104,6 @@ def _run_once(v: Variant, comm: MPI.Comm, eng) -> None:
         ph["submit_py_s"], ph["wait_py_s"] = extra  # type: ignore[misc]
         v.phases.append(ph)
     v.times.append(comm.allreduce(dt, op=MPI.MAX))
-
-
-def engine_loop(items: list, submit: Callable[[int], object], held: dict | None = None,
-                ) -> tuple[float, float]:
-    """Submit every index of ``items`` (backward order), then wait for each handle; returns
-    (submit seconds, wait seconds).  ``held["res"]`` keeps the results until the next call."""
-    t0 = time.perf_counter()
-    hs = [submit(i) for i in items]
-    t1 = time.perf_counter()
-    res = [h.wait() for h in hs]
-    t2 = time.perf_counter()
-    if held is not None:
-        held["res"] = res
-    return t1 - t0, t2 - t1
 
 
 def run_resnet50(rounds: int = 7, shrink: int = 1, torch_variants: bool = True,

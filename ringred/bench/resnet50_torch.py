@@ -14,6 +14,8 @@ from mpi4py import MPI
 import ringred
 import ringred.torch as hvd
 
+from .timing import engine_loop
+
 
 def _step_variants(shapes: list, comm: MPI.Comm, Variant: Any) -> dict:
     """DistributedOptimizer(SGD) with hooks, SGD + MPI_Allreduce per gradient, SGD alone.
@@ -66,8 +68,6 @@ def _step_variants(shapes: list, comm: MPI.Comm, Variant: Any) -> dict:
 def variants(shapes: list, names: list[str], backward: list[int], rank: int, comm: MPI.Comm,
              Variant: Any) -> tuple[dict, dict[str, Callable[[], object]]]:
     """The torch variants, and the torch 4 KiB latency functions."""
-    from .resnet50 import engine_loop
-
     torch.set_num_threads(1)
     ts_in = [torch.full(s, float(rank + 1)) for _, s in shapes]
     ts = [torch.full(s, float(rank + 1)) for _, s in shapes]

@@ -63,3 +63,17 @@ def human(nbytes: int) -> str:
         if nbytes >= div and nbytes % div == 0:
             return f"{nbytes // div} {unit}"
     return f"{nbytes} B"
+
+
+def engine_loop(items: list, submit: Callable[[int], object], held: dict | None = None,
+                ) -> tuple[float, float]:
+    """Submit every index of ``items`` (backward order), then wait for each handle; returns
+    (submit seconds, wait seconds).  ``held["res"]`` keeps the results until the next call."""
+    t0 = time.perf_counter()
+    hs = [submit(i) for i in items]
+    t1 = time.perf_counter()
+    res = [h.wait() for h in hs]
+    t2 = time.perf_counter()
+    if held is not None:
+        held["res"] = res
+    return t1 - t0, t2 - t1
