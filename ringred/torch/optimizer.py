@@ -51,5 +51,20 @@ def broadcast_parameters(params: Any, root_rank: int, prefix: str | None = None)
 
 def broadcast_optimizer_state(optimizer: Any, root_rank: int, prefix: str | None = None,
                               model: Any = None) -> None:
-    """Broadcast an optimizer's state from ``root_rank`` (Horovod's signature)."""
+    """Broadcast an optimizer's state from ``root_rank`` (Horovod's signature).
+
+    As in Horovod, when the optimizer has no state yet every parameter that requires a
+    gradient and has none gets a zero gradient (sparse for ``SparseAdam``); unlike Horovod,
+    no optimizer step is taken to create the state (Horovod's dummy step moves parameters
+    under weight decay): the root's state is broadcast as it is."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    if not inner.state:
+        import torch
+
+        sparse = isinstance(inner, torch.optim.SparseAdam)
+        for group in inner.param_groups:
+            for p in group["params"]:
+                if p.requires_grad and p.grad is None:
+                    z = torch.zeros_like(p)
+                    p.grad = z.to_sparse() if sparse else z
     ringred.broadcast_optimizer_state(optimizer, root_rank=root_rank)

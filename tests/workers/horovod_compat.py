@@ -176,6 +176,25 @@ def check_optimizer_process_set() -> None:
     opt.remove_hooks()
 
 
+def check_broadcast_optimizer_state() -> None:
+    """A fresh optimizer: zero gradients appear (as in Horovod) but no step is taken, so
+    weight decay does not move the parameters (Horovod's dummy step does)."""
+    torch.manual_seed(3)
+    m = torch.nn.Linear(3, 2)
+    frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    opt = hvd.DistributedOptimizer(
+        torch.optim.SGD(list(m.parameters()) + [frozen], lr=0.1, momentum=0.9,
+                        weight_decay=0.5), named_parameters=[*m.named_parameters(), ("f", frozen)])
+    hvd.broadcast_parameters(m.state_dict(), root_rank=0)
+    before = [p.detach().clone() for p in m.parameters()]
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    assert all(torch.equal(a, p.detach()) for a, p in zip(before, m.parameters(), strict=True))
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in m.parameters())
+    assert frozen.grad is None
+    assert torch.equal(hvd.broadcast(m.weight.grad, root_rank=0), torch.zeros(2, 3))
+    opt.remove_hooks()
+
+
 def check_join() -> None:
     """While a rank has joined: allreduce goes on with its zeros, allgather and broadcast fail
     on the ranks that called them; join returns the last rank to join on every rank, and
@@ -228,6 +247,7 @@ def body() -> None:
     check_async_api()
     check_sparse_optimizer()
     check_optimizer_process_set()
+    check_broadcast_optimizer_state()
     check_join()
     check_failures_end_everywhere()
 
