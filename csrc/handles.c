@@ -1,6 +1,7 @@
 /* Submission (the queue, duplicate names) and handles: poll / wait / results / release.
  * Entries are found by id in a small hash table under the engine mutex; a thread waiting on
  * an entry holds a reference so that a concurrent release cannot free it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,6 +90,8 @@ static rr_status check_request(const rr_engine *e, const rr_request *r)
                      r->count);
     if (r->avg_div < 1)
         return rr_efail(RR_ERR_INVALID, "tensor '%s': average divisor must be >= 1", nm);
+    if (!isfinite(r->prescale) || !isfinite(r->postscale))
+        return rr_efail(RR_ERR_INVALID, "tensor '%s': scale factors must be finite", nm);
     if (r->kind == RR_REQ_BROADCAST && (r->root < 0 || r->root >= e->size))
         return rr_efail(RR_ERR_INVALID, "tensor '%s': broadcast root rank %d is not in [0, %d)",
                      nm, r->root, e->size);

@@ -469,7 +469,13 @@ _NUMPY_OF_CODE: dict[int, np.dtype] = {c: dt for dt, c in _CODES.items()}
 
 def numpy_dtype(v: DeviceView) -> np.dtype:
     """The NumPy dtype with the device array's element layout."""
-    return _NUMPY_OF_CODE[v.code]
+    dt = _NUMPY_OF_CODE.get(v.code)
+    if dt is None:  # bfloat16: added to _CODES only once ml_dtypes is loaded
+        dt = bfloat16_dtype()
+        if dt is None or _CODES.get(dt) != v.code:
+            raise UnsupportedError(f"no NumPy dtype for data type code {v.code} (bfloat16 "
+                                   "needs the ml_dtypes package)")
+    return dt
 
 
 def device_from_host(like: DeviceView, host: np.ndarray) -> Any:

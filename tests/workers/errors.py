@@ -80,8 +80,11 @@ def check_bad_input() -> None:
            "unsupported data type complex64")
     expect(ValueError, lambda: ringred.broadcast(np.ones(3), root_rank=n), "root rank")
     expect(ValueError, lambda: ringred.allgather(np.float64(3.0)), "0-d")
-    expect(ValueError, lambda: ringred.allreduce(np.ones(3, np.int32), prescale_factor=2.0),
-           "floating")
+    # integer scaling works as in Horovod (float64, truncated): trunc(3 * 2.5) = 7 per rank
+    assert ringred.allreduce(np.full(3, 3, np.int32), op=ringred.Sum,
+                             prescale_factor=2.5).tolist() == [7 * n] * 3
+    expect(ValueError, lambda: ringred.allreduce(np.ones(3), prescale_factor=float("nan")),
+           "finite")
     ro = np.ones(4)
     ro.flags.writeable = False
     expect(ValueError, lambda: ringred.allreduce(np.ones(4), out=ro), "read-only")

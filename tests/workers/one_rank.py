@@ -71,9 +71,9 @@ def sync_cases() -> None:
                      lambda: ringred.allreduce(x, out=ro), ValueError, "read-only")
     one_rank_refuses("bool dtype", lambda: ringred.allreduce(np.ones(3, np.int8)),
                      lambda: ringred.allreduce(np.ones(3, bool)), ringred.UnsupportedError)
-    one_rank_refuses("int prescale", lambda: ringred.allreduce(np.ones(3, np.int32)),
-                     lambda: ringred.allreduce(np.ones(3, np.int32), prescale_factor=2.0),
-                     ValueError, "floating")
+    one_rank_refuses("nan prescale", lambda: ringred.allreduce(np.ones(3)),
+                     lambda: ringred.allreduce(np.ones(3), prescale_factor=float("nan")),
+                     ValueError, "finite")
     # allgather / reducescatter of 0-d arrays
     one_rank_refuses("allgather 0-d", lambda: ringred.allgather(np.ones(1)),
                      lambda: ringred.allgather(np.float64(1.0)), ValueError, "0-d")
@@ -114,9 +114,9 @@ def async_cases() -> None:
         ("dtype", lambda nm: ringred.allreduce_async(x, name=nm),
          lambda nm: ringred.allreduce_async(np.ones(5, bool), name=nm),
          ringred.UnsupportedError, "bool"),
-        ("scale", lambda nm: ringred.allreduce_async(np.ones(2, np.int32), name=nm),
-         lambda nm: ringred.allreduce_async(np.ones(2, np.int32), name=nm,
-                                            prescale_factor=3.0), ValueError, "floating"),
+        ("scale", lambda nm: ringred.allreduce_async(np.ones(2), name=nm),
+         lambda nm: ringred.allreduce_async(np.ones(2), name=nm,
+                                            prescale_factor=float("inf")), ValueError, "finite"),
         ("prescale-none", lambda nm: ringred.allreduce_async(x, name=nm),
          lambda nm: ringred.allreduce_async(x, name=nm, prescale_factor=None), TypeError,
          "NoneType"),
