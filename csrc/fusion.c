@@ -333,6 +333,72 @@ static rr_status run_allreduce(rr_engine *e, rr_resp_list *L, const size_t *idx,
     return st;
 }
 
+/* The allreduces of L->v[i]'s group (the whole group is one unit, split only by dtype). */
+static rr_status run_group(rr_engine *e, rr_resp_list *L, size_t i, uint8_t *used, size_t *idx,
+                           size_t *sub, const uint8_t *joined)
+{
+    size_t n = L->n, k = 0;
+    const char *group = L->v[i].d.group;
+    idx[k++] = i;
+    for (size_t j = i + 1; j < n; j++)
+        if (!used[j] && L->v[j].type == RESP_EXEC && L->v[j].d.kind == RR_REQ_ALLREDUCE &&
+            L->v[j].d.group && strcmp(L->v[j].d.group, group) == 0) {
+            used[j] = 1;
+            idx[k++] = j;
+        }
+    rr_status st = RR_OK;
+    size_t done = 0;
+    while (done < k && st == RR_OK) {
+        size_t m = 0;
+        const rr_desc *d0 = NULL;
+        for (size_t a = 0; a < k; a++) {
+            if (idx[a] == SIZE_MAX)
+                continue;
+            if (d0 == NULL)
+                d0 = &L->v[idx[a]].d;
+            if (compatible(d0, &L->v[idx[a]].d)) {
+                sub[m++] = idx[a];
+                idx[a] = SIZE_MAX;
+            }
+        }
+        st = run_allreduce(e, L, sub, m, joined, 1);
+        done += m;
+    }
+    return st;
+}
+
+/* L->v[i], an ungrouped allreduce, with the later compatible ones fused up to the threshold
+ * (alone when it is too large to fuse). */
+static rr_status run_fused(rr_engine *e, rr_resp_list *L, size_t i, uint8_t *used, size_t *idx,
+                           const uint8_t *joined)
+{
+    size_t n = L->n, thr = e->fusion_threshold;
+    rr_resp *r = &L->v[i];
+    size_t es = rr_dtype_size(r->d.dtype), bytes = r->d.count * es;
+    /* Device tensors: every call through the device transport costs a host synchronization,
+     * while packing is a device-to-device copy; so they are fused whatever their size, up to
+     * the threshold. */
+    size_t tmax = r->d.device ? 0 : e->fusion_max_tensor;
+    if (thr == 0 || bytes > thr || (tmax && bytes > tmax)) {
+        idx[0] = i;
+        return run_allreduce(e, L, idx, 1, joined, 0);
+    }
+    size_t k = 0, total = bytes;
+    idx[k++] = i;
+    for (size_t j = i + 1; j < n && total < thr; j++) {
+        rr_resp *x = &L->v[j];
+        if (used[j] || !fusable(x) || !compatible(&r->d, &x->d))
+            continue;
+        size_t b = x->d.count * es;
+        if (total + b > thr || (tmax && b > tmax))
+            continue;
+        used[j] = 1;
+        idx[k++] = j;
+        total += b;
+    }
+    return run_allreduce(e, L, idx, k, joined, k > 1);
+}
+
 rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
 {
     size_t n = L->n;
@@ -351,7 +417,6 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
         st = nomem(e, n * 17);
         goto out;
     }
-    size_t thr = e->fusion_threshold, maxt = e->fusion_max_tensor;
     for (size_t i = 0; i < n && st == RR_OK; i++) {
         if (used[i])
             continue;
@@ -366,60 +431,8 @@ rr_status rr_execute(rr_engine *e, rr_resp_list *L, const uint8_t *joined)
         }
         switch (r->d.kind) {
         case RR_REQ_ALLREDUCE:
-            if (r->d.group) {
-                /* The whole group is one unit, split only by dtype. */
-                size_t k = 0;
-                idx[k++] = i;
-                for (size_t j = i + 1; j < n; j++)
-                    if (!used[j] && L->v[j].type == RESP_EXEC &&
-                        L->v[j].d.kind == RR_REQ_ALLREDUCE && L->v[j].d.group &&
-                        strcmp(L->v[j].d.group, r->d.group) == 0) {
-                        used[j] = 1;
-                        idx[k++] = j;
-                    }
-                size_t done = 0;
-                while (done < k && st == RR_OK) {
-                    size_t m = 0;
-                    const rr_desc *d0 = NULL;
-                    for (size_t a = 0; a < k; a++) {
-                        if (idx[a] == SIZE_MAX)
-                            continue;
-                        if (d0 == NULL)
-                            d0 = &L->v[idx[a]].d;
-                        if (compatible(d0, &L->v[idx[a]].d)) {
-                            sub[m++] = idx[a];
-                            idx[a] = SIZE_MAX;
-                        }
-                    }
-                    st = run_allreduce(e, L, sub, m, joined, 1);
-                    done += m;
-                }
-            } else {
-                size_t es = rr_dtype_size(r->d.dtype), bytes = r->d.count * es;
-                /* Device tensors: every call through the device transport costs a host
-                 * synchronization, while packing is a device-to-device copy; so they are
-                 * fused whatever their size, up to the threshold. */
-                size_t tmax = r->d.device ? 0 : maxt;
-                if (thr == 0 || bytes > thr || (tmax && bytes > tmax)) {
-                    idx[0] = i;
-                    st = run_allreduce(e, L, idx, 1, joined, 0);
-                    break;
-                }
-                size_t k = 0, total = bytes;
-                idx[k++] = i;
-                for (size_t j = i + 1; j < n && total < thr; j++) {
-                    rr_resp *x = &L->v[j];
-                    if (used[j] || !fusable(x) || !compatible(&r->d, &x->d))
-                        continue;
-                    size_t b = x->d.count * es;
-                    if (total + b > thr || (tmax && b > tmax))
-                        continue;
-                    used[j] = 1;
-                    idx[k++] = j;
-                    total += b;
-                }
-                st = run_allreduce(e, L, idx, k, joined, k > 1);
-            }
+            st = r->d.group ? run_group(e, L, i, used, idx, sub, joined)
+                            : run_fused(e, L, i, used, idx, joined);
             break;
         case RR_REQ_BROADCAST:
             st = broadcast(e, r);

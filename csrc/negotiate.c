@@ -394,16 +394,10 @@ static int fatal_exit(rr_engine *e, rr_status code, const char *what)
     return -1;
 }
 
-int rr_cycle(rr_engine *e)
+/* This rank's flags for the cycle: new requests drained and classified, stall checks,
+ * shutdown, join and error states. */
+static uint32_t cycle_flags(rr_engine *e, double now)
 {
-    rr_comm *c = e->comm;
-    int n = e->size;
-    uint64_t k = e->cycle++;
-    atomic_fetch_add_explicit(&e->n_cycles, 1, memory_order_relaxed);
-    double now = rr_now();
-    if (RR_TL_ON(&e->tl))
-        rr_tl_instant(&e->tl, "CYCLE_START", k);
-
     uint32_t flags = 0;
     rr_entry *q = drain(e);
     if (q)
@@ -433,13 +427,15 @@ int rr_cycle(rr_engine *e)
     }
     if (e->local_err)
         flags |= FL_ERROR;
-    build_message(e, now);
-    if (e->sbuf.oom)
-        return fatal_exit(e, RR_ERR_NOMEM, "out of memory");
+    return flags;
+}
 
-    /* The cycle vector. */
-    int hw = e->cache.hw;
-    size_t base = (size_t)FIELD * (size_t)n, nv = base + (size_t)hw;
+/* The cycle vector, reduced with MIN over the ranks into e->vec: every rank's field (message
+ * length, cycle number, flags; 0xFF filler in the others' fields), then one byte per cached
+ * slot (1: this rank has it ready, or has joined).  0, or fatal_exit's -1. */
+static int exchange_vector(rr_engine *e, uint64_t k, uint32_t flags, int hw)
+{
+    size_t base = (size_t)FIELD * (size_t)e->size, nv = base + (size_t)hw;
     if (nv > e->vec_cap) {
         uint8_t *v = realloc(e->vec, nv);
         if (v == NULL)
@@ -453,37 +449,141 @@ int rr_cycle(rr_engine *e)
     memcpy(vec + (size_t)FIELD * (size_t)e->rank, field, sizeof field);
     for (int s = 0; s < hw; s++)
         vec[base + (size_t)s] = (uint8_t)(e->my_joined || e->hit[s] != NULL);
-    rr_status st = rr_allreduce(c, vec, vec, nv, RR_UINT8, RR_MIN, 1.0, 1.0, 1);
-    if (st != RR_OK)
-        return fatal_exit(e, st, "cycle negotiation");
+    rr_status st = rr_allreduce(e->comm, vec, vec, nv, RR_UINT8, RR_MIN, 1.0, 1.0, 1);
+    return st == RR_OK ? 0 : fatal_exit(e, st, "cycle negotiation");
+}
 
-    uint32_t any = 0;
-    int njoined = 0, any_len = 0, shutdown_rank = -1;
-    for (int r = 0; r < n; r++) {
-        memcpy(field, vec + (size_t)FIELD * (size_t)r, sizeof field);
+/* What the reduced vector says about every rank. */
+typedef struct {
+    uint32_t any;      /* the union of the ranks' flags */
+    int njoined;       /* ranks that have joined (e->joined_now) */
+    int any_len;       /* some rank has a message for the slow path */
+    int shutdown_rank; /* the first rank shutting down, or -1 */
+} cycle_view;
+
+static int read_vector(rr_engine *e, uint64_t k, cycle_view *v)
+{
+    *v = (cycle_view){0, 0, 0, -1};
+    for (int r = 0; r < e->size; r++) {
+        uint32_t field[3];
+        memcpy(field, e->vec + (size_t)FIELD * (size_t)r, sizeof field);
         if (field[1] != (uint32_t)k) {
-            RR_FAIL(c, RR_ERR_STATE, "engine protocol error: rank %d is in cycle %u, rank %d "
-                    "in cycle %u", r, field[1], e->rank, (uint32_t)k);
+            RR_FAIL(e->comm, RR_ERR_STATE, "engine protocol error: rank %d is in cycle %u, "
+                    "rank %d in cycle %u", r, field[1], e->rank, (uint32_t)k);
             return fatal_exit(e, RR_ERR_STATE, "cycle negotiation");
         }
         e->lens[r] = field[0];
-        any |= field[2];
-        any_len |= field[0] != 0;
+        v->any |= field[2];
+        v->any_len |= field[0] != 0;
         e->joined_now[r] = (field[2] & FL_JOINED) != 0;
-        njoined += e->joined_now[r];
-        if ((field[2] & FL_SHUTDOWN) && shutdown_rank < 0)
-            shutdown_rank = r;
+        v->njoined += e->joined_now[r];
+        if ((field[2] & FL_SHUTDOWN) && v->shutdown_rank < 0)
+            v->shutdown_rank = r;
     }
-    int all_joined = njoined == n;
+    return 0;
+}
+
+/* Cache maintenance, identical on every rank: evictions, then insertions.  0, or -1. */
+static int update_cache(rr_engine *e, const rr_resp_list *L, const uint32_t *evicts,
+                        uint32_t nevict)
+{
+    for (uint32_t i = 0; i < nevict; i++) {
+        int s = (int)evicts[i];
+        if (s < e->cache.hw) {
+            rr_requeue_slot(e, s);
+            rr_cache_remove(&e->cache, s);
+        }
+    }
+    if (e->cache.cap == 0)
+        return 0;
+    for (size_t i = 0; i < L->n; i++) {
+        rr_resp *r = &L->v[i];
+        if (r->cached || r->type != RESP_EXEC || !rr_desc_cacheable(&r->d))
+            continue;
+        int victim = -1;
+        int s = rr_cache_insert(&e->cache, &r->d, &victim);
+        if (victim >= 0)
+            rr_requeue_slot(e, victim);
+        if (s < 0) {
+            RR_FAIL(e->comm, RR_ERR_NOMEM, "out of memory in the response cache");
+            return fatal_exit(e, RR_ERR_NOMEM, "response cache");
+        }
+    }
+    return 0;
+}
+
+/* Join: complete once every rank has joined (the last rank to join is the result). */
+static void update_join(rr_engine *e, int all_joined)
+{
+    int n = e->size;
+    if (!all_joined) {
+        memcpy(e->joined_prev, e->joined_now, (size_t)n);
+        return;
+    }
+    int last = -1;
+    for (int r = 0; r < n; r++)
+        if (!e->joined_prev[r])
+            last = r;
+    if (last < 0)
+        last = n - 1;
+    if (e->join_entry) {
+        e->join_entry->join_last = last;
+        rr_engine_complete(e, e->join_entry, RR_OK, NULL);
+        e->join_entry = NULL;
+    }
+    e->my_joined = 0;
+    memset(e->joined_prev, 0, (size_t)n);
+}
+
+/* Some rank asked for shutdown: the engine stops everywhere.  Returns -1. */
+static int shut_down(rr_engine *e, int shutdown_rank)
+{
+    char msg[256];
+    if (atomic_load(&e->stop_req))
+        snprintf(msg, sizeof msg, "the ringred engine was shut down");
+    else
+        snprintf(msg, sizeof msg, "the ringred engine was shut down by rank %d "
+                 "(ringred.shutdown())", shutdown_rank);
+    rr_engine_set_fatal(e, RR_ERR_STATE, msg);
+    return -1;
+}
+
+/* Some rank failed: every rank stops with that rank's own words.  Returns -1. */
+static int stop_after_error(rr_engine *e, rr_status code, const char *text)
+{
+    char msg[RR_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "ringred engine stopped after an error on another rank: %.1900s",
+             text ? text : "(no message)");
+    rr_engine_set_fatal(e, code ? code : RR_ERR_PEER, text ? text : msg);
+    return -1;
+}
+
+int rr_cycle(rr_engine *e)
+{
+    uint64_t k = e->cycle++;
+    atomic_fetch_add_explicit(&e->n_cycles, 1, memory_order_relaxed);
+    double now = rr_now();
+    if (RR_TL_ON(&e->tl))
+        rr_tl_instant(&e->tl, "CYCLE_START", k);
+
+    uint32_t flags = cycle_flags(e, now);
+    build_message(e, now);
+    if (e->sbuf.oom)
+        return fatal_exit(e, RR_ERR_NOMEM, "out of memory");
+    int hw = e->cache.hw;
+    cycle_view v;
+    if (exchange_vector(e, k, flags, hw) != 0 || read_vector(e, k, &v) != 0)
+        return -1;
+    int all_joined = v.njoined == e->size;
 
     rr_resp_list L = {0};
     uint32_t *evicts = NULL, nevict = 0;
-    rr_status fatal_code = RR_OK;
+    rr_status fatal_code = RR_OK, st;
     char *fatal_text = NULL;
-    int slow = any_len || (any & (FL_SLOW | FL_ERROR));
-    int ret;
-    if (!all_joined && hw > 0 && !(any & FL_ERROR)) {
-        st = fast_path(e, vec + base, njoined, rr_now(), &L);
+    int slow = v.any_len || (v.any & (FL_SLOW | FL_ERROR));
+    int ret = 0;
+    if (!all_joined && hw > 0 && !(v.any & FL_ERROR)) {
+        st = fast_path(e, e->vec + (size_t)FIELD * (size_t)e->size, v.njoined, rr_now(), &L);
         if (st != RR_OK) {
             ret = fatal_exit(e, st, "cycle negotiation");
             goto out;
@@ -491,21 +591,15 @@ int rr_cycle(rr_engine *e)
     }
     if (slow) {
         atomic_fetch_add_explicit(&e->n_slow, 1, memory_order_relaxed);
-        st = slow_path(e, (any & FL_ERROR) != 0, &L, &evicts, &nevict, &fatal_code,
+        st = slow_path(e, (v.any & FL_ERROR) != 0, &L, &evicts, &nevict, &fatal_code,
                        &fatal_text);
         if (st != RR_OK) {
             ret = fatal_exit(e, st, "slow-path negotiation");
             goto out;
         }
     }
-    if (any & FL_ERROR) {
-        /* Some rank failed: every rank stops with that rank's own words. */
-        char msg[RR_ERRMSG_LEN];
-        snprintf(msg, sizeof msg, "ringred engine stopped after an error on another rank: %.1900s",
-                 fatal_text ? fatal_text : "(no message)");
-        rr_engine_set_fatal(e, fatal_code ? fatal_code : RR_ERR_PEER,
-                            fatal_text ? fatal_text : msg);
-        ret = -1;
+    if (v.any & FL_ERROR) {
+        ret = stop_after_error(e, fatal_code, fatal_text);
         goto out;
     }
 
@@ -518,63 +612,15 @@ int rr_cycle(rr_engine *e)
         ret = fatal_exit(e, st, "execution");
         goto out;
     }
-    /* Cache maintenance, identical on every rank: evictions, then insertions. */
-    for (uint32_t i = 0; i < nevict; i++) {
-        int s = (int)evicts[i];
-        if (s < e->cache.hw) {
-            rr_requeue_slot(e, s);
-            rr_cache_remove(&e->cache, s);
-        }
-    }
-    if (e->cache.cap > 0)
-        for (size_t i = 0; i < L.n; i++) {
-            rr_resp *r = &L.v[i];
-            if (r->cached || r->type != RESP_EXEC || !rr_desc_cacheable(&r->d))
-                continue;
-            int victim = -1;
-            int s = rr_cache_insert(&e->cache, &r->d, &victim);
-            if (victim >= 0)
-                rr_requeue_slot(e, victim);
-            if (s < 0) {
-                RR_FAIL(c, RR_ERR_NOMEM, "out of memory in the response cache");
-                ret = fatal_exit(e, RR_ERR_NOMEM, "response cache");
-                goto out;
-            }
-        }
-
-    /* Join: complete once every rank has joined. */
-    if (all_joined) {
-        int last = -1;
-        for (int r = 0; r < n; r++)
-            if (!e->joined_prev[r])
-                last = r;
-        if (last < 0)
-            last = n - 1;
-        if (e->join_entry) {
-            e->join_entry->join_last = last;
-            rr_engine_complete(e, e->join_entry, RR_OK, NULL);
-            e->join_entry = NULL;
-        }
-        e->my_joined = 0;
-        memset(e->joined_prev, 0, (size_t)n);
-    } else {
-        memcpy(e->joined_prev, e->joined_now, (size_t)n);
-    }
-
-    if (shutdown_rank >= 0) {
-        char msg[256];
-        if (atomic_load(&e->stop_req))
-            snprintf(msg, sizeof msg, "the ringred engine was shut down");
-        else
-            snprintf(msg, sizeof msg, "the ringred engine was shut down by rank %d "
-                     "(ringred.shutdown())", shutdown_rank);
-        rr_engine_set_fatal(e, RR_ERR_STATE, msg);
+    if (update_cache(e, &L, evicts, nevict) != 0) {
         ret = -1;
         goto out;
     }
-    /* Go idle: whoever has something new (including requests requeued above) starts the
-     * next cycle with wake messages. */
-    ret = 0;
+    update_join(e, all_joined);
+    /* A shutdown ends the engine; otherwise go idle: whoever has something new (including
+     * requests requeued above) starts the next cycle with wake messages. */
+    if (v.shutdown_rank >= 0)
+        ret = shut_down(e, v.shutdown_rank);
 out:
     rr_ph_time(e, RR_PH_NEGOTIATE, now, rr_now());
     rr_resp_clear(&L);

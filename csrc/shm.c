@@ -199,6 +199,58 @@ static void free_shm(rr_shm *s)
     free(s);
 }
 
+/* Rank 0: create and reserve the segment, filling the announcement (its name, sizes, or
+ * the error and the free space of /dev/shm).  The mapping, or NULL. */
+static void *leader_create(rr_comm *c, shm_announce *a, int *fd)
+{
+    int n = c->size;
+    a->small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
+    a->slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
+    a->arena_bytes = round_up(c->cfg.shm_arena_bytes, ARENA_ALIGN);
+    shm_layout l = layout(n, a->small_bytes, a->slot_bytes, a->arena_bytes);
+    a->bytes = l.bytes; /* the control part, arenas or not */
+    struct rlimit rl;   /* beyond RLIMIT_FSIZE, ftruncate would raise SIGXFSZ */
+    int fits = getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+               (uint64_t)rl.rlim_cur >= (uint64_t)l.file;
+    void *base = fits ? create_segment(a, &l, n, fd) : NULL;
+    if (base == NULL && a->arena_bytes) {
+        /* no room for a file that large (a file size limit, say): no arenas, shm still */
+        a->arena_bytes = 0;
+        l = layout(n, a->small_bytes, a->slot_bytes, 0);
+        base = create_segment(a, &l, n, fd);
+    }
+    if (base == NULL) {
+        a->err = errno ? errno : EIO;
+        struct statvfs vs;
+        a->shm_free = statvfs("/dev/shm", &vs) == 0 ? (uint64_t)vs.f_bavail * vs.f_frsize
+                                                    : UINT64_MAX;
+    }
+    return base;
+}
+
+/* The transport's view of a mapped segment, and its waiting policy. */
+static void fill(rr_shm *s, const rr_comm *c, const shm_announce *a, const shm_layout *l,
+                 void *base, int over, int any_over)
+{
+    s->base = base;
+    s->bytes = a->bytes;
+    s->small_bytes = a->small_bytes;
+    s->slot_bytes = a->slot_bytes;
+    s->stream_bytes = c->cfg.shm_stream_bytes; /* rank 0's (agree_settings in comm.c) */
+    s->ctr = (rr_shm_line *)((uint8_t *)base + l->ctr);
+    s->small = (uint8_t *)base + l->small;
+    s->small_stride = l->stride;
+    s->big = (uint8_t *)base + l->big;
+    s->res = (uint8_t *)base + l->res;
+    s->timeout_s = c->cfg.timeout_s;
+    s->oversubscribed = any_over;
+    double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
+    s->spin_max_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
+    s->spin_s = s->spin_max_s;
+    s->yields = over ? 2 : YIELDS;
+    s->what = "setup";
+}
+
 rr_status rr_shm_open(rr_comm *c)
 {
     int n = c->size, me = c->rank;
@@ -218,29 +270,8 @@ rr_status rr_shm_open(rr_comm *c)
     memset(&a, 0, sizeof a);
     void *base = NULL;
     int fd = -1;
-    if (me == 0) {
-        a.small_bytes = round_up(c->cfg.shm_small_bytes, RR_SHM_LINE);
-        a.slot_bytes = round_up(c->cfg.shm_slot_bytes, 4096);
-        a.arena_bytes = round_up(c->cfg.shm_arena_bytes, ARENA_ALIGN);
-        shm_layout l = layout(n, a.small_bytes, a.slot_bytes, a.arena_bytes);
-        a.bytes = l.bytes; /* the control part, arenas or not */
-        struct rlimit rl;  /* beyond RLIMIT_FSIZE, ftruncate would raise SIGXFSZ */
-        int fits = getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
-                   (uint64_t)rl.rlim_cur >= (uint64_t)l.file;
-        base = fits ? create_segment(&a, &l, n, &fd) : NULL;
-        if (base == NULL && a.arena_bytes) {
-            /* no room for a file that large (a file size limit, say): no arenas, shm still */
-            a.arena_bytes = 0;
-            l = layout(n, a.small_bytes, a.slot_bytes, 0);
-            base = create_segment(&a, &l, n, &fd);
-        }
-        if (base == NULL) {
-            a.err = errno ? errno : EIO;
-            struct statvfs vs;
-            a.shm_free = statvfs("/dev/shm", &vs) == 0 ? (uint64_t)vs.f_bavail * vs.f_frsize
-                                                       : UINT64_MAX;
-        }
-    }
+    if (me == 0)
+        base = leader_create(c, &a, &fd);
     int e = MPI_Bcast(&a, (int)sizeof a, MPI_BYTE, 0, c->comm);
     if (e != MPI_SUCCESS) {
         if (base) {
@@ -298,23 +329,7 @@ rr_status rr_shm_open(rr_comm *c)
                            strerror(err));
         return RR_FAIL(c, RR_ERR_SYSTEM, "shm: another rank could not map the shared segment");
     }
-    s->base = base;
-    s->bytes = a.bytes;
-    s->small_bytes = a.small_bytes;
-    s->slot_bytes = a.slot_bytes;
-    s->stream_bytes = c->cfg.shm_stream_bytes; /* rank 0's (agree_settings in comm.c) */
-    s->ctr = (rr_shm_line *)((uint8_t *)base + l.ctr);
-    s->small = (uint8_t *)base + l.small;
-    s->small_stride = l.stride;
-    s->big = (uint8_t *)base + l.big;
-    s->res = (uint8_t *)base + l.res;
-    s->timeout_s = c->cfg.timeout_s;
-    s->oversubscribed = !agg[1];
-    double spin_us = over ? OVERSUBSCRIBED_SPIN_US : c->cfg.shm_spin_us;
-    s->spin_max_s = (spin_us < c->cfg.shm_spin_us ? spin_us : c->cfg.shm_spin_us) * 1e-6;
-    s->spin_s = s->spin_max_s;
-    s->yields = over ? 2 : YIELDS;
-    s->what = "setup";
+    fill(s, c, &a, &l, base, over, !agg[1]);
     /* Shared buffers: without a mapping of the arenas (no address space, RINGRED_SHM_ARENA_
      * BYTES=0) this rank never offers one, so no call reads buffers in place. */
     s->arena = rr_arena_map(fd, l.arena, a.arena_bytes, n, me);
