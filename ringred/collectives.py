@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _log, _state
+from . import _log, _state, _torch_fast
 from . import device as _device
 from ._args import (
     check_name,
@@ -29,6 +29,7 @@ from ._arrays import as_array, contiguous, is_device_array
 from ._lib import (
     NULL,
     ReqKind,
+    cast,
     cbuf,
     from_buffer,
     new,
@@ -88,6 +89,22 @@ def allreduce(
             if st:
                 raise_status(ctx, st, label("allreduce", name), x.shape)
             return res
+        if fast is None and type(x) is not np.ndarray and (
+                name is None or (type(name) is str and "\0" not in name)):
+            try:
+                tfast = _torch_fast.sync_args(ctx, x, op, prescale_factor, postscale_factor,
+                                              out)
+            except Exception:
+                rr_poison(ctx.handle, _ALLREDUCE)
+                raise
+            if tfast is not None:  # a torch CPU tensor, by address
+                code, cop, post, div, res = tfast
+                st = rr_allreduce(ctx.handle, cast("void *", x.data_ptr()),
+                                  cast("void *", res.data_ptr()), x.numel(), code, cop, 1.0,
+                                  post, div)
+                if st:
+                    raise_status(ctx, st, label("allreduce", name), tuple(x.shape))
+                return res
         if is_device_array(x):
             what = prepare(ctx, _ALLREDUCE, lambda: label("allreduce", check_name(name)))
             return _device.allreduce(ctx, x, op, what, prescale_factor, postscale_factor, out)
