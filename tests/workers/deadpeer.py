@@ -59,12 +59,18 @@ def main() -> None:
             else:
                 ringred.allreduce(x, op=ringred.Sum)
     except ringred.RingredError as exc:
-        msg = str(exc).replace("\n", " ")
-        print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
-        time.sleep(1.0)
-        os._exit(3)
+        report(r, exc)
     print(f"RANK {r} FINISHED (never noticed)", flush=True)
     os._exit(5)
+
+
+def report(r: int, exc: BaseException) -> None:
+    """A survivor's line ``RANK <r> <ExceptionName> <time> <message>``; it lingers a moment
+    (so that the other survivors report too) and exits 3 without MPI_Finalize."""
+    msg = str(exc).replace("\n", " ")
+    print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
+    time.sleep(1.0)
+    os._exit(3)
 
 
 if __name__ == "__main__":

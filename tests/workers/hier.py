@@ -160,10 +160,9 @@ def midcall(victim: int) -> None:
         for _ in range(100_000):
             ringred.allreduce(x, op=ringred.Sum, out=x)
     except ringred.RingredError as exc:
-        msg = str(exc).replace("\n", " ")
-        print(f"RANK {r} {type(exc).__name__} {time.time():.6f} {msg}", flush=True)
-        time.sleep(1.0)
-        os._exit(3)
+        from .deadpeer import report
+
+        report(r, exc)
     print(f"RANK {r} FINISHED (never noticed)", flush=True)
     os._exit(5)
 
