@@ -76,7 +76,9 @@ typedef struct plan {
     rr_op op;
     double pre, post;
     int64_t div;
-    int stream; /* copy results out with non-temporal stores */
+    int stream; /* a streamed size (rank 0's threshold): the same plan on every rank */
+    int nt;     /* this rank writes its output with non-temporal stores: streamed and not in
+                 * place (a local choice; the stores write the same bytes either way) */
     /* shared buffers (every rank's, by rank): inputs read in place, or NULL; outputs that
      * peers copy the reduced slices from, or NULL */
     const uint8_t *const *zin;
@@ -183,7 +185,7 @@ static void reduce_slice(rr_shm *s, const plan *q, const chunk *g, unsigned j)
         return;
     uint8_t *res = rr_shm_res(s, g->i) + (g->a + b) * q->es;
     reduce_part(s, q, g->i, g->lo, g->a + b, m, res);
-    (q->stream ? rr_copy_stream : rr_copy)(q->y + (g->lo + g->a + b) * q->es, res, m * q->es);
+    (q->nt ? rr_copy_stream : rr_copy)(q->y + (g->lo + g->a + b) * q->es, res, m * q->es);
 }
 
 /* Step j of copying the peers' slices of result chunk g out. */
@@ -194,7 +196,7 @@ static void copy_out(rr_shm *s, const plan *q, const chunk *g, unsigned j)
     for (int h = 0; h < 2; h++) {
         size_t off = r[h][0] * q->es, m = r[h][1] - r[h][0];
         if (m > 0)
-            (q->stream ? rr_copy_stream : rr_copy)(q->y + g->lo * q->es + off,
+            (q->nt ? rr_copy_stream : rr_copy)(q->y + g->lo * q->es + off,
                                                    rr_shm_res(s, g->i) + off, m * q->es);
     }
 }
@@ -392,7 +394,11 @@ rr_status rr_shm_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_
     chunk = chunk > s->slot_bytes ? s->slot_bytes : chunk;
     size_t stream = s->stream_bytes; /* rank 0's: the plan must be the same on every rank */
     plan q = {sendbuf, recvbuf, count, es, chunk / es, dt, op, prescale, postscale, avg_div,
-              stream != 0 && bytes >= stream, NULL, NULL};
+              stream != 0 && bytes >= stream, 0, NULL, NULL};
+    /* In place, the output lines were read moments ago and are still cached: non-temporal
+     * stores would evict them first (measured, 2 ranks, 64 MiB in place: 12.2 ms streamed
+     * against 10.5 ms with ordinary stores; separate outputs gain from streaming) */
+    q.nt = q.stream && sendbuf != recvbuf;
     /* Offer our buffers if they are shared: the input when it is not prescaled (the peers
      * read it as it is) and the output does not partly overlap it; the output when it is
      * the input or shared too. */
