@@ -93,6 +93,18 @@ def _allreduce(group=None) -> None:
     fut = dist.all_reduce(t, group=group, async_op=True).get_future()
     fut2 = fut.then(lambda f: f.value()[0] * 2)
     assert torch.equal(fut2.wait(), torch.full((4,), 2.0 * n))
+    # a work only polled finishes (no wait, no future); a future asked for after wait()
+    # comes complete; one asked for before and waited on through the Work too
+    t = torch.ones(4)
+    w = dist.all_reduce(t, group=group, async_op=True)
+    while not w.is_completed():
+        pass
+    assert w.is_success() and w.exception() is None and torch.equal(t, torch.full((4,), n))
+    assert w.get_future().done() and torch.equal(w.get_future().value()[0], t)
+    t = torch.ones(4)
+    w = dist.all_reduce(t, group=group, async_op=True)
+    fut = w.get_future()
+    assert w.wait() and torch.equal(fut.wait()[0], torch.full((4,), float(n)))
     ts = [torch.ones(3) * r, torch.arange(5.0).reshape(5, 1), torch.zeros(0)]
     dist.all_reduce_coalesced(ts, group=group)
     assert torch.equal(ts[0], torch.full((3,), float(sum(range(n)))))

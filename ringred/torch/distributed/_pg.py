@@ -23,7 +23,7 @@ from ringred.ops import ReduceOp
 from ringred.process_sets import ProcessSet
 
 from . import _tensors as T
-from ._work import RingredWork, completer, done_work, lineage
+from ._work import RingredWork, done_work, lineage
 
 # Divisible by 1-6, 8, 10, 12, 15, 20, 24, 30, 40, 60: see RingredProcessGroup._name (DDP on
 # ResNet-50 issues 5 bucket allreduces per step).  Every name of the cycle stays in the
@@ -98,11 +98,13 @@ class RingredProcessGroup(dist.ProcessGroup):
             old.wait()
         return name
 
-    def _submit(self, handles: list, finish: Any, what: str) -> RingredWork:
-        work = RingredWork(handles, finish, what, handles[0].name if handles else "")
+    def _submit(self, handles: list, finish: Any, what: str,
+                result: Any = None) -> RingredWork:
+        """The work of ``handles``: ``finish(values)`` makes its result (None: ``result``).
+        The completer takes it once somebody asks for its future."""
+        work = RingredWork(handles, finish, what, handles[0].name if handles else "", result)
         for h in handles:
             self._slots[h.name] = weakref.ref(work)  # the work (and its tensors) may go
-        completer().add(work)
         return work
 
     @property
@@ -122,6 +124,10 @@ class RingredProcessGroup(dist.ProcessGroup):
             return self.allreduce_coalesced(tensors, opts)
         t = tensors[0]
         src = T.reducible(t, op, "allreduce")
+        if src is t:  # by address (ringred._torch_fast), in place: the result is t
+            h = ringred.allreduce_async(t, op=op, name=self._name("allreduce"), out=t,
+                                        process_set=self._ps)
+            return self._submit([h], None, "allreduce", [t])
         x = T.array(src)
         h = ringred.allreduce_async(x, op=op, name=self._name("allreduce"), out=x,
                                     process_set=self._ps)

@@ -2,20 +2,20 @@
 
 Every collective of the process group submits its engine requests at once and returns a
 :class:`RingredWork`.  One background thread per process (the *completer*) takes the works
-in submission order, waits on their engine handles and completes their futures, so
-``get_future()`` callbacks (DDP's comm hooks) run without anybody calling ``wait()``.
+whose futures were asked for, in that order, waits on their engine handles and completes
+their futures, so ``get_future()`` callbacks (DDP's comm hooks) run without anybody
+calling ``wait()``.
 
-A work that a thread ``wait()``s for before the completer reaches it is finished by that
-thread: it waits on the engine handle itself, and the engine then progresses in that thread
-(no hand-off between threads, which costs more than a small collective on a busy host).
-The completer therefore leaves each work alone for GRACE seconds after its submission
-(the engine's own thread moves the data meanwhile); exactly one of the two finishes it.
+Works reach the completer only through ``get_future()`` (DDP's hooks ask for every
+bucket's, and nobody waits on those works), and the completer takes them at once.  A work
+that is only ``wait()``ed for (``dist.all_reduce`` without ``async_op``) is finished by the
+waiting thread: no future, no hand-off between threads (which costs more than a small
+collective on a busy host).  Exactly one thread finishes each work.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -24,7 +24,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-_GRACE = 1e-3  # seconds a new work is left to a waiting caller before the completer takes it
 _tls = threading.local()
 
 
@@ -75,19 +74,25 @@ class LineageFuture(torch.futures.Future):
 
 
 class RingredWork(dist.Work):
-    """One collective in flight: engine handles plus what to do with their results."""
+    """One collective in flight: engine handles plus what to do with their results.
 
-    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any], what: str,
-                 name: str = ""):
+    The future is made on the first ``get_future()``, which also hands the work to the
+    completer; a work that is only ``wait()``ed for (``dist.all_reduce`` without
+    ``async_op``) never makes one and never involves the completer thread."""
+
+    def __init__(self, handles: Sequence[Any], finish: Callable[[list], Any] | None,
+                 what: str, name: str = "", result: Any = None):
         super().__init__()
-        self._handles = list(handles)
-        self._finish = finish
+        self._handles = handles
+        self._finish = finish  # None: the result is ``result``
+        self._value = result
         self._what = what
-        self._fut = LineageFuture(name or what)
+        self._name = name or what
+        self._fut: LineageFuture | None = None
         self._claim = threading.Lock()
         self._claimed = False
+        self._done = False
         self._error: BaseException | None = None
-        self._born = time.monotonic()
 
     def _take(self) -> bool:
         """Become the one finisher (False if another thread already is)."""
@@ -97,36 +102,59 @@ class RingredWork(dist.Work):
             self._claimed = True
             return True
 
+    def _complete(self, fut: torch.futures.Future) -> None:
+        if self._error is not None:
+            fut.set_exception(self._error)
+        else:
+            fut.set_result(self._value)
+
     def _run(self, deliver: Callable[[Callable[[], None]], None] | None = None) -> None:
-        """Wait for the engine, run the finishing step, complete the future (through
-        ``deliver`` when given: the future's callbacks run in the thread that completes it,
-        and may block on later collectives)."""
+        """Wait for the engine, run the finishing step, complete the future if there is one
+        (through ``deliver`` when given: the future's callbacks run in the thread that
+        completes it, and may block on later collectives)."""
         try:
             values = [h.wait() for h in self._handles]
-            result = self._finish(values)
-        except BaseException as exc:  # noqa: BLE001 - delivered through the future
+            if self._finish is not None:
+                self._value = self._finish(values)
+        except BaseException as exc:  # noqa: BLE001 - delivered through wait / the future
             if not isinstance(exc, RuntimeError | ValueError | NotImplementedError):
                 exc = RuntimeError(f"ringred {self._what} failed: {type(exc).__name__}: {exc}")
-            self._error = exc
-            self._handles = []
-            complete = lambda err=exc: self._fut.set_exception(err)  # noqa: E731
-        else:
-            self._handles = []
-            complete = lambda res=result: self._fut.set_result(res)  # noqa: E731
-        self._finish = _no_finish  # drop the closure (and the tensors it holds)
+            self._error, self._value = exc, None
+        self._handles = ()
+        self._finish = None  # drop the closure (and the tensors it holds)
+        with self._claim:
+            self._done = True
+            fut = self._fut
+        if fut is None:
+            return
         if deliver is None:
-            complete()
+            self._complete(fut)
         else:
-            deliver(complete)
+            deliver(lambda: self._complete(fut))
+
+    def _future(self, track: bool) -> LineageFuture:
+        """The future, made now if needed: completed at once if the work is done, else by
+        whoever finishes it; ``track``: hand an unclaimed work to the completer."""
+        with self._claim:
+            fut = self._fut
+            if fut is not None:
+                return fut
+            fut = self._fut = LineageFuture(self._name)
+            done, claimed = self._done, self._claimed
+        if done:
+            self._complete(fut)
+        elif track and not claimed:
+            completer().add(self)
+        return fut
 
     # torch's Work API -------------------------------------------------------------
     def wait(self, timeout: timedelta | None = None) -> bool:
         """Block until the collective is done; raise its error if it failed."""
         if self._take():
             self._run()
-        else:
+        elif not self._done:  # another thread finishes it: wait for its future
             try:
-                self._fut.wait()
+                self._future(track=False).wait()
             except Exception:  # noqa: BLE001 - re-raised as the original below
                 pass
         if self._error is not None:
@@ -134,20 +162,28 @@ class RingredWork(dist.Work):
         return True
 
     def is_completed(self) -> bool:
-        """Whether the collective has finished (successfully or not)."""
-        return self._fut.done()
+        """Whether the collective has finished (successfully or not); a work whose engine
+        operations are done is finished here, so polling alone makes progress."""
+        if self._done:
+            return True
+        if self._claimed or not all(h.done() for h in self._handles):
+            return False
+        if self._take():
+            self._run()
+        return self._done
 
     def is_success(self) -> bool:
         """Whether the collective finished without error."""
-        return self._fut.done() and self._error is None
+        return self.is_completed() and self._error is None
 
     def exception(self) -> Any:
         """The collective's error, or None."""
         return self._error
 
     def get_future(self) -> torch.futures.Future:
-        """A future completed (from the engine's completion) with the output tensors."""
-        return self._fut
+        """A future completed (from the engine's completion, by the completer thread when
+        nobody waits) with the output tensors."""
+        return self._future(track=True)
 
     def synchronize(self) -> None:
         """Same as ``wait()`` (CPU only)."""
@@ -197,52 +233,32 @@ class _Deliverers:
 
 
 class Completer:
-    """The background thread that completes works in submission order."""
+    """The background thread that completes, in order, the works whose futures were asked
+    for (unless a waiter claims one first)."""
 
     def __init__(self) -> None:
         self._deliver = _Deliverers()
         self._queue: deque[RingredWork] = deque()
         self._cond = threading.Condition()
         self._stop = False
-        self._added = 0
-        self._asleep = False
         self._thread = threading.Thread(target=self._loop, name="ringred-torch-completer",
                                         daemon=True)
         self._thread.start()
 
     def add(self, work: RingredWork) -> None:
-        """Queue ``work``; the completer finishes it unless a waiter does first.  The
-        completer is woken only from its idle sleep: while works come and go it checks the
-        queue every GRACE seconds anyway, and waking it on every submission would cost a
-        thread switch per collective (the submitting thread usually finishes the work)."""
+        """Queue ``work``; the completer waits for it next, unless a waiter claims it."""
         with self._cond:
             self._queue.append(work)
-            self._added += 1
-            if self._asleep:
-                self._cond.notify()
+            self._cond.notify()
 
     def _loop(self) -> None:
-        seen = -1
         while True:
             with self._cond:
-                while True:
-                    while self._queue and self._queue[0]._claimed:
-                        self._queue.popleft()
-                    if self._queue:
-                        age = time.monotonic() - self._queue[0]._born
-                        if age >= _GRACE or self._stop:
-                            work = self._queue.popleft()
-                            break
-                        self._cond.wait(_GRACE - age)
-                    elif self._stop:
-                        return
-                    elif self._added != seen:  # busy lately: look again in GRACE
-                        seen = self._added
-                        self._cond.wait(_GRACE)
-                    else:  # nothing for a while: sleep until add() wakes us
-                        self._asleep = True
-                        self._cond.wait()
-                        self._asleep = False
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                work = self._queue.popleft()
             if work._take():
                 work._run(self._deliver)
 
@@ -278,13 +294,9 @@ def stop_completer() -> None:
         c.stop()
 
 
-def _no_finish(_values: list) -> None:
-    return None
-
-
 def done_work(result: Any) -> RingredWork:
     """A work that is already complete (collectives with nothing to send)."""
-    w = RingredWork([], lambda _v: result, "no-op")
+    w = RingredWork((), None, "no-op", result=result)
     w._take()
     w._run()
     return w
