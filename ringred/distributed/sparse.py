@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
+from .._lib import ReqKind
 from ..asyncapi import allgather_async
 from ..ops import ReduceOp
-from ..process_sets import ProcessSet
+from ..process_sets import ProcessSet, context_of
 
 
 class SparseHandle:
@@ -35,19 +36,29 @@ class SparseHandle:
 
 def sparse_allreduce_async(tensor: torch.Tensor, name: str | None, op: ReduceOp,
                            process_set: ProcessSet | None) -> SparseHandle:
-    """Start the allreduce of a sparse COO tensor (``op`` Sum or Average)."""
-    if not tensor.is_sparse:
-        raise TypeError("sparse_allreduce_async needs a sparse COO tensor "
-                        f"(layout {tensor.layout})")
-    op = ReduceOp(op)
-    if op not in (ReduceOp.Sum, ReduceOp.Average):
-        raise ValueError(f"a sparse allreduce sums or averages, not {op.name}")
-    t = tensor.coalesce()
+    """Start the allreduce of a sparse COO tensor (``op`` Sum or Average).  A bad argument
+    on one rank fails both allgathers on every rank at once (the other ranks get its
+    reason), as every other collective does."""
     kw = {} if process_set is None or process_set.ranks is None else {"process_set": process_set}
+    eng = context_of(kw.get("process_set")).get_engine()
+    # the names the other ranks use (unnamed: the next two allgather names, in this order)
+    ni = f"{name}.indices" if name else eng.auto_name("allgather")
+    nv = f"{name}.values" if name else eng.auto_name("allgather")
+    try:
+        if not tensor.is_sparse:
+            raise TypeError("sparse_allreduce_async needs a sparse COO tensor "
+                            f"(layout {tensor.layout})")
+        op = ReduceOp(op)
+        if op not in (ReduceOp.Sum, ReduceOp.Average):
+            raise ValueError(f"a sparse allreduce sums or averages, not {op.name}")
+        t = tensor.coalesce()
+    except Exception as exc:
+        eng.reject(ni, ReqKind.ALLGATHER, exc)
+        eng.reject(nv, ReqKind.ALLGATHER, exc)
+        raise
     # indices go transposed (one row per entry): allgather concatenates along dimension 0
-    hi = allgather_async(t.indices().transpose(0, 1).contiguous(),
-                         name=f"{name}.indices" if name else None, **kw)
-    hv = allgather_async(t.values().contiguous(), name=f"{name}.values" if name else None, **kw)
+    hi = allgather_async(t.indices().transpose(0, 1).contiguous(), name=ni, **kw)
+    hv = allgather_async(t.values().contiguous(), name=nv, **kw)
     n = process_set.size() if kw else _world_size()
     return SparseHandle(hi, hv, t.size(), n if op is ReduceOp.Average else 1)
 

@@ -121,6 +121,22 @@ def check_async_api() -> None:
         want[q % 3] += 1.0 / n
         want[2] += q / n
     assert torch.allclose(dense, want), (dense, want)
+    # a dense tensor on one rank only: that rank raises TypeError, every other rank's
+    # allgathers fail at once with its reason (not after the stall inspector's minute);
+    # named and unnamed, and the next sparse call works
+    if n > 1:
+        for nm in ("sp_bad", None):
+            try:
+                x = torch.ones(4) if r == n - 1 else sp
+                hvd.sparse_allreduce_async(x, name=nm, op=hvd.Sum)()
+            except TypeError as exc:
+                assert r == n - 1 and "sparse COO tensor" in str(exc), exc
+            except Exception as exc:  # noqa: BLE001 - the peers' error names the reason
+                assert r != n - 1 and "sparse COO tensor" in str(exc), exc
+            else:
+                raise AssertionError("a dense tensor on one rank went through")
+        assert torch.allclose(hvd.sparse_allreduce_async(sp, name="sp2", op=hvd.Average)()
+                              .to_dense(), want)
 
 
 def check_sparse_optimizer() -> None:
