@@ -3,8 +3,9 @@
 A model with ResNet-50's 161 parameter shapes (25.6 M float32 values) and a forward that
 costs next to nothing (one element of each parameter, so that backward still produces every
 gradient in full and communication dominates) is trained with ``DistributedDataParallel``
-(default options) twice in the same run, once on the default "ringred" group and once on a
-gloo group over the same ranks; rounds alternate between the two.  Two timings: forward +
+(default options) three times in the same run: on the default "ringred" group, on a gloo
+group over the same ranks, and with a comm hook that skips the allreduce (the floor for any
+backend); rounds alternate between them.  Two timings: forward +
 backward (DDP's allreduces, overlapped with backward) and the full step with an SGD update.
 The same run times ``dist.all_reduce`` on both groups and ``ringred.allreduce`` on the same
 tensor, for a sweep of sizes.  Medians over rounds of the slowest rank's time, after a
@@ -42,11 +43,22 @@ class ShapedModel(nn.Module):
         return torch.stack([p.reshape(-1)[0] for p in self.ps]).sum() * scale
 
 
-def _step_fns(group: dist.ProcessGroup | None) -> tuple[Callable[[], None],
-                                                         Callable[[], None]]:
-    """(forward + backward, full step with SGD) of DDP over ``group``."""
+def _no_comm(_state, bucket):  # noqa: ANN001, ANN202 - DDP checks real annotations only
+    """A comm hook that communicates nothing: the bucket comes back as it is."""
+    fut: torch.futures.Future = torch.futures.Future()
+    fut.set_result(bucket.buffer())
+    return fut
+
+
+def _step_fns(group: dist.ProcessGroup | None, comm: bool = True) -> tuple[
+        Callable[[], None], Callable[[], None]]:
+    """(forward + backward, full step with SGD) of DDP over ``group``; ``comm=False``: the
+    same DDP with a hook that skips the allreduce (what the step costs without any
+    communication, with every rank running: the floor for every backend)."""
     model = ShapedModel()
     ddp = nn.parallel.DistributedDataParallel(model, process_group=group)
+    if not comm:
+        ddp.register_comm_hook(None, _no_comm)
     opt = torch.optim.SGD(ddp.parameters(), lr=1e-3)
     scale = torch.ones(())
 
@@ -79,13 +91,15 @@ def run_ddp(rounds: int = 5, steps: int = 3) -> dict:
     comm = MPI.COMM_WORLD
     nparams = sum(int(torch.tensor(s).prod()) for _, s in resnet50_shapes())
     (rfb, rstep), (gfb, gstep) = _step_fns(None), _step_fns(gloo)
+    nfb, nstep = _step_fns(None, comm=False)
     # steady state: every name of the group's cycle seen once (5 bucket allreduces a step)
     warm = NAME_CYCLE // 5 + 2
-    for fn in (rstep, gstep):
+    for fn in (rstep, gstep, nstep):
         for _ in range(warm):
             fn()
-    step = _times({"ringred fwd+bwd": rfb, "gloo fwd+bwd": gfb, "ringred step": rstep,
-                   "gloo step": gstep}, rounds, steps, comm, 1)
+    step = _times({"ringred fwd+bwd": rfb, "gloo fwd+bwd": gfb, "none fwd+bwd": nfb,
+                   "ringred step": rstep, "gloo step": gstep, "none step": nstep},
+                  rounds, steps, comm, 1)
     sweep = []
     for nbytes in SIZES:
         x = torch.ones(nbytes // 4)
@@ -111,13 +125,16 @@ def format_ddp(res: dict) -> str:
         f"DDP on a ResNet-50-shaped model ({res['params']:,} float32 parameters), "
         f"{res['ranks']} ranks, medians:",
         "",
-        "| | ringred | gloo | gloo / ringred |",
-        "|---|---|---|---|",
+        "| | ringred | gloo | gloo / ringred | no communication | gloo / no communication |",
+        "|---|---|---|---|---|---|",
     ]
     for what in ("fwd+bwd", "step"):
-        r, g = st[f"ringred {what}"], st[f"gloo {what}"]
+        r, g, z = st[f"ringred {what}"], st[f"gloo {what}"], st[f"none {what}"]
         label = "forward + backward" if what == "fwd+bwd" else "step (+ SGD update)"
-        lines.append(f"| {label} | {r * 1e3:.1f} ms | {g * 1e3:.1f} ms | {g / r:.2f}x |")
+        lines.append(f"| {label} | {r * 1e3:.1f} ms | {g * 1e3:.1f} ms | {g / r:.2f}x | "
+                     f"{z * 1e3:.1f} ms | {g / z:.2f}x |")
+    lines += ["", "No communication: the same DDP with a comm hook that skips the allreduce, "
+              "every rank running; gloo / no communication bounds what any backend can gain."]
     lines += [
         "",
         "| size | dist.all_reduce ringred | dist.all_reduce gloo | ringred.allreduce | "
