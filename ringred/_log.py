@@ -30,6 +30,7 @@ from ._lib import (
     rr_comm_zero_copy_calls,
     rr_kernel_path,
 )
+from .settings import value
 
 logger = logging.getLogger("ringred")
 
@@ -37,12 +38,11 @@ _LEVELS = {"info": logging.INFO, "debug": logging.DEBUG}
 
 
 def _configure_from_env() -> None:
-    want = os.environ.get("RINGRED_LOG", "").strip().lower()
-    if not want or want in ("0", "off", "none"):
-        return
-    level = _LEVELS.get(want)
-    if level is None:
-        logger.warning("RINGRED_LOG=%r is not one of info, debug: ignored", want)
+    v = value("RINGRED_LOG")  # read as the settings table reads it
+    if v.state == "rejected":
+        logger.warning("%s", v.message)
+    level = _LEVELS.get(v.text)
+    if level is None:  # off, 0, none
         return
     logger.setLevel(level)
     if not logger.handlers:

@@ -19,18 +19,18 @@ loop a scan stops at its first array.  ``clear()`` (at engine shutdown) lets go.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 
 import numpy as np
 
+from .settings import value
 
-def _env_bytes(name: str, default: int) -> int:
-    try:
-        return max(0, int(float(os.environ.get(name, default))))
-    except ValueError:
-        return default
+
+def _env_bytes(name: str) -> int:
+    """The setting's value in force, as the settings table reads it (an invalid value is
+    replaced by the default; ``ringred.init()`` warns about it)."""
+    return int(float(value(name).text))
 
 
 def _first_free(bufs: list[np.ndarray], free: int) -> int:
@@ -60,8 +60,8 @@ class ResultPool:
     """Result arrays by (shape, dtype), reused once their users have dropped them."""
 
     def __init__(self, limit: int | None = None, min_bytes: int | None = None):
-        self.limit = _env_bytes("RINGRED_RESULT_POOL_BYTES", 1 << 30) if limit is None else limit
-        self.min_bytes = (_env_bytes("RINGRED_RESULT_POOL_MIN_BYTES", 64 << 10)
+        self.limit = _env_bytes("RINGRED_RESULT_POOL_BYTES") if limit is None else limit
+        self.min_bytes = (_env_bytes("RINGRED_RESULT_POOL_MIN_BYTES")
                           if min_bytes is None else min_bytes)
         self._bufs: dict[tuple, list[np.ndarray]] = {}
         self._bytes = 0

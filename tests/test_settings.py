@@ -240,3 +240,15 @@ def test_one_version_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"]["attr"] == "ringred.__version__"
     assert not math.isnan(float(lib.RR_VERSION_MAJOR))
+
+
+@pytest.mark.parametrize("raw,limit", [("-5", 1 << 30), ("2M", 1 << 30), ("0", 0),
+                                       ("4096", 4096)])
+def test_python_read_settings_follow_the_table(monkeypatch, raw, limit):
+    """The settings that Python reads (the result pool's) take the table's value in force:
+    an invalid value means the default, exactly as ``python -m ringred.info`` shows it."""
+    from ringred._pool import ResultPool
+    from ringred.settings import value
+
+    monkeypatch.setenv("RINGRED_RESULT_POOL_BYTES", raw)
+    assert ResultPool().limit == limit == int(value("RINGRED_RESULT_POOL_BYTES").text)
