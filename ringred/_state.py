@@ -188,7 +188,9 @@ def init(comm: Any = None) -> None:
         shutdown()
     from .settings import warn_invalid_settings
 
-    warn_invalid_settings()  # RINGRED_* values clamped or rejected: once per value
+    # RINGRED_* values clamped or rejected: once per value; settings that take rank 0's
+    # value only warn there (another rank's own value is not the one used)
+    warn_invalid_settings(rank=comm.Get_rank())
     _ctx = Context(comm)
     if not _atexit_registered:
         atexit.register(_shutdown_at_exit)  # runs before mpi4py's own MPI_Finalize

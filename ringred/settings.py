@@ -93,12 +93,15 @@ def value(name: str) -> Value:
 _warned: set[tuple[str, str]] = set()
 
 
-def warn_invalid_settings() -> list[str]:
+def warn_invalid_settings(rank: int = 0) -> list[str]:
     """Warn (``RuntimeWarning``, once per variable and value) about every RINGRED_* setting
     that was clamped into range or rejected; return the messages of this call's warnings.
-    ``ringred.init()`` and ``python -m ringred.info`` call it."""
+    On a rank other than 0, settings whose value is rank 0's are left out: that rank's own
+    value is not the one used.  ``ringred.init()`` and ``python -m ringred.info`` call it."""
     out = []
     for s in settings():
+        if rank != 0 and s.scope == SCOPES[1]:  # rank 0's
+            continue
         v = value(s.name)
         if v.state in ("clamped", "rejected") and (s.name, v.raw) not in _warned:
             _warned.add((s.name, v.raw))

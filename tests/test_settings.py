@@ -144,6 +144,20 @@ def test_warns_once_per_value(clean_env):
         assert len(info.warn_invalid_settings()) == 1
 
 
+def test_rank0_settings_warn_on_rank_0_only(clean_env):
+    """Another rank's own value of a rank-0 setting is not the one used: no warning there."""
+    clean_env.setattr(ringred.settings, "_warned", set())
+    clean_env.setenv("RINGRED_SEGMENT_BYTES", "1")  # rank 0's value is used
+    clean_env.setenv("RINGRED_WINDOW", "abc")  # each rank's own
+    assert info.settings()[[s.name for s in info.settings()].index(
+        "RINGRED_SEGMENT_BYTES")].scope == "rank 0's"
+    with pytest.warns(RuntimeWarning) as rec:
+        msgs = info.warn_invalid_settings(rank=1)
+    assert len(msgs) == 1 and "RINGRED_WINDOW=abc" in msgs[0], [str(w.message) for w in rec]
+    with pytest.warns(RuntimeWarning, match="RINGRED_SEGMENT_BYTES=1"):
+        assert len(info.warn_invalid_settings(rank=0)) == 1
+
+
 def _info(*args: str, **env: str) -> subprocess.CompletedProcess:
     e = worker_env(**env)
     for k in [k for k in e if k.startswith("RINGRED_") and k not in env]:
