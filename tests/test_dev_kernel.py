@@ -315,8 +315,8 @@ def test_dev_kernel_check_c(tmp_path):
 
 
 def test_ptx_is_regenerated_from_source():
-    """csrc/device/dev_kernel_ptx.c is what csrc/device/gen_ptx.py makes from the source with the pinned
-    NVRTC (make test installs it)."""
+    """csrc/device/dev_kernel_ptx.c is what csrc/device/gen_ptx.py makes from the source with
+    the pinned NVRTC (make test installs it)."""
     res = subprocess.run([sys.executable, str(GEN_PTX), "--check"], capture_output=True,
                          text=True, timeout=300)
     out = res.stdout + res.stderr

@@ -1,9 +1,9 @@
-/* Validation shared by the collectives. */
+/* Validation shared by the collectives, the bare agreement, the refusal, and the barrier. */
 #include <math.h>
 #include <string.h>
 
+#include "coll/coll.h"
 #include "core/internal.h"
-#include "shm/shm.h"
 
 rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div)
 {
@@ -25,7 +25,7 @@ rr_status rr_agree_call(rr_comm *c, const rr_header *h)
 {
     if (c->size == 1)
         return RR_OK;
-    return c->shm ? rr_shm_agree(c, h) : rr_agree(c, h, NULL, 0);
+    return c->ops->agree(c, h);
 }
 
 rr_status rr_reject(rr_comm *c, int kind, rr_status st)
@@ -49,4 +49,12 @@ rr_status rr_poison(rr_comm *c, int kind)
     rr_header h = {(uint8_t)kind, RR_DTYPE_INVALID, 0, 0, 0, 0, 1.0, 1.0, 0, 0};
     rr_status st = rr_agree_call(c, &h);
     return st == RR_ERR_MISMATCH ? RR_OK : st;
+}
+
+rr_status rr_barrier(rr_comm *c)
+{
+    if (c == NULL)
+        return RR_ERR_STATE;
+    c->errmsg[0] = '\0';
+    return c->ops->barrier(c); /* at every size: the shm transport counts its calls */
 }

@@ -20,9 +20,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "coll/coll.h"
 #include "core/internal.h"
 #include "core/reduce.h"
-#include "shm/shm.h"
 
 #define HOST_LABEL_MAX 255
 
@@ -154,7 +154,8 @@ rr_status rr_hier_setup(rr_comm *c)
         }
         MPI_Comm_free(&cross);
     }
-    int bad[2] = {st != RR_OK, c->hier_local != NULL && c->hier_local->shm == NULL}, any[2];
+    int bad[2] = {st != RR_OK, c->hier_local != NULL &&
+                  c->hier_local->transport != RR_TRANSPORT_SHM}, any[2];
     int e = MPI_Allreduce(bad, any, 2, MPI_INT, MPI_MAX, c->comm);
     if (e != MPI_SUCCESS || any[0]) {
         rr_status code = st != RR_OK ? st : RR_ERR_MPI;
@@ -225,7 +226,8 @@ static rr_status piece(rr_comm *c, const uint8_t *x, uint8_t *y, size_t count, r
     uint8_t *mine = y + off[me] * es;
     rr_status st;
     if (c->hier_local) {
-        st = rr_shm_reducescatter(c->hier_local, x, count, mine, len, dt, op, prescale, 1.0, 1);
+        st = c->hier_local->ops->reducescatter(c->hier_local, x, count, mine, len, dt, op,
+                                               prescale, 1.0, 1);
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "reduce-scatter inside the host", st);
     } else if (prescale != 1.0) {
@@ -240,7 +242,7 @@ static rr_status piece(rr_comm *c, const uint8_t *x, uint8_t *y, size_t count, r
             return child_failed(c, c->hier_cross, "allreduce across hosts", st);
     }
     if (c->hier_local) {
-        st = rr_shm_allgather(c->hier_local, y, dt, len, off);
+        st = c->hier_local->ops->allgather(c->hier_local, y, dt, len, off);
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "allgather inside the host", st);
     }
@@ -253,7 +255,7 @@ rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size
 {
     rr_header h = {RR_KIND_ALLREDUCE, (uint8_t)dt, (uint8_t)op, 0, (int32_t)avg_div,
                    (uint64_t)count, prescale, postscale, 0, 0};
-    RR_CHECK(rr_agree(c, &h, NULL, 0));
+    RR_CHECK(c->ops->agree(c, &h));
     c->hier_calls++;
     size_t es = rr_dtype_size(dt);
     int n = c->local_size;
@@ -303,7 +305,7 @@ rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, in
     }
     rr_status st;
     if (mine && c->hier_local) {
-        st = rr_shm_broadcast(c->hier_local, buf, count, dt, t[3 * root + 1]);
+        st = c->hier_local->ops->broadcast(c->hier_local, buf, count, dt, t[3 * root + 1]);
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "broadcast inside the root's host", st);
     }
@@ -317,7 +319,7 @@ rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, in
             return child_failed(c, c->hier_cross, "broadcast across hosts", st);
     }
     if (!mine && c->hier_local) {
-        st = rr_shm_allgather(c->hier_local, buf, dt, len, off);
+        st = c->hier_local->ops->allgather(c->hier_local, buf, dt, len, off);
         if (st != RR_OK)
             return child_failed(c, c->hier_local, "allgather inside the host", st);
     }

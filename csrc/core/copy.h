@@ -1,4 +1,4 @@
-/* Bulk copies (csrc/copy.c): no MPI, no other dependency, so the kernel check links them alone. */
+/* Bulk copies (csrc/core/copy.c): no MPI, no other dependency, so the kernel check links them alone. */
 #ifndef RR_COPY_H
 #define RR_COPY_H
 

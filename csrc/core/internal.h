@@ -1,4 +1,5 @@
-/* Internal definitions shared by the C core.  Not installed, not part of the API. */
+/* Internal definitions of the core layer, shared by every layer above it (see
+ * docs/design.md, "Layers").  Not installed, not part of the API. */
 #ifndef RR_INTERNAL_H
 #define RR_INTERNAL_H
 
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 
 #include "core/copy.h"
+#include "core/transport.h"
 #include "ringred.h"
 
 #define RR_ERRMSG_LEN 2048
@@ -82,6 +84,8 @@ typedef struct rr_live {
 struct rr_comm {
     MPI_Comm comm;        /* our own duplicate */
     int transport;        /* RR_TRANSPORT_* in force */
+    const rr_transport_ops *ops; /* the transport's collectives (core/transport.h), chosen
+                                  * at creation with `transport` */
     rr_shm *shm;          /* same-host segment when transport == RR_TRANSPORT_SHM */
     int rank, size;
     int local_rank, local_size;
@@ -94,6 +98,7 @@ struct rr_comm {
     MPI_Request *reqs;
     size_t reqs_cap;
     struct rr_device *device; /* device staging state (device.c), NULL until first used */
+    void (*device_free)(struct rr_comm *c); /* set by device.c with `device`: lets it go */
     rr_live live;         /* peers' liveness (liveness.c) */
     MPI_Status *sts;      /* statuses of the MPI waits (p2p.c), grown on demand */
     size_t sts_cap;
@@ -152,34 +157,20 @@ int rr_set_choice(int id); /* the index in its choices of the word in force */
  * to show that their checks catch a missing wait; nothing else ever does. */
 int rr_test_plant(const char *what);
 
-/* ---- comm.c ---- */
+/* ---- comm.c: the communicator's own memory ---- */
 rr_status rr_scratch(rr_comm *c, int which, size_t bytes, void **out);
 rr_status rr_requests(rr_comm *c, size_t n, MPI_Request **out);
 
-/* A communicator inside another (hier.c): over `comm` (duplicated), with the parent's
- * settings, `transport` as for rr_comm_create_ex, never hierarchical itself; one_host: its
- * ranks share a host (the parent's grouping), else hosts come from the shared-memory split.
- * On failure *out may hold the half-built one. */
-rr_status rr_comm_create_child(MPI_Comm comm, const char *transport, const rr_comm *parent,
-                               int one_host, rr_comm **out);
+/* Tags (each collective uses its own so a mismatch cannot mix payloads). */
+enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
+       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106,
+       RR_TAG_EXIT = 107 /* a rank's exit notice (liveness.c) */ };
 
-/* ---- hier.c: hosts and the two-level plan ---- */
-/* Collective on c->comm (set up): group the ranks by host (RR_HOSTS_LABELS: RINGRED_HOST
- * labels when set on every rank, else the shared-memory split; RR_HOSTS_SPLIT: the split;
- * RR_HOSTS_ONE: all on one host); sets local_rank, local_size, hosts, min_local and
- * host_comm. */
-enum { RR_HOSTS_LABELS = 0, RR_HOSTS_SPLIT = 1, RR_HOSTS_ONE = 2 };
-rr_status rr_hier_hosts(rr_comm *c, int how);
-/* Collective, after the transport is chosen: decide RINGRED_HIERARCHICAL and build the
- * children; frees host_comm. */
-rr_status rr_hier_setup(rr_comm *c);
-void rr_hier_free(rr_comm *c);
-/* Broadcast through the children, after the agreement on c (bytes > 0). */
-rr_status rr_hier_broadcast(rr_comm *c, void *buf, size_t count, rr_dtype dt, int root);
-/* Allreduce through the children (arguments checked, buffers equal or disjoint). */
-rr_status rr_hier_allreduce(rr_comm *c, const void *sendbuf, void *recvbuf, size_t count,
-                            rr_dtype dt, rr_op op, double prescale, double postscale,
-                            int64_t avg_div);
+/* ---- mismatch.c: agreement headers (every transport's agreement uses them) ---- */
+/* Describe the disagreement among all[0..size) (every rank's header, flags ignored) as seen
+ * by the rank whose own header is h; returns RR_ERR_MISMATCH with the message. */
+rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *h);
+int rr_header_equal(const rr_header *a, const rr_header *b);
 
 /* ---- liveness.c ---- */
 int rr_proc_stat(pid_t pid, char *state, unsigned long long *start);
@@ -201,79 +192,6 @@ rr_status rr_live_fail_again(rr_comm *c);
 rr_status rr_live_dead_error(rr_comm *c, int dead, int waited_for, const char *what);
 /* RR_ERR_TIMEOUT after RINGRED_TIMEOUT_SECONDS; marks broken. */
 rr_status rr_live_timeout_error(rr_comm *c, int waited_for, const char *what);
-
-/* ---- p2p.c: MPI point-to-point helpers (byte counts may exceed INT_MAX) ---- */
-/* Wait for requests: spin, then sched_yield; every RR_LIVENESS_S check that the peers on this
- * host are alive and the timeout (RINGRED_TIMEOUT_SECONDS): RR_ERR_PEER / RR_ERR_TIMEOUT
- * (and the communicator marked broken).  An MPI failure names the failed request's peer. */
-rr_status rr_waitall(rr_comm *c, int n, MPI_Request *reqs);
-rr_status rr_wait(rr_comm *c, MPI_Request *req);
-/* The same, knowing which rank the requests wait for (messages name it). */
-rr_status rr_waitall_peer(rr_comm *c, int n, MPI_Request *reqs, int peer);
-/* Explain a failed MPI_Test/Testall (err) of reqs with their statuses sts (NULL: none): a
- * dead peer if there is one, else each failed request's peer and MPI error string. */
-rr_status rr_mpi_wait_error(rr_comm *c, int err, int n, const MPI_Status *sts, const char *what);
-rr_status rr_sendrecv(rr_comm *c, const void *sbuf, size_t sbytes, int dst, void *rbuf,
-                      size_t rbytes, int src, int tag, size_t *got);
-
-/* Tags (each collective uses its own so a mismatch cannot mix payloads). */
-enum { RR_TAG_AGREE = 101, RR_TAG_SMALL = 102, RR_TAG_RS = 103, RR_TAG_AG = 104,
-       RR_TAG_BCAST = 105, RR_TAG_DIAG = 106,
-       RR_TAG_EXIT = 107 /* a rank's exit notice (liveness.c) */ };
-
-/* ---- agree.c ---- */
-/* Small-message recursive doubling that carries the header: checks that every rank's
- * header equals ours and, when payload != NULL, allreduces payload (count elements)
- * in place at the same time.  On disagreement returns RR_ERR_MISMATCH on every rank
- * with a message naming the values and the ranks. */
-rr_status rr_agree(rr_comm *c, const rr_header *h, void *payload, size_t count);
-/* Agreement on h alone over the transport in force (shm: the arrival; MPI: rr_agree); for
- * callers that move their data some other way. */
-rr_status rr_agree_call(rr_comm *c, const rr_header *h);
-/* Gather every rank's header and describe the disagreement (slow path). */
-rr_status rr_diagnose(rr_comm *c, const rr_header *h);
-/* Describe the disagreement among all[0..size) (every rank's header, flags ignored) as seen
- * by the rank whose own header is h; returns RR_ERR_MISMATCH with the message. */
-rr_status rr_mismatch_report(rr_comm *c, const rr_header *all, const rr_header *h);
-int rr_header_equal(const rr_header *a, const rr_header *b);
-
-/* ---- ring.c: segmented ring phases over a chunked buffer ---- */
-/* Chunk layout: chunk i of the buffer starts at off[i] elements and holds len[i] elements. */
-typedef struct rr_chunks {
-    const size_t *off, *len; /* size entries each */
-} rr_chunks;
-/* Reduce-scatter: after it, rank r holds the reduction of chunk r in dst (at off[r]).
- * src: this rank's input (whole buffer); dst: whole-buffer work/output area (may equal src);
- * partial sums of other chunks are written into dst as they pass through. */
-rr_status rr_ring_reduce_scatter(rr_comm *c, const void *src, void *dst, const rr_chunks *ch,
-                                 rr_dtype dt, rr_op op);
-/* Same, with the final chunk r written to own_out (NULL: dst + off[r]) and scaled by
- * post_f (floating) or divided by div (integers) as it is produced. */
-rr_status rr_ring_reduce_scatter_ex(rr_comm *c, const void *src, void *dst, void *own_out,
-                                    const rr_chunks *ch, rr_dtype dt, rr_op op, double post_f,
-                                    int64_t div);
-/* Allgather: rank r's chunk r of buf is sent around so that every rank has every chunk. */
-rr_status rr_ring_allgather(rr_comm *c, void *buf, const rr_chunks *ch, size_t elem_size);
-
-/* ---- validation shared by the collectives (collectives.c) ---- */
-rr_status rr_check_call(rr_comm *c, int dtype, int op, double pre, double post, int64_t div);
-/* A local argument check failed with status st (message already in c->errmsg): take part in
- * the call's agreement as a rank that refused (rr_poison), so that the peers fail with
- * "rejected locally on rank r" instead of waiting, and return st with the message kept. */
-rr_status rr_reject(rr_comm *c, int kind, rr_status st);
-#define RR_LOCAL(c, kind, call) do { rr_status rr_l_ = (call); \
-    if (rr_l_ != RR_OK) return rr_reject((c), (kind), rr_l_); } while (0)
-
-/* ---- shm.c ---- */
-/* cold = 1: the next allreduces' outputs will not stay cached; a shared-memory communicator
- * then streams outputs (non-temporal stores) from an eighth of RINGRED_SHM_STREAM_BYTES on
- * (1 MiB by default) instead of from the setting itself.  cold = 0 restores the setting; with
- * the setting 0 nothing is ever streamed.  The threshold picks among the plans, so every
- * rank must pass the same value before the same call. */
-void rr_comm_stream_cold(rr_comm *c, int cold);
-
-/* ---- device.c ---- */
-void rr_device_free(rr_comm *c);
 
 /* ---- helpers ---- */
 void rr_split_even(size_t count, int parts, size_t *off, size_t *len);

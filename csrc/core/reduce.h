@@ -2,6 +2,8 @@
 #ifndef RR_REDUCE_H
 #define RR_REDUCE_H
 
+#include <string.h>
+
 #include "ringred.h"
 
 /* dst[i] = a[i] op b[i].  dst may alias a or b.  float16/bfloat16: computed in float32,
@@ -19,6 +21,15 @@ void rr_reduce_many(void *dst, const void *const *srcs, int k, size_t n, rr_dtyp
 void rr_scale(void *dst, const void *src, size_t n, rr_dtype dt, double factor, int64_t divisor);
 
 /* Fused copy+scale is rr_scale; plain copy is memcpy. */
+
+/* dst = src * pre (rr_scale) or a plain copy when pre is 1 (nothing when dst == src). */
+static inline void rr_copy_in(void *dst, const void *src, size_t count, rr_dtype dt, double pre)
+{
+    if (pre != 1.0)
+        rr_scale(dst, src, count, dt, pre, 1);
+    else if (dst != src && count)
+        memcpy(dst, src, count * rr_dtype_size(dt));
+}
 
 const char *rr_reduce_path_name(void);
 rr_status rr_reduce_select(const char *name); /* "auto"|"scalar"|"avx2"|"avx512" */

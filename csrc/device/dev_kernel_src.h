@@ -1,7 +1,7 @@
 /* ringred's device reduction kernel, one source for two compilers (see dev_kernel.h).
  *
  * Dialects:
- *  - RR_KERNEL_CUDA defined: CUDA C++ for NVRTC (csrc/gen_ptx.py passes -DRR_KERNEL_CUDA=1;
+ *  - RR_KERNEL_CUDA defined: CUDA C++ for NVRTC (csrc/device/gen_ptx.py passes -DRR_KERNEL_CUDA=1;
  *    the PTX is committed as dev_kernel_ptx.c).  No headers: the fixed-width types and the
  *    argument block are declared here.  Arithmetic goes through __fadd_rn/__fmul_rn/__dadd_rn/
  *    __dmul_rn, which are never contracted to FMA (and gen_ptx.py passes --fmad=false too).

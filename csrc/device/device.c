@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "coll/coll.h"
 #include "device/device.h"
 #include "device/device_ipc.h"
 #include "core/internal.h"
@@ -71,7 +72,7 @@ void rr_dev_settle(rr_device *d, rr_status st)
         rr_ipc_settle(d);
 }
 
-void rr_device_free(rr_comm *c)
+static void device_free(rr_comm *c)
 {
     rr_device *d = c->device;
     if (d == NULL)
@@ -149,7 +150,7 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
         return RR_FAIL(c, RR_ERR_UNSUPPORTED, "%s", why);
     rr_device *d = c->device;
     if (d == NULL || d->be != be || d->dev != dev) {
-        rr_device_free(c);
+        device_free(c);
         d = calloc(1, sizeof *d);
         if (d == NULL)
             return RR_FAIL(c, RR_ERR_NOMEM, "cannot allocate the device state");
@@ -158,22 +159,23 @@ rr_status rr_dev_enter(rr_comm *c, int backend, int dev, rr_device **out, void *
         d->nslots = c->cfg.device_slots;
         d->slot_bytes = c->cfg.device_segment_bytes & ~(size_t)63;
         c->device = d;
+        c->device_free = device_free; /* the communicator's end lets it go */
         int e = be->ctx_retain(dev, &d->ctx);
         if (e) {
-            rr_device_free(c);
+            device_free(c);
             return rr_dev_fail(c, be, e, "retaining the device's primary context", __FILE__,
                             __LINE__);
         }
         d->retained = 1;
         e = be->ctx_enter(d->ctx, prev);
         if (e) {
-            rr_device_free(c);
+            device_free(c);
             return rr_dev_fail(c, be, e, "making the device's context current", __FILE__, __LINE__);
         }
         rr_status st = create_objects(c, d);
         if (st != RR_OK) {
             be->ctx_leave(*prev);
-            rr_device_free(c);
+            device_free(c);
             return st;
         }
         *out = d;

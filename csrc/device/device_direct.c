@@ -11,6 +11,7 @@
 
 #include "device/device.h"
 #include "core/internal.h"
+#include "mpi/mpi.h"
 
 /* Look an MPI extension up in the library that holds MPI_Init, without declaring it (not
  * every MPI has it, and their prototypes differ). */

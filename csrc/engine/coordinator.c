@@ -68,7 +68,7 @@ void rr_coord_free(rr_coord *c, int size)
     }
     rr_smap_free(&c->table);
     for (size_t i = 0; i < c->groups.nb; i++)
-        for (rr_smap_node *x = c->groups.b[i]; x; x = x->next) {
+        for (rr_smap_node *x = rr_smap_chain(&c->groups, i); x; x = rr_smap_next(x)) {
             rr_group_acc *a = x->val;
             rr_resp_clear(&a->ready);
             free(a->ready.v);

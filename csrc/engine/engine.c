@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "mpi/mpi.h"
 #include "shm/shm.h"
 
 static _Thread_local char tls_err[RR_ERRMSG_LEN];
@@ -144,9 +145,9 @@ void rr_engine_fail_all(rr_engine *e, rr_status st, const char *msg)
     }
     /* Drained entries live in the pending map (join entries outside it). */
     for (size_t i = 0; i < e->pending.nb; i++) {
-        rr_smap_node *x = e->pending.b[i];
+        rr_smap_node *x = rr_smap_chain(&e->pending, i);
         while (x) {
-            rr_smap_node *nx = x->next;
+            rr_smap_node *nx = rr_smap_next(x);
             rr_engine_complete(e, x->val, st, msg);
             x = nx;
         }
@@ -389,15 +390,15 @@ rr_status rr_engine_destroy(rr_engine *e)
         MPI_Wait(&e->wake_req, MPI_STATUS_IGNORE);
     }
     rr_tl_close(&e->tl);
-    for (size_t i = 0; i < e->ids_nb; i++) {
-        rr_entry *x = e->ids[i];
+    for (size_t i = 0; i < e->ids.nb; i++) {
+        rr_hlink *x = e->ids.b[i];
         while (x) {
-            rr_entry *nx = x->id_next;
-            rr_entry_free(x);
+            rr_hlink *nx = x->next;
+            rr_entry_free(RR_CONTAINER(x, rr_entry, id_link));
             x = nx;
         }
     }
-    free(e->ids);
+    rr_htab_free(&e->ids);
     rr_smap_free(&e->inflight);
     rr_smap_free(&e->pending);
     while (e->warn_head) {

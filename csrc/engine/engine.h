@@ -1,5 +1,6 @@
 /* Internal definitions of the background engine (engine.c, negotiate.c, coordinator.c,
- * cache.c, fusion.c, stall.c, timeline.c, wire.c, strmap.c).  Not part of the API.
+ * cache.c, fusion.c, stall.c, timeline.c, wire.c; its maps are core/strmap.h).  Not part of
+ * the API.
  *
  * Threads: user threads call the rr_engine_* functions (submit / poll / wait / release).
  * All communication on the engine's own rr_comm happens under the progress lock, held by
@@ -12,29 +13,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "core/hmap.h"
 #include "core/internal.h"
+#include "core/strmap.h"
 
 #define RR_TAG_WAKE 201 /* on the engine's communicator: wake(k) starts cycle k */
-
-/* ---------------------------------------------------------------- strmap.c */
-typedef struct rr_smap_node {
-    const char *key; /* not owned: points into the value */
-    uint64_t hash;
-    void *val;
-    struct rr_smap_node *next;
-} rr_smap_node;
-
-typedef struct rr_smap {
-    rr_smap_node **b;
-    size_t nb, n;
-} rr_smap;
-
-uint64_t rr_hash_str(const char *s);
-/* Insert key -> val (key must stay valid while in the map).  0 ok, -1 out of memory. */
-int rr_smap_put(rr_smap *m, const char *key, void *val);
-void *rr_smap_get(const rr_smap *m, const char *key);
-void *rr_smap_del(rr_smap *m, const char *key); /* returns the removed value or NULL */
-void rr_smap_free(rr_smap *m);
 
 /* ---------------------------------------------------------------- wire.c */
 typedef struct rr_buf {
@@ -115,7 +98,7 @@ typedef struct rr_entry {
     /* [mu] */
     int released;
     int refs;       /* threads inside rr_engine_wait on it */
-    struct rr_entry *id_next;
+    rr_hlink id_link;      /* in rr_engine.ids, under the id */
 } rr_entry;
 
 /* A negotiated response, identical on every rank. */
@@ -230,8 +213,7 @@ struct rr_engine {
     rr_entry *q_head, *q_tail;
     atomic_int nqueued;
     rr_smap inflight;       /* name -> entry, until done */
-    rr_entry **ids;
-    size_t ids_nb, ids_n;
+    rr_htab ids;            /* id -> entry (rr_entry.id_link) */
     uint64_t next_id;
     atomic_int stop_req;
     int bg_sleeping;

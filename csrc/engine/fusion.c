@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "shm/shm.h"
 
 /* Timeline label of the reduction step: the collective and the transport that carried it. */
 static const char *transport_label(const rr_engine *e, int kind)

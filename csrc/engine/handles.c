@@ -1,6 +1,6 @@
 /* Submission (the queue, duplicate names) and handles: poll / wait / results / release.
- * Entries are found by id in a small hash table under the engine mutex; a thread waiting on
- * an entry holds a reference so that a concurrent release cannot free it. */
+ * Entries are found by id in the core hash table (core/hmap.h) under the engine mutex; a
+ * thread waiting on an entry holds a reference so that a concurrent release cannot free it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,56 +9,24 @@
 
 /* ---------------------------------------------------------------- entries by id [mu] */
 
-static rr_entry **id_bucket(rr_engine *e, uint64_t id)
-{
-    return &e->ids[id & (e->ids_nb - 1)];
-}
-
 static int id_insert(rr_engine *e, rr_entry *ent)
 {
-    if (e->ids_n + 1 > e->ids_nb) {
-        size_t nb = e->ids_nb ? e->ids_nb * 2 : 256;
-        rr_entry **b = calloc(nb, sizeof *b);
-        if (b == NULL)
-            return -1;
-        for (size_t i = 0; i < e->ids_nb; i++) {
-            rr_entry *x = e->ids[i];
-            while (x) {
-                rr_entry *nx = x->id_next;
-                x->id_next = b[x->id & (nb - 1)];
-                b[x->id & (nb - 1)] = x;
-                x = nx;
-            }
-        }
-        free(e->ids);
-        e->ids = b;
-        e->ids_nb = nb;
-    }
-    rr_entry **b = id_bucket(e, ent->id);
-    ent->id_next = *b;
-    *b = ent;
-    e->ids_n++;
-    return 0;
+    return rr_htab_insert(&e->ids, &ent->id_link, ent->id, 256);
 }
 
 static rr_entry *id_find(rr_engine *e, uint64_t id)
 {
-    if (e->ids_nb == 0)
-        return NULL;
-    for (rr_entry *x = *id_bucket(e, id); x; x = x->id_next)
-        if (x->id == id)
-            return x;
+    for (rr_hlink *x = rr_htab_chain(&e->ids, id); x; x = x->next) {
+        rr_entry *ent = RR_CONTAINER(x, rr_entry, id_link);
+        if (ent->id == id)
+            return ent;
+    }
     return NULL;
 }
 
 static void id_remove(rr_engine *e, rr_entry *ent)
 {
-    for (rr_entry **pp = id_bucket(e, ent->id); *pp; pp = &(*pp)->id_next)
-        if (*pp == ent) {
-            *pp = ent->id_next;
-            e->ids_n--;
-            return;
-        }
+    rr_htab_remove(&e->ids, &ent->id_link);
 }
 
 /* ---------------------------------------------------------------- submission */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "mpi/mpi.h"
 
 #define FL_JOINED 2u
 #define FL_SHUTDOWN 4u

@@ -81,7 +81,7 @@ void rr_tl_close(rr_timeline *t)
     free(t->fbuf);
     t->fbuf = NULL;
     for (size_t i = 0; i < t->tids.nb; i++)
-        for (rr_smap_node *x = t->tids.b[i]; x; x = x->next)
+        for (rr_smap_node *x = rr_smap_chain(&t->tids, i); x; x = rr_smap_next(x))
             free((char *)x->key);
     rr_smap_free(&t->tids);
     pthread_mutex_unlock(&t->mu);

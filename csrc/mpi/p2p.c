@@ -6,16 +6,9 @@
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "mpi/mpi.h"
 
 #define CLOCK_POLLS 64 /* polls between clock reads */
-
-void rr_wait_pause(int *spins, int spin_limit)
-{
-    if (*spins < spin_limit)
-        ++*spins;
-    else
-        sched_yield();
-}
 
 static MPI_Status *statuses(rr_comm *c, int n)
 {

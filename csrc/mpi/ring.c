@@ -12,6 +12,7 @@
 
 #include "core/internal.h"
 #include "core/reduce.h"
+#include "mpi/mpi.h"
 
 static inline int mod(int a, int n) { return ((a % n) + n) % n; }
 

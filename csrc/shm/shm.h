@@ -172,5 +172,15 @@ rr_status rr_shm_reducescatter(rr_comm *c, const void *sendbuf, size_t count, vo
 rr_status rr_shm_barrier(rr_comm *c);
 /* The arrival alone (rr_agree_call, rr_poison). */
 rr_status rr_shm_agree(rr_comm *c, const rr_header *h);
+/* The transport's table of these (core/transport.h). */
+extern const rr_transport_ops rr_shm_ops;
+
+/* ---- shm.c: the streaming threshold ---- */
+/* cold = 1: the next allreduces' outputs will not stay cached; a shared-memory communicator
+ * then streams outputs (non-temporal stores) from an eighth of RINGRED_SHM_STREAM_BYTES on
+ * (1 MiB by default) instead of from the setting itself.  cold = 0 restores the setting; with
+ * the setting 0 nothing is ever streamed.  The threshold picks among the plans, so every
+ * rank must pass the same value before the same call. */
+void rr_comm_stream_cold(rr_comm *c, int cold);
 
 #endif

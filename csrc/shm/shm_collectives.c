@@ -238,3 +238,14 @@ rr_status rr_shm_agree(rr_comm *c, const rr_header *h)
     int k = h->kind;
     return rr_shm_arrive(c, h, 0, k >= 1 && k <= 5 ? names[k] : names[0]);
 }
+
+const rr_transport_ops rr_shm_ops = {
+    .name = "shm",
+    .allreduce = rr_shm_allreduce,
+    .broadcast = rr_shm_broadcast,
+    .allgather_counts = rr_shm_allgather_counts,
+    .allgather = rr_shm_allgather,
+    .reducescatter = rr_shm_reducescatter,
+    .barrier = rr_shm_barrier,
+    .agree = rr_shm_agree,
+};
