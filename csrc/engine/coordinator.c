@@ -412,71 +412,67 @@ static void u32_add_unique(u32list *l, uint32_t x)
     l->v[l->n++] = x;
 }
 
-rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *joined,
-                           int want_errors, rr_buf *out)
+/* Rank r's message: its evictions (into ev), its fatal error (appended to fatal), its
+ * requests (into the negotiation table). */
+static rr_status read_rank(rr_engine *e, int r, uint32_t len, double now, u32list *ev,
+                           rr_buf *fatal, rr_status *fatal_code)
 {
     rr_coord *c = &e->coord;
     rr_comm *cm = e->comm;
     int n = e->size;
-    double now = rr_now();
-    u32list ev = {0};
-    rr_buf fatal = {0};
-    rr_status fatal_code = RR_OK;
-    rr_resp_list ready = {0};
-    rr_status st = RR_OK;
-
-    for (int r = 0; r < n; r++) {
-        if (lens[r] == 0)
-            continue;
-        rr_rd rd = {e->gather + e->gdispls[r], lens[r], 0, 0};
-        uint32_t ne = rr_get_u32(&rd);
-        for (uint32_t i = 0; i < ne && !rd.bad; i++) {
-            uint32_t s = rr_get_u32(&rd);
-            if ((int)s < e->cache.hw && e->cache.slots[s].used)
-                u32_add_unique(&ev, s);
-        }
-        rr_status code = (rr_status)rr_get_u32(&rd);
-        char *err = rr_get_str(&rd);
-        if (err) {
-            char line[RR_ERRMSG_LEN];
-            snprintf(line, sizeof line, "%srank %d: %s", fatal.n ? "; " : "", r, err);
-            for (const char *p = line; *p; p++)
-                rr_put_u8(&fatal, (uint8_t)*p);
-            if (fatal_code == RR_OK)
-                fatal_code = code ? code : RR_ERR_PEER;
-            free(err);
-        }
-        uint32_t nr = rr_get_u32(&rd);
-        for (uint32_t i = 0; i < nr && !rd.bad; i++) {
-            rr_desc d;
-            if (rr_get_desc(&rd, &d) != 0)
-                break;
-            double age = rr_get_f64(&rd);
-            int s = e->cache.cap > 0 ? rr_cache_find(&e->cache, d.name) : -1;
-            if (s >= 0)
-                u32_add_unique(&ev, (uint32_t)s); /* a cached name sent again: invalid */
-            rr_neg *g = neg_get(c, n, d.name, now - age);
-            if (g == NULL) {
-                rr_desc_free(&d);
-                st = RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
-                goto done;
-            }
-            if (g->req[r].name) {
-                rr_desc_free(&d); /* cannot happen: names are unique in flight */
-                continue;
-            }
-            g->req[r] = d;
-            g->nhave++;
-            if (now - age < g->t_first)
-                g->t_first = now - age;
-        }
-        if (rd.bad) {
-            st = RR_FAIL(cm, RR_ERR_STATE, "engine protocol error: corrupt message from rank %d",
-                         r);
-            goto done;
-        }
+    rr_rd rd = {e->gather + e->gdispls[r], len, 0, 0};
+    uint32_t ne = rr_get_u32(&rd);
+    for (uint32_t i = 0; i < ne && !rd.bad; i++) {
+        uint32_t s = rr_get_u32(&rd);
+        if ((int)s < e->cache.hw && e->cache.slots[s].used)
+            u32_add_unique(ev, s);
     }
+    rr_status code = (rr_status)rr_get_u32(&rd);
+    char *err = rr_get_str(&rd);
+    if (err) {
+        char line[RR_ERRMSG_LEN];
+        snprintf(line, sizeof line, "%srank %d: %s", fatal->n ? "; " : "", r, err);
+        for (const char *p = line; *p; p++)
+            rr_put_u8(fatal, (uint8_t)*p);
+        if (*fatal_code == RR_OK)
+            *fatal_code = code ? code : RR_ERR_PEER;
+        free(err);
+    }
+    uint32_t nr = rr_get_u32(&rd);
+    for (uint32_t i = 0; i < nr && !rd.bad; i++) {
+        rr_desc d;
+        if (rr_get_desc(&rd, &d) != 0)
+            break;
+        double age = rr_get_f64(&rd);
+        int s = e->cache.cap > 0 ? rr_cache_find(&e->cache, d.name) : -1;
+        if (s >= 0)
+            u32_add_unique(ev, (uint32_t)s); /* a cached name sent again: invalid */
+        rr_neg *g = neg_get(c, n, d.name, now - age);
+        if (g == NULL) {
+            rr_desc_free(&d);
+            return RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
+        }
+        if (g->req[r].name) {
+            rr_desc_free(&d); /* cannot happen: names are unique in flight */
+            continue;
+        }
+        g->req[r] = d;
+        g->nhave++;
+        if (now - age < g->t_first)
+            g->t_first = now - age;
+    }
+    if (rd.bad)
+        return RR_FAIL(cm, RR_ERR_STATE, "engine protocol error: corrupt message from rank %d",
+                       r);
+    return RR_OK;
+}
 
+/* Every name that all ranks (the joined ones aside) have requested becomes a response. */
+static rr_status emit_complete(rr_engine *e, const uint8_t *joined, rr_resp_list *ready)
+{
+    rr_coord *c = &e->coord;
+    rr_comm *cm = e->comm;
+    int n = e->size;
     int njoined = 0;
     for (int r = 0; r < n; r++)
         njoined += joined[r];
@@ -489,27 +485,29 @@ rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *jo
             if (!ok)
                 continue;
             rr_resp resp;
-            if (build_response(e, g, joined, &resp) != 0 || emit(c, &ready, &resp) != 0) {
-                st = RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
-                goto done;
+            if (build_response(e, g, joined, &resp) != 0 || emit(c, ready, &resp) != 0) {
+                return RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
             }
             neg_unlink(c, g);
             neg_free(g, n);
         }
     }
-    stall_errors(e, now, &ready);
-    if (fail_groups(e, &ready) != 0) {
-        st = RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
-        goto done;
-    }
+    return RR_OK;
+}
 
+/* The response list: evictions, responses, the fatal error (when asked), the stall note. */
+static void write_responses(rr_engine *e, rr_buf *out, const u32list *ev,
+                            const rr_resp_list *ready, rr_buf *fatal, rr_status fatal_code,
+                            int want_errors)
+{
+    int n = e->size;
     rr_buf_reset(out);
-    rr_put_u32(out, (uint32_t)ev.n);
-    for (size_t i = 0; i < ev.n; i++)
-        rr_put_u32(out, ev.v[i]);
-    rr_put_u32(out, (uint32_t)ready.n);
-    for (size_t i = 0; i < ready.n; i++) {
-        rr_resp *r = &ready.v[i];
+    rr_put_u32(out, (uint32_t)ev->n);
+    for (size_t i = 0; i < ev->n; i++)
+        rr_put_u32(out, ev->v[i]);
+    rr_put_u32(out, (uint32_t)ready->n);
+    for (size_t i = 0; i < ready->n; i++) {
+        const rr_resp *r = &ready->v[i];
         rr_put_u8(out, (uint8_t)r->type);
         rr_put_desc(out, &r->d);
         if (r->type == RESP_EXEC && r->d.kind == RR_REQ_ALLGATHER)
@@ -520,13 +518,38 @@ rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *jo
             rr_put_str(out, r->err_msg);
         }
     }
-    rr_put_u8(&fatal, 0);
+    rr_put_u8(fatal, 0);
     rr_put_u32(out, (uint32_t)(want_errors ? (fatal_code ? fatal_code : RR_ERR_PEER) : 0));
-    rr_put_str(out, want_errors && fatal.p && fatal.p[0] ? (const char *)fatal.p : NULL);
+    rr_put_str(out, want_errors && fatal->p && fatal->p[0] ? (const char *)fatal->p : NULL);
     rr_put_str(out, e->stall_note); /* a stall warning for every rank, or nothing */
     free(e->stall_note);
     e->stall_note = NULL;
-done:
+}
+
+rr_status rr_coord_process(rr_engine *e, const uint32_t *lens, const uint8_t *joined,
+                           int want_errors, rr_buf *out)
+{
+    rr_comm *cm = e->comm;
+    int n = e->size;
+    double now = rr_now();
+    u32list ev = {0};
+    rr_buf fatal = {0};
+    rr_status fatal_code = RR_OK;
+    rr_resp_list ready = {0};
+    rr_status st = RR_OK;
+
+    for (int r = 0; r < n && st == RR_OK; r++)
+        if (lens[r])
+            st = read_rank(e, r, lens[r], now, &ev, &fatal, &fatal_code);
+    if (st == RR_OK)
+        st = emit_complete(e, joined, &ready);
+    if (st == RR_OK) {
+        stall_errors(e, now, &ready);
+        if (fail_groups(e, &ready) != 0)
+            st = RR_FAIL(cm, RR_ERR_NOMEM, "out of memory in the coordinator");
+    }
+    if (st == RR_OK)
+        write_responses(e, out, &ev, &ready, &fatal, fatal_code, want_errors);
     rr_resp_clear(&ready);
     free(ready.v);
     free(ev.v);

@@ -253,9 +253,9 @@ static rr_status fast_path(rr_engine *e, const uint8_t *bits, int njoined, doubl
 
 /* ---------------------------------------------------------------- slow path */
 
-static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
-                           uint32_t **evicts, uint32_t *nevict, rr_status *fatal_code,
-                           char **fatal_text)
+/* Slow path, step 1: every rank's request message to rank 0, which builds the response
+ * list (rr_coord_process) in e->rbuf. */
+static rr_status gather_requests(rr_engine *e, int any_error)
 {
     rr_comm *c = e->comm;
     int n = e->size;
@@ -288,6 +288,14 @@ static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
                                &req));
         RR_CHECK(rr_wait(c, &req));
     }
+    return RR_OK;
+}
+
+/* Step 2: rank 0's response list to every rank (into e->rbuf); *len_out: its length. */
+static rr_status bcast_responses(rr_engine *e, uint64_t *len_out)
+{
+    rr_comm *c = e->comm;
+    MPI_Request req;
     /* Broadcast the response list: length and the first INLINE bytes in one message. */
     uint8_t bc[8 + INLINE];
     uint64_t len = e->rbuf.n;
@@ -317,7 +325,18 @@ static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
         RR_CHECK(rr_wait(c, &req));
     }
 
-    /* Parse. */
+    *len_out = len;
+    return RR_OK;
+}
+
+/* Step 3: read the response list: evictions, responses (matched to pending entries) into L,
+ * the fatal error if any, rank 0's stall note. */
+static rr_status parse_responses(rr_engine *e, uint64_t len, rr_resp_list *L,
+                                 uint32_t **evicts, uint32_t *nevict, rr_status *fatal_code,
+                                 char **fatal_text)
+{
+    rr_comm *c = e->comm;
+    int n = e->size;
     double now = rr_now(); /* the responses are known from now on */
     rr_rd rd = {e->rbuf.p, len, 0, 0};
     uint32_t ne = rr_get_u32(&rd);
@@ -383,6 +402,16 @@ static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
     if (rd.bad)
         return RR_FAIL(c, RR_ERR_STATE, "engine protocol error: corrupt response list");
     return RR_OK;
+}
+
+static rr_status slow_path(rr_engine *e, int any_error, rr_resp_list *L,
+                           uint32_t **evicts, uint32_t *nevict, rr_status *fatal_code,
+                           char **fatal_text)
+{
+    uint64_t len = 0;
+    RR_CHECK(gather_requests(e, any_error));
+    RR_CHECK(bcast_responses(e, &len));
+    return parse_responses(e, len, L, evicts, nevict, fatal_code, fatal_text);
 }
 
 /* ---------------------------------------------------------------- the cycle */
