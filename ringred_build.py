@@ -1,8 +1,11 @@
-"""cffi build script: compiles csrc/*.c into the extension module ``ringred._ringred``.
+"""cffi build script: compiles the C core (csrc/<layer>/*.c) into ``ringred._ringred``.
 
 Out-of-line API mode.  MPI compile and link flags come from ``$MPICC`` or the ``mpicc`` on
 PATH (the ``mpich`` wheel installs one next to the Python interpreter).  This file never
 imports ringred itself.
+
+Run directly (``python ringred_build.py``) it builds the module in place (ringred/) with
+its object files under build/inplace/, never beside the sources.
 
 Environment:
   MPICC               MPI compiler wrapper to ask for flags
@@ -299,8 +302,16 @@ def mpi_flags() -> tuple[list[str], list[str], list[str], list[str], list[str]]:
     return incs, libdirs, libs, rpaths, folded
 
 
+# The C core's layer folders, lowest first (tests/test_csrc_layers.py checks that no folder
+# uses a later one); csrc/ringred.h, the public header, is the only file directly in csrc/.
+LAYERS = ("core", "mpi", "shm", "coll", "device", "engine")
+
+
 def c_sources() -> list[str]:
-    return sorted(str(p.relative_to(HERE)) for p in CSRC.glob("*.c"))
+    """The C files of the extension: every .c of the layer folders (not csrc/tests/)."""
+    return sorted(
+        str(p.relative_to(HERE)) for layer in LAYERS for p in (CSRC / layer).glob("*.c")
+    )
 
 
 def compile_flags() -> list[str]:
@@ -359,5 +370,21 @@ ffibuilder.set_source(
     + (["-fsanitize=address,undefined"] if os.environ.get("RINGRED_SANITIZE") == "1" else []),
 )
 
+
+def build_inplace() -> None:
+    """Build ringred/_ringred*.so in place, objects under build/inplace/ (all CPUs)."""
+    from setuptools import Distribution
+
+    os.chdir(HERE)  # the sources are named relative to the checkout (and so is __FILE__)
+    ext = ffibuilder.distutils_extension(tmpdir=os.path.join("build", "inplace"))
+    dist = Distribution({"ext_modules": [ext], "script_name": "ringred_build.py"})
+    cmd = dist.get_command_obj("build_ext")
+    cmd.inplace = True
+    cmd.force = True
+    cmd.build_temp = os.path.join("build", "inplace")
+    cmd.parallel = os.cpu_count() or 1
+    dist.run_command("build_ext")
+
+
 if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+    build_inplace()

@@ -126,7 +126,6 @@ build() {
         }
         echo "built WITHOUT -Werror (warnings above)"
     fi
-    rm -f csrc/*.o
     ls ringred/_ringred*.so
 }
 
@@ -167,15 +166,16 @@ print('rank', ringred.rank(), 'first device allreduce ok:', float(r.min()) == ri
 }
 
 kernel_check() {  # the committed PTX kernel on GPU 0 against the CPU path, bit for bit
-    gcc -std=c11 -O2 -Wall -Wextra -Icsrc csrc/reduce.c csrc/dev_kernel_host.c \
-        csrc/dev_kernel_ptx.c csrc/tests/dev_kernel_check.c -o "$LOG/dev_kernel_check" \
+    gcc -std=c11 -O2 -Wall -Wextra -Icsrc csrc/core/reduce.c csrc/device/dev_kernel_host.c \
+        csrc/device/dev_kernel_ptx.c csrc/tests/dev_kernel_check.c -o "$LOG/dev_kernel_check" \
         -lm -ldl && "$LOG/dev_kernel_check" --gpu
 }
 
 ipc_check() {  # the CUDA backend's IPC entries between two processes (no MPI)
-    gcc -std=c11 -D_GNU_SOURCE -DRR_CHECK_NO_MPI -Wall -Wextra -O2 -Icsrc csrc/device_cuda.c \
-        csrc/device_fake.c csrc/device_fake_ipc.c csrc/device_fake_test.c csrc/dev_kernel*.c \
-        csrc/reduce.c csrc/copy.c csrc/tests/device_ipc_check.c -o "$LOG/device_ipc_check" \
+    gcc -std=c11 -D_GNU_SOURCE -DRR_CHECK_NO_MPI -Wall -Wextra -O2 -Icsrc \
+        csrc/device/device_cuda.c csrc/device/device_fake.c csrc/device/device_fake_ipc.c \
+        csrc/device/device_fake_test.c csrc/device/dev_kernel*.c csrc/core/reduce.c \
+        csrc/core/copy.c csrc/tests/device_ipc_check.c -o "$LOG/device_ipc_check" \
         -ldl -lpthread -lm && "$LOG/device_ipc_check" cuda
 }
 

@@ -1,4 +1,4 @@
-"""The C background engine (csrc/engine.c) and the Handle it returns.
+"""The C background engine (csrc/engine/engine.c) and the Handle it returns.
 
 The engine is created lazily, on the first asynchronous call, by ``Context.get_engine()``;
 its creation duplicates the communicator, so every rank must make its first asynchronous

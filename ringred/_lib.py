@@ -129,13 +129,13 @@ def make_error(status: int, comm: Any = None, what: str = "") -> RingredError:
 # Build information
 rr_build_info = lib.rr_build_info
 rr_kernel_path = lib.rr_kernel_path
-# The settings table (csrc/settings_table.c)
+# The settings table (csrc/core/settings_table.c)
 rr_setting_count = lib.rr_setting_count
 rr_setting_info = lib.rr_setting_info
 rr_setting_value = lib.rr_setting_value
 READER_PYTHON = lib.RR_READER_PYTHON
 SETTING_STRICT = lib.RR_SETTING_STRICT
-# Communicators (csrc/comm.c)
+# Communicators (csrc/core/comm.c)
 rr_comm_create_ex = lib.rr_comm_create_ex
 rr_comm_destroy = lib.rr_comm_destroy
 rr_comm_rank = lib.rr_comm_rank
@@ -166,7 +166,7 @@ rr_device_allreduce = lib.rr_device_allreduce
 rr_device_broadcast = lib.rr_device_broadcast
 rr_device_allgather = lib.rr_device_allgather
 rr_device_reducescatter = lib.rr_device_reducescatter
-# The background engine (csrc/engine.c)
+# The background engine (csrc/engine/engine.c)
 rr_engine_create_ex = lib.rr_engine_create_ex
 rr_engine_destroy = lib.rr_engine_destroy
 rr_engine_stop = lib.rr_engine_stop

@@ -71,7 +71,7 @@ class Context:
         self._lock = threading.Lock()
         # Synchronous calls: one at a time per communicator, and each call's agreement
         # carries the calling thread (a hash of its name), so that calls of different threads
-        # never pair up across ranks (csrc/agree.c): a MismatchError instead of a wrong result.
+        # never pair up across ranks (csrc/mpi/agree.c): a MismatchError instead of a wrong result.
         self.serial = threading.RLock()
         self.caller = 0  # threading.get_ident() of the thread the tag is set for
         self._caller_name = ""

@@ -1,7 +1,7 @@
 """Collectives on GPU arrays (CuPy, torch.cuda, Numba, DLPack producers).
 
 The collectives in ``ringred.collectives`` route device arrays here.  The C core stages
-them through pinned host memory in pipelined segments (``csrc/device.c``) or, with a
+them through pinned host memory in pipelined segments (``csrc/device/device.c``) or, with a
 CUDA-aware MPI, hands allreduce buffers to MPI directly.  Results are allocated by the
 input's library on the input's device and come back as the input's type.  Nothing here
 needs CUDA to import: the driver is loaded by the C core on the first device call.

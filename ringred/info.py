@@ -1,6 +1,6 @@
 """``python -m ringred.info``: version, MPI library, build flags, CPU kernels, settings.
 
-The settings come from the C core's one table (csrc/settings_table.c): each is shown with the
+The settings come from the C core's one table (csrc/core/settings_table.c): each is shown with the
 value in force here, as the core reads it, and marked when it was clamped into range or
 rejected.  ``python -m ringred.info --markdown`` prints the settings tables of
 docs/settings.md (tests/test_settings.py checks that the file is up to date).

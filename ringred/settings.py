@@ -1,4 +1,4 @@
-"""The C core's table of RINGRED_* settings (csrc/settings_table.c), seen from Python: every
+"""The C core's table of RINGRED_* settings (csrc/core/settings_table.c), seen from Python: every
 setting's description, its value in force, and warnings about invalid values.
 
 ``python -m ringred.info`` prints them; docs/settings.md is generated from them."""

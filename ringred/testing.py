@@ -26,7 +26,7 @@ from ._lib import (
     rr_test_fake_stream_sync,
 )
 
-# csrc/device_fake.c: "device" addresses are host addresses with this bit set, so that a
+# csrc/device/device_fake.c: "device" addresses are host addresses with this bit set, so that a
 # host dereference of one faults instead of silently reading the right bytes.
 FAKE_TAG = 1 << 62
 
@@ -104,7 +104,7 @@ class FakeDeviceArray:
     """Host memory posing as GPU memory.
 
     Exposes ``__cuda_array_interface__`` (version 3) with a tagged address that only the
-    fake device backend (``csrc/device_fake.c``) understands; ringred's collectives take it
+    fake device backend (``csrc/device/device_fake.c``) understands; ringred's collectives take it
     like a CuPy array and return FakeDeviceArray results.  It deliberately has no
     ``__array__``: like a real GPU array it must be copied out explicitly with ``get()``.
     ``stream`` (a FakeStream or None) is the producer stream whose queued work writes the

@@ -1,5 +1,5 @@
-"""The device reduction kernel (csrc/dev_kernel_src.h): its host C instantiation against the
-CPU kernels, bit for bit, and the committed PTX (csrc/dev_kernel_ptx.c) against the source.
+"""The device reduction kernel (csrc/device/dev_kernel_src.h): its host C instantiation against the
+CPU kernels, bit for bit, and the committed PTX (csrc/device/dev_kernel_ptx.c) against the source.
 
 The reference is the host shm path's per-element rule built from the CPU kernel hooks:
 prescale every input (rr_test_scale), fold them in rank order (rr_test_reduce), postscale
@@ -22,13 +22,14 @@ from ringred._lib import ffi, lib
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
-GEN_PTX = CSRC / "gen_ptx.py"
-PTX_C = CSRC / "dev_kernel_ptx.c"
+DEVICE = CSRC / "device"
+GEN_PTX = DEVICE / "gen_ptx.py"
+PTX_C = DEVICE / "dev_kernel_ptx.c"
 
-sys.path.insert(0, str(CSRC))
-import gen_ptx  # noqa: E402  (csrc/ is not a package)
+sys.path.insert(0, str(DEVICE))
+import gen_ptx  # noqa: E402  (csrc/device/ is not a package)
 
-sys.path.remove(str(CSRC))
+sys.path.remove(str(DEVICE))
 
 RR_OK, RR_ERR_INVALID, RR_ERR_UNSUPPORTED = 0, 1, 2
 # name: (rr_dtype, element bytes, floating)
@@ -298,7 +299,8 @@ def test_dev_kernel_check_c(tmp_path):
     if gcc is None:
         pytest.skip("gcc not found")
     exe = tmp_path / "dev_kernel_check"
-    srcs = ["reduce.c", "dev_kernel_host.c", "dev_kernel_ptx.c", "tests/dev_kernel_check.c"]
+    srcs = ["core/reduce.c", "device/dev_kernel_host.c", "device/dev_kernel_ptx.c",
+            "tests/dev_kernel_check.c"]
     cmd = [gcc, "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{CSRC}",
            *[str(CSRC / s) for s in srcs], "-o", str(exe), "-lm", "-ldl"]
     build = subprocess.run(cmd, capture_output=True, text=True)
@@ -313,8 +315,8 @@ def test_dev_kernel_check_c(tmp_path):
 
 
 def test_ptx_is_regenerated_from_source():
-    """csrc/dev_kernel_ptx.c is what csrc/gen_ptx.py makes from the source with the pinned
-    NVRTC (make test installs it)."""
+    """csrc/device/dev_kernel_ptx.c is what csrc/device/gen_ptx.py makes from the source with
+    the pinned NVRTC (make test installs it)."""
     res = subprocess.run([sys.executable, str(GEN_PTX), "--check"], capture_output=True,
                          text=True, timeout=300)
     out = res.stdout + res.stderr
@@ -352,7 +354,7 @@ def test_committed_ptx_shape():
 def test_launch_bounds_match_header():
     """The PTX's block-size bound is the RR_KMAX_THREADS that launchers read in dev_kernel.h."""
     _, ptx = _ptx_text()
-    header = (CSRC / "dev_kernel.h").read_text()
+    header = (DEVICE / "dev_kernel.h").read_text()
     limit = int(re.search(r"#define RR_KMAX_THREADS (\d+)", header).group(1))
     assert re.search(rf"^\.maxntid {limit}, 1, 1$", ptx, re.M), limit
 

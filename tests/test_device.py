@@ -1,6 +1,6 @@
 """Device (GPU) arrays through the fake device backend: no GPU needed.
 
-The fake backend (csrc/device_fake.c) runs the real staging pipeline with worker threads
+The fake backend (csrc/device/device_fake.c) runs the real staging pipeline with worker threads
 as streams, random delays and poisoned staging slots (see tests/workers/device.py)."""
 
 import subprocess

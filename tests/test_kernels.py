@@ -1,4 +1,4 @@
-"""Reduction kernels (csrc/reduce.c) and copies (csrc/copy.c): the standalone C check, and
+"""Reduction kernels (csrc/core/reduce.c) and copies (csrc/core/copy.c): the standalone C check, and
 every kernel path against NumPy.
 
 Paths the CPU lacks are skipped (rr_test_reduce answers RR_ERR_UNSUPPORTED for them)."""
@@ -59,8 +59,8 @@ def test_kernel_check_c(tmp_path):
         "-Wextra",
         "-Werror",
         f"-I{CSRC}",
-        str(CSRC / "reduce.c"),
-        str(CSRC / "copy.c"),
+        str(CSRC / "core" / "reduce.c"),
+        str(CSRC / "core" / "copy.c"),
         str(CSRC / "tests" / "kernel_check.c"),
         "-o",
         str(exe),

@@ -142,7 +142,7 @@ static void check_mismatch(rr_comm *c)
 
 
 /* Device allreduce / broadcast through the fake device backend (threads as streams):
- * exercises csrc/device*.c under the sanitizers.  "Device" addresses carry bit 62. */
+ * exercises csrc/device/device*.c under the sanitizers.  "Device" addresses carry bit 62. */
 static void check_device(rr_comm *c, size_t count)
 {
     int r = rr_comm_rank(c), n = rr_comm_size(c);

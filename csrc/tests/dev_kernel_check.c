@@ -1,6 +1,7 @@
 /* Standalone check of ringred's device reduction kernel (dev_kernel_src.h).
- *   gcc -std=c11 -O2 -Wall -Wextra -Werror -Icsrc csrc/reduce.c csrc/dev_kernel_host.c \
- *       csrc/dev_kernel_ptx.c csrc/tests/dev_kernel_check.c -o /tmp/dkc -lm -ldl
+ *   gcc -std=c11 -O2 -Wall -Wextra -Werror -Icsrc csrc/core/reduce.c \
+ *       csrc/device/dev_kernel_host.c csrc/device/dev_kernel_ptx.c \
+ *       csrc/tests/dev_kernel_check.c -o /tmp/dkc -lm -ldl
  *
  *   dkc          the host build (rr_dev_kernel_host) with a second output (dst[1]) and in
  *                place (dst[0] == src[0]), against the CPU path (reduce.c)
@@ -12,8 +13,8 @@
  * with rr_scale.  Only NaN payloads of float sum/prod may differ (a NaN meets a NaN).
  * Prints "dev_kernel_check: OK" and exits 0, or the first difference and exits 1. */
 #define _POSIX_C_SOURCE 200809L
-#include "dev_kernel.h"
-#include "reduce.h"
+#include "device/dev_kernel.h"
+#include "core/reduce.h"
 
 #include <dlfcn.h>
 #include <stdint.h>

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "device.h"
+#include "device/device.h"
 
 #define TAG ((uintptr_t)1 << 62)
 #define MAXR 8

@@ -3,8 +3,9 @@
  *   ./device_ipc_check cuda|fake
  * Build without MPI (what a GPU machine may lack):
  *   cc -std=c11 -D_GNU_SOURCE -DRR_CHECK_NO_MPI -Wall -Wextra -Werror -Icsrc \
- *      csrc/device_cuda.c csrc/device_fake.c csrc/device_fake_ipc.c csrc/device_fake_test.c \
- *      csrc/dev_kernel*.c csrc/reduce.c csrc/copy.c csrc/tests/device_ipc_check.c \
+ *      csrc/device/device_cuda.c csrc/device/device_fake.c csrc/device/device_fake_ipc.c \
+ *      csrc/device/device_fake_test.c csrc/device/dev_kernel*.c csrc/core/reduce.c \
+ *      csrc/core/copy.c csrc/tests/device_ipc_check.c \
  *      -o device_ipc_check -ldl -lpthread -lm
  * The parent (A) exports a buffer and an IPC event; the child (B) opens both and
  *   1. reads A's buffer through a D2D copy;
@@ -21,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "device.h"
+#include "device/device.h"
 
 #ifdef RR_CHECK_NO_MPI
 /* device_direct.c (MPI) is not built in: the CUDA table's mpi_aware entry. */

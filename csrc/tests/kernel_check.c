@@ -1,15 +1,16 @@
-/* Standalone check of the reduction kernels (csrc/reduce.c).
- *   gcc -std=c11 -O2 -Wall -Wextra -Werror -Icsrc csrc/reduce.c csrc/tests/kernel_check.c -o /tmp/kc -lm
+/* Standalone check of the reduction kernels (csrc/core/reduce.c).
+ *   gcc -std=c11 -O2 -Wall -Wextra -Werror -Icsrc csrc/core/reduce.c csrc/core/copy.c \
+ *       csrc/tests/kernel_check.c -o /tmp/kc -lm
  * 1. the scalar path against a straightforward reference (per element, written independently);
  * 2. every other path this CPU supports against the scalar path, bit for bit (for float sum/prod
  *    a NaN only has to meet a NaN), dtype x op x size x k, random data with NaN, inf, +-0,
  *    subnormals and extreme integers; dst aliasing srcs[0] too;
  * 3. float16/bfloat16 conversions on all 65536 bit patterns against a reference rounding
  *    (nearest value by search, ties to even), through sum-with(-0), scaling and random sums.
- * 4. rr_copy / rr_copy_stream (csrc/copy.c, compiled in) against memcpy for every destination
+ * 4. rr_copy / rr_copy_stream (csrc/core/copy.c, compiled in) against memcpy for every destination
  *    and source offset in a cache line and lengths around the vector and alignment steps.
  * Prints "kernel_check: OK" and exits 0, or prints the first difference and exits 1. */
-#include "copy.h"
+#include "core/copy.h"
 #include "ringred.h"
 
 #include <math.h>

@@ -42,7 +42,7 @@ DTYPES += [np.dtype(np.float32), np.dtype(np.float64)]
 FLOATS = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)} | (
     {BF16} if BF16 is not None else set())
 UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-DEFAULT_CHUNK = 128 << 20  # RINGRED_IPC_CHUNK_BYTES when unset (csrc/settings.c)
+DEFAULT_CHUNK = 128 << 20  # RINGRED_IPC_CHUNK_BYTES when unset (csrc/core/settings.c)
 MODE = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 
 
