@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-# test function -> the parameter that selects its job (None: one job for the whole function)
-SHARED_JOBS = {
+# test function -> the parameter that selects its job's rank count, or the rank count itself
+# (None: one job for the whole function)
+SHARED_JOBS: dict[str, str | int | None] = {
     "test_collectives.py::test_collectives": "n",
     "test_engine.py::test_engine": "n",
+    "test_engine_device.py::test_engine_device": "n",
+    "test_engine_device.py::test_engine_device_join": "n",
+    "test_engine_device.py::test_engine_device_ordering": 2,
     "test_errors.py::test_errors": "n",
     "test_hierarchical.py::test_hierarchical": None,
 }
@@ -27,5 +31,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         key = f"{item.path.name}::{item.originalname}"
         if key in SHARED_JOBS:
             param = SHARED_JOBS[key]
-            n = item.callspec.params[param] if param else ""
+            n = item.callspec.params[param] if isinstance(param, str) else param or ""
             item.add_marker(pytest.mark.xdist_group(f"{item.path.stem}-{n}"))

@@ -11,6 +11,7 @@ Usage: python -m tests.workers.engine_device [main|join|ordering|producer]
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -19,6 +20,8 @@ import torch
 import ringred
 from ringred.testing import FakeDeviceArray, torch_cpu_as_device
 
+from .cases import ENV as CASES_ENV
+from .cases import run_cases
 from .collectives import close, reference
 from .common import BF16, data, digest, expect, main, same_on_all_ranks
 
@@ -236,4 +239,7 @@ def body_ordering() -> None:
 MODES = {"main": body_main, "join": body_join, "ordering": body_ordering}
 
 if __name__ == "__main__":
-    main(MODES[sys.argv[1] if len(sys.argv) > 1 else "main"])
+    if CASES_ENV in os.environ:  # many modes in one run, each a case (tests/workers/cases.py)
+        run_cases(MODES)
+    else:
+        main(MODES[sys.argv[1] if len(sys.argv) > 1 else "main"])
