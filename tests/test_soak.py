@@ -27,7 +27,7 @@ def test_soak(n, transport):
                                                "RINGRED_SOAK_SEED": str(seed),
                                                "RINGRED_SOAK_STEPS": str(STEPS)})
     report = re.search(r"rank 0: soak seed \d+: (\d+) collectives, (\d+) one-rank faults, "
-                       r"(\d+) stops, [\d.]+ s; kinds (\S+)", res.stdout)
+                       r"(\d+) stops, [\d.]+ s; kinds \[([a-z_,]+)\]", res.stdout)
     assert report, res.stdout[-3000:]
     done, faults, stops, kinds = report.groups()
     assert int(done) == STEPS and int(faults) > 0 and int(stops) > 0, report.group(0)

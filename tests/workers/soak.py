@@ -153,8 +153,9 @@ def body() -> None:
         done += 1
     if BF16 is not None:
         assert BF16 in DTYPES
+    kinds_list = ",".join(sorted(kinds))
     print(f"rank {ringred.rank()}: soak seed {seed}: {done} collectives, {faults} one-rank "
-          f"faults, {stops} stops, {time.monotonic() - t0:.1f} s; kinds {','.join(sorted(kinds))}",
+          f"faults, {stops} stops, {time.monotonic() - t0:.1f} s; kinds [{kinds_list}]",
           flush=True)
 
 
