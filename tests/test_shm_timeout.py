@@ -15,7 +15,7 @@ if ringred.rank() == 1:
     time.sleep(1.5)  # rank 0 waits for it inside the allreduce
 got = ringred.allreduce(np.ones(4), op=ringred.Sum)
 assert (got == 2).all(), got
-print("RANK", ringred.rank(), "OK", flush=True)
+print(f"RANK {ringred.rank()} OK", flush=True)  # one write: ranks share the pipe
 ringred.shutdown()  # not an exit while rank 0 may still be in the allreduce (see below)
 """
 
