@@ -18,7 +18,7 @@ $(PY):
 # the same set as `pip install -e ".[mpich,test,torch,examples]"`, with torch pinned.
 $(STAMP): $(PY) pyproject.toml setup.py ringred_build.py $(wildcard csrc/*.h csrc/*/*.c csrc/*/*.h)
 	$(PIP) install -q "setuptools>=77" wheel "cffi>=1.17" numpy mpich "mpi4py>=4.0" ml_dtypes \
-		pytest pytest-benchmark pytest-timeout ruff "torch==2.13.0" scikit-learn \
+		pytest pytest-benchmark pytest-timeout pytest-xdist ruff "torch==2.13.0" scikit-learn \
 		"nvidia-cuda-nvrtc-cu12==12.0.140"
 	MPICC=$(CURDIR)/$(VENV)/bin/mpicc $(PIP) install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
@@ -28,8 +28,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/mpiexec -n $(NP) $(PY) examples/torch_classifier.py
 
+# Two pytest-xdist workers: much of the suite waits (timeouts, sleeps, stopped ranks), and the
+# cases of one mpiexec job stay in one worker (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # The framework adapters' tests, each framework in its own virtualenv (the main one stays
 # framework-free; MXNet 1.9.1 needs NumPy < 1.24).  They run this checkout's ringred (built

@@ -65,10 +65,10 @@ def test_ipc_forced_without_shm_fails_on_every_rank():
 def test_peer_killed_while_its_device_memory_is_mapped(n, victim):
     """A rank dies in a loop of IPC allreduces: every survivor raises PeerError naming it
     within 30 s, and nothing of ours is left in /dev/shm."""
-    before = _ours()
     env = {"KILL_DEVICE": "1", "KILL_AT": "60", **IPC, "RINGRED_IPC_CHUNK_BYTES": "65536"}
     out, pids, reports = _run_victim(n, victim, "kill", True, env)
+    assert set(pids) == set(range(n)), out
     assert {r for r, _, _ in reports} == set(range(n)) - {victim}, out
     for _rank, kind, msg in reports:
         assert kind == "PeerError" and f"rank {victim} (pid {pids[victim]}) died" in msg, out
-    assert _ours() <= before, _ours() - before
+    assert not _ours(pids.values()), _ours(pids.values())

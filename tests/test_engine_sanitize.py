@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def engine_binary(tmp_path_factory):
-    return build_sanitized(tmp_path_factory.mktemp("asan"), "engine_check")
+    return build_sanitized(tmp_path_factory, "engine_check")
 
 
 @pytest.mark.parametrize("n,env", [

@@ -12,7 +12,7 @@ from .mpi import mpiexec
 
 @pytest.fixture(scope="module")
 def device_binary(tmp_path_factory):
-    return build_sanitized(tmp_path_factory.mktemp("asan"), "device_check")
+    return build_sanitized(tmp_path_factory, "device_check")
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -27,7 +27,7 @@ def test_fake_device_backend_under_sanitizers(device_binary, n):
 
 @pytest.fixture(scope="module")
 def ipc_binary(tmp_path_factory):
-    return build_sanitized(tmp_path_factory.mktemp("asan"), "device_ipc_check")
+    return build_sanitized(tmp_path_factory, "device_ipc_check")
 
 
 def test_fake_device_ipc_between_forked_processes(ipc_binary):

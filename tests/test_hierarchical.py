@@ -15,6 +15,7 @@ import time
 import pytest
 
 from .mpi import ROOT, CaseResults, mpiexec, run_mpi_cases, worker_env
+from .test_shm import _ours
 
 LAYOUTS = {"2+2": "a,a,b,b", "3+1": "a,a,a,b", "2+1+1": "a,b,a,c", "2+2-interleaved": "a,b,a,b"}
 # every allreduce above 0 bytes through the plan (not the flat small-message path)
@@ -62,10 +63,6 @@ def test_hierarchical(case):
     _job().check(case)
 
 
-def _ours() -> set[str]:
-    return {f for f in os.listdir("/dev/shm") if f.startswith("ringred-")}
-
-
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
 @pytest.mark.parametrize("victim,worker", [(3, "deadpeer"), (0, "deadpeer"), (3, "hier"),
                                            (1, "hier")])
@@ -74,7 +71,6 @@ def test_rank_killed_on_one_host(victim, worker):
     (deadpeer: between calls; hier midcall: from a timer, mostly inside a step, while the
     others wait in a child communicator): every survivor raises PeerError naming the dead rank
     and its pid within 30 s, the job ends, nothing of ours stays in /dev/shm."""
-    before = _ours()
     env = worker_env(RINGRED_TEST_HOSTS="a,a,b,b", **ALL)
     args = [str(victim), "sync", "kill"] if worker == "deadpeer" else ["midcall", str(victim)]
     cmd = [mpiexec(), "-disable-auto-cleanup", "-n", "4", sys.executable, "-m",
@@ -99,7 +95,7 @@ def test_rank_killed_on_one_host(victim, worker):
         # named by its global rank, also by survivors that were waiting for someone else
         assert f"rank {victim} (pid {pids[victim]}) died" in msg, out
     assert time.monotonic() - t0 < 60
-    assert _ours() <= before, _ours() - before
+    assert not _ours(pids.values()), _ours(pids.values())
 
 
 def test_bench_hosts_and_model():

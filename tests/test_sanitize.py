@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def sanitized_binary(tmp_path_factory):
-    return build_sanitized(tmp_path_factory.mktemp("asan"), "collective_check")
+    return build_sanitized(tmp_path_factory, "collective_check")
 
 
 ENVS = {

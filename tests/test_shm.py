@@ -39,8 +39,11 @@ def test_back_to_back_collectives_default_settings():
     run_mpi(2, "stress", "150", env={"RINGRED_TRANSPORT": "shm"}, timeout=240)
 
 
-def _ours() -> set[str]:
-    return {f for f in os.listdir("/dev/shm") if f.startswith("ringred-")}
+def _ours(pids) -> set[str]:
+    """Our segments in /dev/shm made by one of pids (they are named ringred-<pid>-<random>
+    after the rank that made them): other jobs may run alongside (pytest-xdist)."""
+    mine = {f"ringred-{p}-" for p in pids}
+    return {f for f in os.listdir("/dev/shm") if f[:f.find("-", 8) + 1] in mine}
 
 
 def _run_victim(n: int, victim: int, mode: str, wrap: bool, extra_env: dict | None = None):
@@ -72,7 +75,6 @@ def test_peer_killed(n, victim, wrap):
 
     Plain mpiexec usually kills the survivors before they can report; under the linger
     wrapper (hydra sees the wrapper, not the dead rank) every survivor must report."""
-    before = _ours()
     out, pids, reports = _run_victim(n, victim, "kill", wrap)
     # every rank got as far as the loop (so the kill happened mid-job), and no survivor ran
     # to the end without noticing; plain mpiexec may leave ``reports`` empty
@@ -83,19 +85,19 @@ def test_peer_killed(n, victim, wrap):
         assert f"rank {victim} (pid {pids[victim]}) died" in msg, out
     if wrap:
         assert {r for r, _, _ in reports} == set(range(n)) - {victim}, out
-    assert _ours() <= before, _ours() - before
+    assert not _ours(pids.values()), _ours(pids.values())
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
 @pytest.mark.parametrize("n,victim", [(2, 1), (3, 2)])
 def test_peer_killed_while_its_shared_buffer_is_read(n, victim):
     """The same with shared buffers, which the peers read in the victim's memory."""
-    before = _ours()
     out, pids, reports = _run_victim(n, victim, "kill", True, {"KILL_SHARED_BUFFERS": "1"})
+    assert set(pids) == set(range(n)), out
     assert {r for r, _, _ in reports} == set(range(n)) - {victim}, out
     for _rank, kind, msg in reports:
         assert kind == "PeerError" and f"rank {victim} (pid {pids[victim]}) died" in msg, out
-    assert _ours() <= before, _ours() - before
+    assert not _ours(pids.values()), _ours(pids.values())
 
 
 def test_peer_hangs():

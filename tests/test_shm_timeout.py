@@ -15,8 +15,14 @@ if ringred.rank() == 1:
     time.sleep(1.5)  # rank 0 waits for it inside the allreduce
 got = ringred.allreduce(np.ones(4), op=ringred.Sum)
 assert (got == 2).all(), got
-print("RANK", ringred.rank(), "OK", flush=True)
+print(f"RANK {ringred.rank()} OK", flush=True)  # one write: ranks share the pipe
+ringred.shutdown()  # not an exit while rank 0 may still be in the allreduce (see below)
 """
+
+
+# Without the shutdown, rank 1 could leave the allreduce, exit, and its exit notice reach rank 0
+# before rank 0 (descheduled on a loaded machine) saw the counter rank 1 had set: rank 0 then
+# failed with PeerError (csrc/shm.c wait_slow polls liveness before it reads the counter again).
 
 
 def test_zero_timeout_waits_for_a_slow_peer():

@@ -9,7 +9,9 @@ from .mpi import ROOT, mpiexec
 
 
 def _env():
-    return dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    # without pytest-xdist's variables: a pytest run inside a worker is not an xdist worker
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    return dict(env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
 
 
 def test_info_prints_build_and_settings():

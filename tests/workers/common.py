@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -95,6 +96,9 @@ def main(body) -> None:
         sys.stderr.flush()
         from mpi4py import MPI
 
+        # give the launcher time to forward this report: Abort tears the job down at once, and
+        # a loaded machine then loses output (seen under pytest-xdist: a traceback cut short)
+        time.sleep(0.5)
         MPI.COMM_WORLD.Abort(1)  # take every rank down: a failure must not become a hang
     print(f"RANK {r} OK", flush=True)
     ringred.shutdown()

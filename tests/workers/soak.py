@@ -4,7 +4,9 @@ exactly against an integer reference and for bit-identity across ranks; every in
 must end with the right error on every rank and the next call must work.
 
 All ranks draw the plan from one shared seed (RINGRED_SOAK_SEED); the data is rank-specific.
-RINGRED_SOAK_SECONDS bounds the run (the last step finishes)."""
+RINGRED_SOAK_STEPS runs that many steps (the same plan on every machine; the tests use it),
+else RINGRED_SOAK_SECONDS bounds the run (the last step finishes).  Rank 0 ends with the
+counts and the kinds of collective that ran."""
 
 from __future__ import annotations
 
@@ -126,14 +128,16 @@ def bad_step(plan: np.random.Generator, step: int) -> None:
 def body() -> None:
     seed = int(os.environ.get("RINGRED_SOAK_SEED", "1"))
     limit = float(os.environ.get("RINGRED_SOAK_SECONDS", "20"))
+    steps = int(os.environ.get("RINGRED_SOAK_STEPS", "0"))
     plan = np.random.default_rng(seed)  # the same on every rank
     t0 = time.monotonic()
     done = faults = stops = 0
     step = 0
+    kinds: set[str] = set()
     while True:
         # every rank takes the same decision to go on
-        go = ringred.broadcast_object(time.monotonic() - t0 < limit, root_rank=0)
-        if not go:
+        go = step < steps if steps else time.monotonic() - t0 < limit
+        if not ringred.broadcast_object(go, root_rank=0):
             break
         step += 1
         roll = plan.random()
@@ -145,12 +149,14 @@ def body() -> None:
             if ringred.rank() == victim:
                 sigstop_me(0.5)
             stops += 1
-        one_step(seed, step, plan)
+        kinds.add(one_step(seed, step, plan).split("/")[0])
         done += 1
     if BF16 is not None:
         assert BF16 in DTYPES
+    kinds_list = ",".join(sorted(kinds))
     print(f"rank {ringred.rank()}: soak seed {seed}: {done} collectives, {faults} one-rank "
-          f"faults, {stops} stops, {time.monotonic() - t0:.1f} s", flush=True)
+          f"faults, {stops} stops, {time.monotonic() - t0:.1f} s; kinds [{kinds_list}]",
+          flush=True)
 
 
 if __name__ == "__main__":
