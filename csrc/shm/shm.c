@@ -429,10 +429,16 @@ static rr_status wait_slow(rr_comm *c, rr_shm_line *line, uint64_t want, int pee
         spinning = t < spin_until;
         if (t >= next_live) {
             next_live = t + RR_LIVENESS_S;
-            /* Every peer: the one we wait for may itself wait for the dead one. */
-            RR_CHECK(rr_live_poll(c, peer, s->what));
+            /* Every peer: the one we wait for may itself wait for the dead one.  A peer
+             * may also have written the counter and then exited while we slept: what it
+             * wrote counts (the communicator stays broken for the next call). */
+            rr_status st = rr_live_poll(c, peer, s->what);
+            if (st != RR_OK)
+                return atomic_load_explicit(&line->v, memory_order_acquire) >= want ? RR_OK
+                                                                                    : st;
         }
-        if (s->timeout_s > 0 && t - t0 > s->timeout_s) /* 0: never */
+        if (s->timeout_s > 0 && t - t0 > s->timeout_s && /* 0: never */
+            atomic_load_explicit(&line->v, memory_order_acquire) < want)
             return rr_live_timeout_error(c, peer, s->what);
     }
 }
