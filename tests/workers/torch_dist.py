@@ -202,6 +202,16 @@ def _errors() -> None:
     if n > 1:
         # shapes differ by rank: a clear error on every rank, then the group still works
         expect(ringred.MismatchError, lambda: dist.all_reduce(torch.ones(2 + r)), "shape")
+        # a tensor the group cannot reduce on one rank only: that rank raises, the others
+        # fail at once with its reason (not after the stall inspector), and nobody hangs
+        bad = torch.ones(2, dtype=torch.bool if r == n - 1 else torch.float32)
+        try:
+            dist.all_reduce(bad)
+        except Exception as exc:  # noqa: BLE001 - the peers' type is the engine's
+            assert "torch.bool" in str(exc), exc
+            assert r != n - 1 or isinstance(exc, NotImplementedError), exc
+        else:
+            raise AssertionError("a bool tensor on one rank went through")
         expect(ringred.MismatchError, lambda: dist.all_gather_into_tensor(
             torch.empty(n * (1 + r)), torch.ones(1 + r)), "shape")
     t = torch.ones(3)

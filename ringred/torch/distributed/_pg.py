@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 import ringred
+from ringred._lib import ReqKind
 from ringred.ops import ReduceOp
 from ringred.process_sets import ProcessSet
 
@@ -123,14 +124,17 @@ class RingredProcessGroup(dist.ProcessGroup):
         if len(tensors) != 1:
             return self.allreduce_coalesced(tensors, opts)
         t = tensors[0]
-        src = T.reducible(t, op, "allreduce")
+        name = self._name("allreduce")
+        try:
+            src = T.reducible(t, op, "allreduce")
+        except Exception as exc:  # one rank's tensor: the others fail this name at once
+            self._ps._context().get_engine().reject(name, ReqKind.ALLREDUCE, exc)
+            raise
         if src is t:  # by address (ringred._torch_fast), in place: the result is t
-            h = ringred.allreduce_async(t, op=op, name=self._name("allreduce"), out=t,
-                                        process_set=self._ps)
+            h = ringred.allreduce_async(t, op=op, name=name, out=t, process_set=self._ps)
             return self._submit([h], None, "allreduce", [t])
         x = T.array(src)
-        h = ringred.allreduce_async(x, op=op, name=self._name("allreduce"), out=x,
-                                    process_set=self._ps)
+        h = ringred.allreduce_async(x, op=op, name=name, out=x, process_set=self._ps)
 
         def finish(_v: list) -> list:
             if src.data_ptr() != t.data_ptr():
